@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install what building, testing and benchmarking tidalloc needs on Debian.
+# Usage: scripts/deps.sh [build|test|bench]   (each level includes the ones before)
+set -euo pipefail
+level=${1:-build}
+pkgs=(cmake make gcc g++ pkg-config)
+case "$level" in
+  test|bench) pkgs+=(python3 perl sqlite3 git valgrind) ;;
+esac
+case "$level" in
+  bench) pkgs+=(libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 python3-matplotlib
+                redis-server redis-tools time) ;;
+esac
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "installing: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,479 @@
+#include "api.h"
+#include "heap.h"
+#include "huge.h"
+#include "lock.h"
+#include "meta.h"
+#include "os.h"
+#include "page.h"
+#include "pagemap.h"
+#include "safety.h"
+#include "sizeclass.h"
+#include "tidalloc.h"
+
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- initialisation ------------------------------------------------------- */
+
+enum { INIT_NONE, INIT_RUNNING, INIT_DONE };
+static int init_state = INIT_NONE;
+static td_mutex_t init_lock = TD_MUTEX_INIT("init");
+
+static void td_prefork(void);
+static void td_postfork_parent(void);
+static void td_postfork_child(void);
+
+static TD_COLD void td_init(void) {
+  mutex_lock(&init_lock);
+  if (init_state == INIT_NONE) {
+    init_state = INIT_RUNNING;
+    os_init();
+    sizeclass_init();
+    page_init();
+    heap_init();
+    __atomic_store_n(&init_state, INIT_DONE, __ATOMIC_RELEASE);
+    mutex_unlock(&init_lock);
+    /* May allocate: allowed now that the allocator works. */
+    pthread_atfork(td_prefork, td_postfork_parent, td_postfork_child);
+    return;
+  }
+  mutex_unlock(&init_lock);
+}
+
+TD_INLINE void td_ensure_init(void) {
+  if (TD_UNLIKELY(__atomic_load_n(&init_state, __ATOMIC_ACQUIRE) != INIT_DONE)) td_init();
+}
+
+/* Run the initialisation early when the library is loaded, so that the first
+ * allocation of a process does not pay for it (it would still work lazily). */
+__attribute__((constructor)) static void td_constructor(void) { td_ensure_init(); }
+
+/* Lock order: registry → global heap → huge → page → pagemap → meta. */
+static void td_prefork(void) {
+  mutex_lock(&init_lock);
+  heap_prefork();
+  huge_prefork();
+  page_prefork();
+  pagemap_prefork();
+  meta_prefork();
+}
+
+static void td_postfork_parent(void) {
+  meta_postfork_parent();
+  pagemap_postfork_parent();
+  page_postfork_parent();
+  huge_postfork_parent();
+  heap_postfork_parent();
+  mutex_unlock(&init_lock);
+}
+
+static void td_postfork_child(void) {
+  meta_postfork_child();
+  pagemap_postfork_child();
+  page_postfork_child();
+  huge_postfork_child();
+  heap_postfork_child();
+  mutex_postfork_child(&init_lock);
+}
+
+/* ---- the three size paths -------------------------------------------------- */
+
+static TD_NOINLINE void *small_slow(unsigned cls) {
+  td_ensure_init();
+  void *p = heap_alloc_slow(tls_heap, cls);
+  if (TD_UNLIKELY(!p)) errno = ENOMEM;
+  return p;
+}
+
+TD_INLINE void *small_alloc(unsigned cls) {
+  heap_t *h = tls_heap;
+  span_t *s = h->cur[cls];
+  block_t *b = (block_t *)s->free;
+  if (TD_LIKELY(b != NULL)) {
+    s->free = b->next;
+    b->key = 0;
+    s->used++;
+    return b;
+  }
+  return small_slow(cls);
+}
+
+static void *large_alloc(size_t size, size_t align, bool zero) {
+  span_t *s = page_alloc(td_pages_of(size), align > TD_PAGE ? align >> TD_PAGE_SHIFT : 1);
+  if (!s) return NULL;
+  s->kind = SPAN_LARGE;
+  s->owner = NULL;
+  s->start = s->base;
+  if (zero && !s->zeroed) memset((void *)s->base, 0, size);
+  pagemap_set(s->base, 1, s);
+  return (void *)s->base;
+}
+
+static void large_free(span_t *s) {
+  pagemap_set(s->base, 1, &span_released);
+  s->kind = SPAN_RELEASED;
+  page_free(s);
+}
+
+/* Anything that is not a small request with a table-resolved class. */
+static TD_NOINLINE void *alloc_generic(size_t size, size_t align, bool zero) {
+  td_ensure_init();
+  void *p;
+  if (size <= SC_SMALL_MAX && align <= TD_QUANTUM) {
+    p = small_alloc(sizeclass_of(size));
+    if (p && zero) memset(p, 0, size);
+    return p;
+  }
+  if (size <= SC_SMALL_MAX && align <= TD_PAGE) {
+    unsigned cls = sizeclass_of_aligned(size, align);
+    if (cls) {
+      p = small_alloc(cls);
+      if (p && zero) memset(p, 0, size);
+      return p;
+    }
+  }
+  if (size > PTRDIFF_MAX || align > PTRDIFF_MAX / 2) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (size <= TD_LARGE_MAX && align <= TD_UNIT)
+    p = large_alloc(size ? size : 1, align, zero);
+  else
+    p = huge_alloc(size, align, zero);
+  if (TD_UNLIKELY(!p)) errno = ENOMEM;
+  return p;
+}
+
+/* ---- malloc / free ------------------------------------------------------------ */
+
+TD_EXPORT void *malloc(size_t size) {
+  if (TD_LIKELY(size <= SC_LOOKUP_MAX)) return small_alloc(sc_lookup[(size + 15) >> 4]);
+  return alloc_generic(size, 0, false);
+}
+
+/* What went wrong with a pointer that failed the free checks. */
+static TD_COLD TD_NORETURN void free_bad(const void *p, span_t *s, const char *fn) {
+  if (!s) safety_report("invalid free", p, "not allocated by tidalloc", -1, fn);
+  switch (s->kind) {
+    case SPAN_SLAB: {
+      uintptr_t off = (uintptr_t)p - s->start;
+      if (off >= s->limit || off % s->size)
+        safety_report("invalid free", p, "not the start of a block; size class", (long)s->size, fn);
+      safety_report("double free", p, "size class", (long)s->size, fn);
+    }
+    case SPAN_LARGE:
+    case SPAN_HUGE:
+      safety_report("invalid free", p, "inside a block of bytes", (long)s->bytes, fn);
+    case SPAN_RELEASED:
+      safety_report("double free", p, "block already given back", -1, fn);
+    default:
+      safety_report("invalid free", p, "unknown block", -1, fn);
+  }
+}
+
+TD_INLINE bool slab_block_bad(const span_t *s, const void *p) {
+  uintptr_t off = (uintptr_t)p - s->start;
+  return off >= s->limit || off * s->divc >= s->divc || ((const block_t *)p)->key == heap_free_key;
+}
+
+static TD_NOINLINE void free_generic(void *p, span_t *s, heap_t *h) {
+  if (!p) return;
+  int saved = errno;
+  if (TD_UNLIKELY(!s)) free_bad(p, s, "free");
+  switch (s->kind) {
+    case SPAN_SLAB: {
+      if (TD_UNLIKELY(slab_block_bad(s, p))) free_bad(p, s, "free");
+      block_t *b = p;
+      b->key = heap_free_key;
+      heap_free_remote(h, s, b);
+      break;
+    }
+    case SPAN_LARGE:
+      if (TD_UNLIKELY(p != (void *)s->start)) free_bad(p, s, "free");
+      large_free(s);
+      break;
+    case SPAN_HUGE:
+      if (TD_UNLIKELY(p != (void *)s->start)) free_bad(p, s, "free");
+      huge_free(s);
+      break;
+    default:
+      free_bad(p, s, "free");
+  }
+  errno = saved;
+}
+
+TD_EXPORT void free(void *p) {
+  span_t *s = pagemap_lookup(p);
+  heap_t *h = tls_heap;
+  if (TD_LIKELY(s != NULL && s->owner == h)) {
+    if (TD_UNLIKELY(slab_block_bad(s, p))) free_bad(p, s, "free");
+    block_t *b = p;
+    b->key = heap_free_key;
+    b->next = s->free;
+    s->free = (uintptr_t)b;
+    if (TD_UNLIKELY(--s->used - 1u >= SPAN_FULL_FLAG - 1u)) heap_free_local_slow(h, s);
+    return;
+  }
+  free_generic(p, s, h);
+}
+
+/* ---- the rest of the family --------------------------------------------------- */
+
+TD_EXPORT void *calloc(size_t n, size_t size) {
+  size_t total;
+  if (TD_UNLIKELY(__builtin_mul_overflow(n, size, &total))) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  if (TD_LIKELY(total <= SC_LOOKUP_MAX)) {
+    void *p = small_alloc(sc_lookup[(total + 15) >> 4]);
+    if (TD_LIKELY(p)) memset(p, 0, total);
+    return p;
+  }
+  return alloc_generic(total, 0, true);
+}
+
+static size_t usable_of(span_t *s) {
+  switch (s->kind) {
+    case SPAN_SLAB: return s->size;
+    case SPAN_LARGE:
+    case SPAN_HUGE: return s->bytes;
+    default: return 0;
+  }
+}
+
+/* A span for p that a caller may resize or measure; reports misuse. */
+static span_t *span_checked(void *p, const char *fn) {
+  span_t *s = pagemap_lookup(p);
+  if (TD_UNLIKELY(!s)) free_bad(p, s, fn);
+  if (s->kind == SPAN_SLAB) {
+    if (TD_UNLIKELY(slab_block_bad(s, p))) free_bad(p, s, fn);
+  } else if (TD_UNLIKELY((s->kind != SPAN_LARGE && s->kind != SPAN_HUGE) || p != (void *)s->start)) {
+    free_bad(p, s, fn);
+  }
+  return s;
+}
+
+static void *realloc_move(void *p, size_t old_usable, size_t size) {
+  void *q = alloc_generic(size, 0, false);
+  if (!q) return NULL;
+  memcpy(q, p, TD_MIN(old_usable, size));
+  free(p);
+  return q;
+}
+
+TD_EXPORT void *realloc(void *p, size_t size) {
+  if (!p) return malloc(size);
+  if (size == 0) {
+    free(p);
+    return NULL;
+  }
+  span_t *s = span_checked(p, "realloc");
+  if (TD_UNLIKELY(size > PTRDIFF_MAX)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  switch (s->kind) {
+    case SPAN_SLAB:
+      /* Stay when the new size fits and would not fit a much smaller class. */
+      if (size <= s->size && size > s->size / 2) return p;
+      if (size <= s->size && s->size <= 64) return p;
+      return realloc_move(p, s->size, size);
+    case SPAN_LARGE: {
+      if (size > SC_SMALL_MAX && size <= TD_LARGE_MAX) {
+        size_t want = td_pages_of(size), have = s->bytes >> TD_PAGE_SHIFT;
+        if (want == have) return p;
+        if (want < have) { page_shrink(s, want); return p; }
+        if (page_grow(s, want)) return p;
+      }
+      return realloc_move(p, s->bytes, size);
+    }
+    default: /* SPAN_HUGE */
+      if (size > TD_LARGE_MAX) {
+        void *q = huge_realloc(s, size);
+        if (q) return q;
+      }
+      return realloc_move(p, s->bytes, size);
+  }
+}
+
+TD_EXPORT void *reallocarray(void *p, size_t n, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(n, size, &total)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return realloc(p, total);
+}
+
+void *td_aligned(size_t align, size_t size) {
+  if (align <= TD_QUANTUM) return malloc(size);
+  return alloc_generic(size, align, false);
+}
+
+TD_EXPORT void *aligned_alloc(size_t align, size_t size) {
+  if (TD_UNLIKELY(!td_is_pow2(align))) {
+    errno = EINVAL;
+    return NULL;
+  }
+  return td_aligned(align, size);
+}
+
+TD_EXPORT void *memalign(size_t align, size_t size) {
+  /* glibc: small alignments mean malloc; others round up to a power of two. */
+  if (align <= TD_QUANTUM) return malloc(size);
+  if (align > SIZE_MAX / 2 + 1) {
+    errno = EINVAL;
+    return NULL;
+  }
+  if (!td_is_pow2(align)) align = (size_t)1 << (td_log2_floor(align) + 1);
+  return td_aligned(align, size);
+}
+
+TD_EXPORT int posix_memalign(void **out, size_t align, size_t size) {
+  if (!td_is_pow2(align) || align < sizeof(void *)) return EINVAL;
+  int saved = errno;
+  void *p = td_aligned(align, size);
+  if (!p) {
+    errno = saved;
+    return ENOMEM;
+  }
+  *out = p;
+  return 0;
+}
+
+TD_EXPORT void *valloc(size_t size) { return td_aligned(TD_PAGE, size); }
+
+TD_EXPORT void *pvalloc(size_t size) {
+  size_t rounded = td_align_up(size ? size : 1, TD_PAGE);
+  if (rounded < size) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return td_aligned(TD_PAGE, rounded);
+}
+
+TD_EXPORT size_t malloc_usable_size(void *p) {
+  if (!p) return 0;
+  return usable_of(span_checked(p, "malloc_usable_size"));
+}
+
+/* Not declared by glibc 2.36's headers. */
+void free_sized(void *p, size_t size);
+void free_aligned_sized(void *p, size_t align, size_t size);
+void cfree(void *p);
+
+void td_free_sized(void *p, size_t size) {
+  (void)size;
+  free(p);
+}
+
+TD_EXPORT void free_sized(void *p, size_t size) { td_free_sized(p, size); }
+TD_EXPORT void free_aligned_sized(void *p, size_t align, size_t size) { (void)align; td_free_sized(p, size); }
+TD_EXPORT void cfree(void *p) { free(p); }
+
+/* ---- releasing memory and glibc's introspection ------------------------------- */
+
+TD_EXPORT size_t tidal_purge(void) {
+  td_ensure_init();
+  heap_thread_flush();
+  heap_sweep_pool();
+  size_t n = huge_purge_all();
+  return n + page_purge_all();
+}
+
+TD_EXPORT void tidal_thread_flush(void) { heap_thread_flush(); }
+
+TD_EXPORT int malloc_trim(size_t pad) {
+  (void)pad;
+  return tidal_purge() > 0;
+}
+
+TD_EXPORT struct mallinfo2 mallinfo2(void) {
+  struct mallinfo2 mi;
+  memset(&mi, 0, sizeof mi);
+  td_ensure_init();
+  page_stats_t ps;
+  huge_stats_t hs;
+  page_stats_get(&ps);
+  huge_stats_get(&hs);
+  mi.arena = ps.mapped;
+  mi.hblks = hs.live_count;
+  mi.hblkhd = hs.live_bytes + hs.cached_bytes;
+  mi.uordblks = ps.active + hs.live_bytes;
+  mi.fordblks = ps.dirty + hs.cached_bytes;
+  mi.keepcost = ps.dirty;
+  return mi;
+}
+
+TD_EXPORT struct mallinfo mallinfo(void) {
+  struct mallinfo2 m2 = mallinfo2();
+  struct mallinfo mi;
+  memset(&mi, 0, sizeof mi);
+  mi.arena = (int)m2.arena;
+  mi.hblks = (int)m2.hblks;
+  mi.hblkhd = (int)m2.hblkhd;
+  mi.uordblks = (int)m2.uordblks;
+  mi.fordblks = (int)m2.fordblks;
+  mi.keepcost = (int)m2.keepcost;
+  return mi;
+}
+
+TD_EXPORT int mallopt(int param, int value) {
+  (void)param; (void)value;
+  return 1;   /* accepted; glibc's tunables do not apply */
+}
+
+TD_EXPORT void malloc_stats(void) {
+  struct mallinfo2 mi = mallinfo2();
+  char line[160], num[24];
+  size_t n = 0;
+  const char *label[] = { "tidalloc: mapped ", ", in use ", ", free ", "\n" };
+  size_t val[] = { mi.arena + mi.hblkhd, mi.uordblks, mi.fordblks };
+  for (int i = 0; i < 3; i++) {
+    size_t l = strlen(label[i]);
+    memcpy(line + n, label[i], l); n += l;
+    size_t k = fmt_u64(num, val[i]);
+    memcpy(line + n, num, k); n += k;
+  }
+  line[n++] = '\n';
+  os_write_stderr(line, n);
+}
+
+TD_EXPORT int malloc_info(int options, FILE *fp) {
+  if (options != 0) {
+    errno = EINVAL;
+    return -1;
+  }
+  struct mallinfo2 mi = mallinfo2();
+  fprintf(fp, "<malloc version=\"tidalloc-%s\">\n<total type=\"mmap\" size=\"%zu\"/>\n"
+              "<system type=\"current\" size=\"%zu\"/>\n<total type=\"rest\" size=\"%zu\"/>\n</malloc>\n",
+          TIDAL_VERSION_STRING, mi.hblkhd, mi.arena, mi.fordblks);
+  return 0;
+}
+
+TD_EXPORT const char *tidal_version(void) { return TIDAL_VERSION_STRING; }
+
+TD_EXPORT size_t tidal_usable_size(const void *p) { return malloc_usable_size((void *)p); }
+
+/* ---- aliases ---------------------------------------------------------------------- */
+
+#define TD_ALIAS(name, target) \
+  __typeof__(target) name __attribute__((alias(#target), copy(target)))
+#define TD_ALIAS_EXPORT(name, target) \
+  __typeof__(target) name __attribute__((alias(#target), copy(target), visibility("default")))
+
+TD_ALIAS(td_malloc, malloc);
+TD_ALIAS(td_free, free);
+TD_ALIAS_EXPORT(__libc_malloc, malloc);
+TD_ALIAS_EXPORT(__libc_free, free);
+TD_ALIAS_EXPORT(__libc_calloc, calloc);
+TD_ALIAS_EXPORT(__libc_realloc, realloc);
+TD_ALIAS_EXPORT(__libc_memalign, memalign);
+TD_ALIAS_EXPORT(__libc_valloc, valloc);
+TD_ALIAS_EXPORT(__libc_pvalloc, pvalloc);
+TD_ALIAS_EXPORT(__posix_memalign, posix_memalign);

@@ -1,0 +1,351 @@
+#include "heap.h"
+#include "lock.h"
+#include "meta.h"
+#include "os.h"
+#include "page.h"
+#include "pagemap.h"
+#include "safety.h"
+
+#include <errno.h>
+#include <pthread.h>
+
+__thread heap_t *tls_heap __attribute__((tls_model("initial-exec"))) = &heap_empty;
+static __thread uint8_t tls_exited __attribute__((tls_model("initial-exec")));
+
+span_t span_empty = { .kind = SPAN_NONE };
+heap_t heap_empty = { .cur = { [0 ... SC_NCLASSES - 1] = &span_empty }, .state = HEAP_DEAD };
+uint64_t heap_free_key = 0x5bd1e9955bd1e995ull;   /* replaced by a random value at init */
+
+static td_mutex_t registry_lock = TD_MUTEX_INIT("heap_registry");
+static td_mutex_t global_lock = TD_MUTEX_INIT("heap_global");
+static heap_t *all_heaps, *heap_pool, *global_heap;
+static uint32_t heap_next_id;
+static pthread_key_t heap_tsd;
+
+static void heap_thread_exit(void *arg);
+
+static heap_t *heap_create(uint32_t state) {
+  heap_t *h = meta_alloc(sizeof(heap_t), TD_CACHELINE);
+  if (!h) return NULL;
+  for (unsigned c = 0; c < SC_NCLASSES; c++) h->cur[c] = &span_empty;
+  h->state = state;
+  mutex_lock(&registry_lock);
+  h->id = heap_next_id++;
+  h->all_next = all_heaps;
+  all_heaps = h;
+  mutex_unlock(&registry_lock);
+  return h;
+}
+
+void heap_init(void) {
+  uint64_t k;
+  do k = os_random64(); while (k == 0);
+  heap_free_key = k;
+  pthread_key_create(&heap_tsd, heap_thread_exit);
+  global_heap = heap_create(HEAP_GLOBAL);
+}
+
+/* ---- lists of spans (doubly linked through next/prev) -------------------- */
+
+static void list_push(span_t **head, span_t *s) {
+  s->prev = NULL;
+  s->next = *head;
+  if (*head) (*head)->prev = s;
+  *head = s;
+}
+
+static void list_remove(span_t **head, span_t *s) {
+  if (s->prev) s->prev->next = s->next; else *head = s->next;
+  if (s->next) s->next->prev = s->prev;
+  s->next = s->prev = NULL;
+}
+
+/* ---- slab spans ----------------------------------------------------------- */
+
+static void slab_init(heap_t *h, span_t *s, unsigned cls) {
+  const sc_info_t *ci = &sc_info[cls];
+  s->owner = h;
+  s->kind = SPAN_SLAB;
+  s->cls = (uint16_t)cls;
+  s->size = ci->size;
+  s->capacity = ci->capacity;
+  s->limit = ci->capacity * ci->size;
+  s->divc = ci->divc;
+  s->start = s->base;
+  s->bump = s->base;
+  s->bump_end = s->base + s->limit;
+  s->free = 0;
+  s->used = 0;
+  s->next = s->prev = NULL;
+}
+
+/* Give a slab back to the page layer; its pages now resolve to span_released. */
+static void slab_release(span_t *s) {
+  s->owner = NULL;
+  s->kind = SPAN_RELEASED;
+  pagemap_set(s->base, s->bytes >> TD_PAGE_SHIFT, &span_released);
+  page_free(s);
+}
+
+static span_t *slab_new(heap_t *h, unsigned cls) {
+  size_t pages = sc_info[cls].pages;
+  for (span_t *s = h->span_cache; s; s = s->next) {
+    if (s->bytes == pages * TD_PAGE) {
+      list_remove(&h->span_cache, s);
+      h->span_cache_n--;
+      slab_init(h, s, cls);
+      return s;
+    }
+  }
+  span_t *s = page_alloc(pages, 1);
+  if (!s) return NULL;
+  slab_init(h, s, cls);
+  pagemap_set(s->base, pages, s);
+  return s;
+}
+
+/* An empty slab leaves its class: keep a few for reuse, release the rest. */
+static void slab_retire(heap_t *h, span_t *s) {
+  if (h->span_cache_n < HEAP_SPAN_CACHE && h->state == HEAP_ACTIVE) {
+    s->free = 0;
+    s->used = 0;
+    s->bump = s->bump_end = s->start;   /* nothing to carve until re-initialised */
+    list_push(&h->span_cache, s);
+    h->span_cache_n++;
+    return;
+  }
+  slab_release(s);
+}
+
+/* Move up to one batch of never-used blocks onto the free list. */
+static void slab_carve(span_t *s) {
+  uint32_t size = s->size;
+  size_t n = TD_MIN((size_t)sc_info[s->cls].batch, (size_t)(s->bump_end - s->bump) / size);
+  uintptr_t first = s->bump, p = first;
+  for (size_t i = 1; i < n; i++, p += size) ((block_t *)p)->next = p + size;
+  ((block_t *)p)->next = s->free;
+  s->free = first;
+  s->bump = first + n * size;
+}
+
+/* ---- allocation slow path ------------------------------------------------ */
+
+static heap_t *heap_bind(void) {
+  if (tls_exited) return NULL;
+  mutex_lock(&registry_lock);
+  heap_t *h = heap_pool;
+  if (h) { heap_pool = h->pool_next; h->pool_next = NULL; h->state = HEAP_ACTIVE; }
+  mutex_unlock(&registry_lock);
+  if (!h && !(h = heap_create(HEAP_ACTIVE))) return NULL;
+  tls_heap = h;                          /* before setspecific, which may allocate */
+  pthread_setspecific(heap_tsd, h);
+  return h;
+}
+
+static void *heap_refill(heap_t *h, unsigned cls) {
+  span_t *s = h->cur[cls];
+  if (s != &span_empty && s->bump < s->bump_end) {
+    slab_carve(s);
+    return heap_alloc_small(h, cls);
+  }
+  if (h->out_pending) heap_flush_out(h);
+  if (__atomic_load_n(&h->inbox, __ATOMIC_RELAXED)) {
+    heap_collect(h);
+    if (h->cur[cls]->free) return heap_alloc_small(h, cls);
+  }
+  if (s != &span_empty) s->used |= SPAN_FULL_FLAG;   /* leaves cur, on no list */
+  s = h->partial[cls];
+  if (s) {
+    list_remove(&h->partial[cls], s);
+  } else if (!(s = slab_new(h, cls))) {
+    h->cur[cls] = &span_empty;
+    return NULL;
+  } else {
+    slab_carve(s);
+  }
+  h->cur[cls] = s;
+  return heap_alloc_small(h, cls);
+}
+
+void *heap_alloc_slow(heap_t *h, unsigned cls) {
+  if (TD_UNLIKELY(h == &heap_empty)) {
+    h = heap_bind();
+    if (!h) {
+      /* The thread is past its heap's destructor: share the global heap. */
+      mutex_lock(&global_lock);
+      if (__atomic_load_n(&global_heap->inbox, __ATOMIC_RELAXED)) heap_collect(global_heap);
+      void *p = heap_alloc_small(global_heap, cls);
+      mutex_unlock(&global_lock);
+      return p;
+    }
+    return heap_alloc_small(h, cls);
+  }
+  return heap_refill(h, cls);
+}
+
+/* ---- free slow paths ------------------------------------------------------ */
+
+void heap_free_local_slow(heap_t *h, span_t *s) {
+  if (s->used & SPAN_FULL_FLAG) {
+    s->used &= ~SPAN_FULL_FLAG;
+    if (s->used == 0) slab_retire(h, s);
+    else list_push(&h->partial[s->cls], s);
+    return;
+  }
+  /* used == 0 */
+  if (s == h->cur[s->cls]) return;   /* keep the current span even when empty */
+  list_remove(&h->partial[s->cls], s);
+  slab_retire(h, s);
+}
+
+static void inbox_push(heap_t *dest, block_t *head, block_t *tail) {
+  block_t *old = __atomic_load_n(&dest->inbox, __ATOMIC_RELAXED);
+  do tail->next = (uintptr_t)old;
+  while (!__atomic_compare_exchange_n(&dest->inbox, &old, head, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+}
+
+static void outbuf_flush(outbuf_t *o) {
+  inbox_push(o->dest, o->head, o->tail);
+  o->head = o->tail = NULL;
+  o->n = 0;
+}
+
+void heap_free_remote(heap_t *h, span_t *s, block_t *b) {
+  heap_t *dest = s->owner;
+  if (h == &heap_empty || h->state != HEAP_ACTIVE) {
+    inbox_push(dest, b, b);
+    return;
+  }
+  outbuf_t *o = &h->out[dest->id & (HEAP_OUT_SLOTS - 1)];
+  if (o->dest != dest) {
+    if (o->n) outbuf_flush(o);
+    o->dest = dest;
+  }
+  b->next = (uintptr_t)o->head;
+  o->head = b;
+  if (o->n++ == 0) o->tail = b;
+  h->out_pending = 1;
+  if (o->n >= HEAP_OUT_BATCH) outbuf_flush(o);
+}
+
+void heap_flush_out(heap_t *h) {
+  for (unsigned i = 0; i < HEAP_OUT_SLOTS; i++)
+    if (h->out[i].n) outbuf_flush(&h->out[i]);
+  h->out_pending = 0;
+}
+
+void heap_collect(heap_t *h) {
+  block_t *b = __atomic_exchange_n(&h->inbox, NULL, __ATOMIC_ACQUIRE);
+  while (b) {
+    block_t *next = (block_t *)b->next;
+    span_t *s = pagemap_lookup(b);
+    TD_DASSERT(s && s->owner == h && s->kind == SPAN_SLAB);
+    b->next = s->free;
+    s->free = (uintptr_t)b;
+    if (TD_UNLIKELY(--s->used - 1u >= SPAN_FULL_FLAG - 1u)) heap_free_local_slow(h, s);
+    b = next;
+  }
+}
+
+/* Return empty slabs (cached, or current but unused) to the page layer. */
+static void heap_trim(heap_t *h) {
+  while (h->span_cache) {
+    span_t *s = h->span_cache;
+    list_remove(&h->span_cache, s);
+    slab_release(s);
+  }
+  h->span_cache_n = 0;
+  for (unsigned c = 1; c < SC_NCLASSES; c++) {
+    span_t *s = h->cur[c];
+    if (s != &span_empty && s->used == 0) {
+      h->cur[c] = &span_empty;
+      slab_release(s);
+    }
+  }
+}
+
+void heap_thread_flush(void) {
+  heap_t *h = tls_heap;
+  if (h == &heap_empty) return;
+  heap_flush_out(h);
+  heap_collect(h);
+  heap_trim(h);
+}
+
+static void heap_thread_exit(void *arg) {
+  heap_t *h = arg;
+  heap_flush_out(h);
+  heap_collect(h);
+  heap_trim(h);
+  tls_heap = &heap_empty;
+  tls_exited = 1;
+  mutex_lock(&registry_lock);
+  h->state = HEAP_POOLED;
+  h->pool_next = heap_pool;
+  heap_pool = h;
+  mutex_unlock(&registry_lock);
+}
+
+void heap_sweep_pool(void) {
+  mutex_lock(&registry_lock);
+  for (heap_t *h = heap_pool; h; h = h->pool_next) {
+    heap_collect(h);
+    heap_trim(h);
+  }
+  mutex_unlock(&registry_lock);
+  mutex_lock(&global_lock);
+  heap_collect(global_heap);
+  mutex_unlock(&global_lock);
+}
+
+/* ---- validation ------------------------------------------------------------ */
+
+static size_t free_list_len(const span_t *s) {
+  size_t n = 0;
+  for (uintptr_t p = s->free; p; p = ((block_t *)p)->next) {
+    TD_CHECK(p >= s->start && p < s->bump && (p - s->start) % s->size == 0, "corrupt free list", (void *)p, "heap_validate");
+    TD_CHECK(++n <= s->capacity, "free list cycle", (void *)s->start, "heap_validate");
+  }
+  return n;
+}
+
+static void span_validate(heap_t *h, span_t *s, unsigned cls) {
+  TD_CHECK(s->owner == h && s->kind == SPAN_SLAB && s->cls == cls, "span ownership", (void *)s->start, "heap_validate");
+  size_t carved = (s->bump - s->start) / s->size;
+  TD_CHECK(free_list_len(s) + (s->used & ~SPAN_FULL_FLAG) == carved, "span block count", (void *)s->start, "heap_validate");
+  TD_CHECK(pagemap_lookup((void *)s->start) == s, "pagemap", (void *)s->start, "heap_validate");
+}
+
+void heap_validate(heap_t *h) {
+  for (unsigned c = 1; c < SC_NCLASSES; c++) {
+    if (h->cur[c] != &span_empty) {
+      span_validate(h, h->cur[c], c);
+      TD_CHECK(!(h->cur[c]->used & SPAN_FULL_FLAG), "current span marked full", (void *)h->cur[c]->start, "heap_validate");
+    }
+    for (span_t *s = h->partial[c]; s; s = s->next) {
+      span_validate(h, s, c);
+      TD_CHECK(s->free != 0 && !(s->used & SPAN_FULL_FLAG), "partial span state", (void *)s->start, "heap_validate");
+    }
+  }
+}
+
+/* ---- fork ------------------------------------------------------------------- */
+
+void heap_prefork(void) {
+  mutex_lock(&registry_lock);
+  mutex_lock(&global_lock);
+}
+
+void heap_postfork_parent(void) {
+  mutex_unlock(&global_lock);
+  mutex_unlock(&registry_lock);
+}
+
+void heap_postfork_child(void) {
+  mutex_postfork_child(&global_lock);
+  mutex_postfork_child(&registry_lock);
+  /* Other threads' heaps may have been mid-update when their threads vanished:
+   * never reuse them. Their memory stays (the child usually execs or exits). */
+  for (heap_t *h = all_heaps; h; h = h->all_next)
+    if (h->state == HEAP_ACTIVE && h != tls_heap) h->state = HEAP_DEAD;
+}

@@ -1,0 +1,97 @@
+/*
+ * heap.h — thread-local heaps of size-class slabs: the small-object fast path.
+ *
+ * What it is: every thread owns one heap. A heap owns slab spans; for each
+ * size class it allocates from one current span (pop of the span's free list)
+ * and keeps the others that have free blocks on a partial list. Only the owner
+ * touches a span's free list, so a small malloc or free on its own thread
+ * takes no lock and no atomic read-modify-write.
+ * A free from another thread does not touch the span: the block is queued in
+ * the freeing thread's outgoing buffer for the owner heap and the buffer is
+ * pushed onto the owner's inbox (a lock-free multi-producer stack) with one
+ * CAS per batch. The owner drains its inbox whenever it needs memory.
+ * When a thread exits, its heap flushes, returns empty slabs, and goes to a
+ * pool with the slabs still in use; the next new thread adopts it whole, so
+ * thread churn neither leaks nor grows.
+ * What it is not: the large or huge path (page.h, huge.h), or initialisation.
+ * It may call: page, pagemap, meta, sizeclass, lock, safety, os.
+ */
+#ifndef TIDAL_HEAP_H
+#define TIDAL_HEAP_H
+
+#include "sizeclass.h"
+#include "span.h"
+
+#define HEAP_OUT_SLOTS   8      /* outgoing remote-free buffers per heap */
+#define HEAP_OUT_BATCH   32     /* blocks per buffer before it is pushed */
+#define HEAP_SPAN_CACHE  4      /* empty slabs a heap keeps for reuse */
+
+typedef struct outbuf_s {
+  struct heap_s *dest;
+  block_t *head, *tail;
+  uint32_t n;
+} outbuf_t;
+
+enum heap_state { HEAP_ACTIVE = 1, HEAP_POOLED, HEAP_DEAD, HEAP_GLOBAL };
+
+typedef struct heap_s heap_t;
+struct heap_s {
+  span_t *cur[SC_NCLASSES];                   /* fast path: span to allocate from */
+  span_t *partial[SC_NCLASSES];               /* spans with free blocks (not cur) */
+  outbuf_t out[HEAP_OUT_SLOTS];
+  uint32_t out_pending;                       /* some outbuf holds blocks */
+  uint32_t id;
+  uint32_t state;
+  uint32_t span_cache_n;
+  span_t *span_cache;                         /* empty slabs kept for reuse */
+  heap_t *all_next, *pool_next;
+  _Atomic(block_t *) inbox TD_ALIGNED(TD_CACHELINE);   /* remote frees */
+};
+
+extern __thread heap_t *tls_heap __attribute__((tls_model("initial-exec")));
+extern heap_t heap_empty;        /* a thread's heap before it has one: every cur is empty */
+extern span_t span_empty;        /* empty sentinel span for heap_empty and idle classes */
+extern uint64_t heap_free_key;   /* the free-block marker (random, non-zero) */
+
+void heap_init(void);
+
+/* Pop a block of class cls on the owning thread. */
+TD_INLINE void *heap_alloc_small(heap_t *h, unsigned cls);
+void *heap_alloc_slow(heap_t *h, unsigned cls);
+
+/* Called after the owner pushed a block onto s and decremented s->used, when
+ * the span was full or became empty. */
+void heap_free_local_slow(heap_t *h, span_t *s);
+/* Free a valid block of a slab owned by another heap. */
+void heap_free_remote(heap_t *h, span_t *s, block_t *b);
+
+void heap_flush_out(heap_t *h);
+void heap_collect(heap_t *h);
+/* Flush the calling thread's outgoing frees, drain its inbox, return its
+ * empty slabs. */
+void heap_thread_flush(void);
+/* Drain pooled heaps' inboxes and give their empty slabs back. */
+void heap_sweep_pool(void);
+
+/* Tier-3 validator of one heap's lists and counts (owner thread only). */
+void heap_validate(heap_t *h);
+
+void heap_prefork(void);
+void heap_postfork_parent(void);
+void heap_postfork_child(void);
+
+/* ---- inline fast path ---------------------------------------------------- */
+
+TD_INLINE void *heap_alloc_small(heap_t *h, unsigned cls) {
+  span_t *s = h->cur[cls];
+  block_t *b = (block_t *)s->free;
+  if (TD_LIKELY(b != NULL)) {
+    s->free = b->next;
+    b->key = 0;
+    s->used++;
+    return b;
+  }
+  return heap_alloc_slow(h, cls);
+}
+
+#endif

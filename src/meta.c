@@ -1,0 +1,66 @@
+#include "meta.h"
+#include "lock.h"
+#include "os.h"
+
+#include <string.h>
+
+#define META_CHUNK ((size_t)256 << 10)
+
+static td_mutex_t meta_lock = TD_MUTEX_INIT("meta");
+static uintptr_t bump, bump_end;
+static size_t bytes_mapped, bytes_allocated;
+
+void *meta_alloc_mapping(size_t size) {
+  size = td_align_up(size, TD_PAGE);
+  void *p = os_map_aligned(size, TD_PAGE);
+  if (!p) return NULL;
+  os_name(p, size, "tidalloc-meta");
+  __atomic_fetch_add(&bytes_mapped, size, __ATOMIC_RELAXED);
+  __atomic_fetch_add(&bytes_allocated, size, __ATOMIC_RELAXED);
+  return p;
+}
+
+void *meta_alloc(size_t size, size_t align) {
+  if (align < 16) align = 16;
+  size = td_align_up(size, 16);
+  mutex_lock(&meta_lock);
+  uintptr_t p = td_align_up(bump, align);
+  if (p + size > bump_end || bump == 0) {
+    size_t chunk = TD_MAX(META_CHUNK, td_align_up(size + align, TD_PAGE));
+    void *m = os_map_aligned(chunk, TD_PAGE);
+    if (!m) { mutex_unlock(&meta_lock); return NULL; }
+    os_name(m, chunk, "tidalloc-meta");
+    __atomic_fetch_add(&bytes_mapped, chunk, __ATOMIC_RELAXED);
+    bump = (uintptr_t)m;
+    bump_end = bump + chunk;
+    p = td_align_up(bump, align);
+  }
+  bump = p + size;
+  __atomic_fetch_add(&bytes_allocated, size, __ATOMIC_RELAXED);
+  mutex_unlock(&meta_lock);
+  return (void *)p;   /* fresh mappings are zero */
+}
+
+void *meta_pool_get(meta_pool_t *pool) {
+  void *obj = pool->free;
+  if (obj) {
+    pool->free = *(void **)obj;
+    memset(obj, 0, pool->size);
+    return obj;
+  }
+  return meta_alloc(pool->size, TD_CACHELINE);
+}
+
+void meta_pool_put(meta_pool_t *pool, void *obj) {
+  *(void **)obj = pool->free;
+  pool->free = obj;
+}
+
+void meta_stats(size_t *mapped, size_t *allocated) {
+  *mapped = __atomic_load_n(&bytes_mapped, __ATOMIC_RELAXED);
+  *allocated = __atomic_load_n(&bytes_allocated, __ATOMIC_RELAXED);
+}
+
+void meta_prefork(void) { mutex_lock(&meta_lock); }
+void meta_postfork_parent(void) { mutex_unlock(&meta_lock); }
+void meta_postfork_child(void) { mutex_postfork_child(&meta_lock); }

@@ -1,0 +1,38 @@
+/*
+ * meta.h — the metadata allocator.
+ *
+ * What it is: a bump allocator for the allocator's own descriptors (spans,
+ * units, heaps, pagemap leaves), on mappings of its own that never hold user
+ * memory, so metadata never sits inside a user hugepage and is counted
+ * separately. Memory from meta_alloc is zeroed and never returned to the OS;
+ * fixed-size descriptors are recycled through meta_pool_t free lists.
+ * What it is not: a general allocator; it cannot free.
+ * It may call: os, lock.
+ */
+#ifndef TIDAL_META_H
+#define TIDAL_META_H
+
+#include "util.h"
+
+/* Zeroed memory aligned to `align` (<= page), or NULL when the OS refuses. */
+void *meta_alloc(size_t size, size_t align);
+/* A large zeroed region mapped on its own (e.g. a pagemap leaf). */
+void *meta_alloc_mapping(size_t size);
+
+/* A free list of same-size descriptors. Not locked: the owner serializes. */
+typedef struct meta_pool_s {
+  void *free;
+  size_t size;
+} meta_pool_t;
+
+void *meta_pool_get(meta_pool_t *pool);          /* zeroed, or NULL */
+void meta_pool_put(meta_pool_t *pool, void *obj);
+
+/* Bytes mapped for metadata and bytes handed out (both monotonic). */
+void meta_stats(size_t *mapped, size_t *allocated);
+
+void meta_prefork(void);
+void meta_postfork_parent(void);
+void meta_postfork_child(void);
+
+#endif

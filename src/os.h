@@ -1,0 +1,62 @@
+/*
+ * os.h — the only module that talks to the kernel.
+ *
+ * What it is: thin wrappers for mapping, purging, hugifying and remapping
+ * memory, the clock, futexes, randomness, environment and stderr. Mapping,
+ * purging, hugifying and the clock go through a hooks table (os_hooks_t) so
+ * unit tests can drive the layers above with fake memory and fake time.
+ * What it is not: a policy. It never decides what to purge or when.
+ * It may call: libc syscall wrappers only (never malloc).
+ */
+#ifndef TIDAL_OS_H
+#define TIDAL_OS_H
+
+#include "util.h"
+
+typedef enum {
+  OS_PURGE_LAZY,   /* MADV_FREE: the kernel may reclaim it; contents undefined */
+  OS_PURGE_NOW,    /* MADV_DONTNEED: dropped now; reads back as zero */
+} os_purge_t;
+
+/* The seam. Every function returns true on success. */
+typedef struct os_hooks_s {
+  void *(*map)(size_t size);                             /* fresh zeroed RW memory, or NULL */
+  bool (*unmap)(void *addr, size_t size);
+  bool (*purge)(void *addr, size_t size, os_purge_t how);
+  bool (*hugify)(void *addr, size_t size);
+  uint64_t (*now_ns)(void);                              /* monotonic */
+} os_hooks_t;
+
+/* Install hooks (NULL restores the defaults); returns the previous table. */
+const os_hooks_t *os_hooks_set(const os_hooks_t *hooks);
+extern const os_hooks_t *os_hooks;
+extern const os_hooks_t os_hooks_default;
+
+void os_init(void);
+
+/* Map `size` bytes aligned to `align` (a power of two >= page). NULL on failure. */
+void *os_map_aligned(size_t size, size_t align);
+TD_INLINE bool os_unmap(void *addr, size_t size) { return os_hooks->unmap(addr, size); }
+TD_INLINE bool os_purge(void *addr, size_t size, os_purge_t how) { return os_hooks->purge(addr, size, how); }
+TD_INLINE bool os_hugify(void *addr, size_t size) { return os_hooks->hugify(addr, size); }
+TD_INLINE uint64_t os_now_ns(void) { return os_hooks->now_ns(); }
+
+/* mremap(MREMAP_MAYMOVE); NULL on failure (old mapping untouched). */
+void *os_remap(void *addr, size_t old_size, size_t new_size);
+/* Label a mapping in /proc/PID/maps as [anon:NAME] where the kernel allows. */
+void os_name(void *addr, size_t size, const char *name);
+
+void os_futex_wait(_Atomic uint32_t *addr, uint32_t expected);
+void os_futex_wake(_Atomic uint32_t *addr, int count);
+void os_yield(void);
+
+uint64_t os_random64(void);
+const char *os_getenv(const char *name);   /* secure_getenv: NULL for setuid programs */
+void os_write_stderr(const char *buf, size_t len);
+/* Counters of the syscalls made through the hooks (for statistics). */
+typedef struct {
+  uint64_t maps, unmaps, purges_lazy, purges_now, hugifies, remaps;
+} os_counters_t;
+void os_counters_get(os_counters_t *out);
+
+#endif
