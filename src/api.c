@@ -151,7 +151,7 @@ static TD_NOINLINE void *alloc_generic(size_t size, size_t align, bool zero) {
 /* ---- malloc / free ------------------------------------------------------------ */
 
 TD_EXPORT void *malloc(size_t size) {
-  if (TD_LIKELY(size <= SC_LOOKUP_MAX)) return small_alloc(sc_lookup[(size + 15) >> 4]);
+  if (TD_LIKELY(size <= SC_LOOKUP_MAX)) return small_alloc(sc_lookup[size]);
   return alloc_generic(size, 0, false);
 }
 
@@ -215,7 +215,8 @@ TD_EXPORT void free(void *p) {
     b->key = heap_free_key;
     b->next = s->free;
     s->free = (uintptr_t)b;
-    if (TD_UNLIKELY(--s->used - 1u >= SPAN_FULL_FLAG - 1u)) heap_free_local_slow(h, s);
+    /* <= 0 as signed: the span became empty, or it was full (bit 31). */
+    if (TD_UNLIKELY((int32_t)--s->used <= 0)) heap_free_local_slow(h, s);
     return;
   }
   free_generic(p, s, h);
@@ -230,7 +231,7 @@ TD_EXPORT void *calloc(size_t n, size_t size) {
     return NULL;
   }
   if (TD_LIKELY(total <= SC_LOOKUP_MAX)) {
-    void *p = small_alloc(sc_lookup[(total + 15) >> 4]);
+    void *p = small_alloc(sc_lookup[total]);
     if (TD_LIKELY(p)) memset(p, 0, total);
     return p;
   }

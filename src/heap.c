@@ -153,7 +153,11 @@ static void *heap_refill(heap_t *h, unsigned cls) {
     heap_collect(h);
     if (h->cur[cls]->free) return heap_alloc_small(h, cls);
   }
-  if (s != &span_empty) s->used |= SPAN_FULL_FLAG;   /* leaves cur, on no list */
+  if (s != &span_empty) {
+    /* Every block is out, so the span leaves cur for no list at all. */
+    TD_DASSERT(s->used > SPAN_CUR_BIAS);
+    s->used = (s->used - SPAN_CUR_BIAS) | SPAN_FULL_FLAG;
+  }
   s = h->partial[cls];
   if (s) {
     list_remove(&h->partial[cls], s);
@@ -163,6 +167,7 @@ static void *heap_refill(heap_t *h, unsigned cls) {
   } else {
     slab_carve(s);
   }
+  s->used += SPAN_CUR_BIAS;
   h->cur[cls] = s;
   return heap_alloc_small(h, cls);
 }
@@ -192,8 +197,8 @@ void heap_free_local_slow(heap_t *h, span_t *s) {
     else list_push(&h->partial[s->cls], s);
     return;
   }
-  /* used == 0 */
-  if (s == h->cur[s->cls]) return;   /* keep the current span even when empty */
+  /* used == 0: a partial span (a current span holds the bias) */
+  TD_DASSERT(s != h->cur[s->cls]);
   list_remove(&h->partial[s->cls], s);
   slab_retire(h, s);
 }
@@ -242,7 +247,7 @@ void heap_collect(heap_t *h) {
     TD_DASSERT(s && s->owner == h && s->kind == SPAN_SLAB);
     b->next = s->free;
     s->free = (uintptr_t)b;
-    if (TD_UNLIKELY(--s->used - 1u >= SPAN_FULL_FLAG - 1u)) heap_free_local_slow(h, s);
+    if (TD_UNLIKELY((int32_t)--s->used <= 0)) heap_free_local_slow(h, s);
     b = next;
   }
 }
@@ -257,7 +262,7 @@ static void heap_trim(heap_t *h) {
   h->span_cache_n = 0;
   for (unsigned c = 1; c < SC_NCLASSES; c++) {
     span_t *s = h->cur[c];
-    if (s != &span_empty && s->used == 0) {
+    if (s != &span_empty && s->used == SPAN_CUR_BIAS) {
       h->cur[c] = &span_empty;
       slab_release(s);
     }
@@ -312,7 +317,8 @@ static size_t free_list_len(const span_t *s) {
 static void span_validate(heap_t *h, span_t *s, unsigned cls) {
   TD_CHECK(s->owner == h && s->kind == SPAN_SLAB && s->cls == cls, "span ownership", (void *)s->start, "heap_validate");
   size_t carved = (s->bump - s->start) / s->size;
-  TD_CHECK(free_list_len(s) + (s->used & ~SPAN_FULL_FLAG) == carved, "span block count", (void *)s->start, "heap_validate");
+  size_t out = (s->used & ~SPAN_FULL_FLAG) - (s == h->cur[cls] ? SPAN_CUR_BIAS : 0);
+  TD_CHECK(free_list_len(s) + out == carved, "span block count", (void *)s->start, "heap_validate");
   TD_CHECK(pagemap_lookup((void *)s->start) == s, "pagemap", (void *)s->start, "heap_validate");
 }
 

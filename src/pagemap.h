@@ -23,10 +23,12 @@
 
 extern span_t **pagemap_root[PAGEMAP_ROOT_LEN];
 
+/* Addresses at or above 2^48 are not user addresses: they alias (the index is
+ * masked, not bounds-checked) and the caller's checks against the span's own
+ * bounds reject them. */
 TD_INLINE span_t *pagemap_lookup(const void *p) {
   uintptr_t a = (uintptr_t)p;
-  uintptr_t r = a >> PAGEMAP_LEAF_SHIFT;
-  if (TD_UNLIKELY(r >= PAGEMAP_ROOT_LEN)) return NULL;
+  uintptr_t r = (a >> PAGEMAP_LEAF_SHIFT) & (PAGEMAP_ROOT_LEN - 1);
   span_t **leaf = __atomic_load_n(&pagemap_root[r], __ATOMIC_RELAXED);
   if (TD_UNLIKELY(leaf == NULL)) return NULL;
   return leaf[(a >> TD_PAGE_SHIFT) & (PAGEMAP_LEAF_LEN - 1)];

@@ -1,6 +1,6 @@
 #include "sizeclass.h"
 
-uint8_t sc_lookup[(SC_LOOKUP_MAX >> 4) + 1];
+uint8_t sc_lookup[SC_LOOKUP_MAX + 1];
 sc_info_t sc_info[SC_NCLASSES];
 
 #define SLAB_MIN_BYTES   ((size_t)64 << 10)
@@ -36,10 +36,9 @@ void sizeclass_init(void) {
     choose_slab(&sc_info[c]);
   }
   unsigned c = 1;
-  for (size_t i = 0; i <= SC_LOOKUP_MAX >> 4; i++) {
-    size_t sz = i ? i << 4 : 16;
+  for (size_t sz = 0; sz <= SC_LOOKUP_MAX; sz++) {
     while (sc_info[c].size < sz) c++;
-    sc_lookup[i] = (uint8_t)c;
+    sc_lookup[sz] = (uint8_t)c;
   }
 }
 

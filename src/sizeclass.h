@@ -29,14 +29,16 @@ typedef struct sc_info_s {
   uint64_t divc;        /* ceil(2^64 / size) */
 } sc_info_t;
 
-extern uint8_t sc_lookup[(SC_LOOKUP_MAX >> 4) + 1];
+/* Class of every request size 0..SC_LOOKUP_MAX, indexed by the size itself
+ * (one load on the malloc fast path, no arithmetic). */
+extern uint8_t sc_lookup[SC_LOOKUP_MAX + 1];
 extern sc_info_t sc_info[SC_NCLASSES];
 
 void sizeclass_init(void);
 
 /* Class of a request of `size` bytes (1 <= size <= SC_SMALL_MAX; 0 maps to 1). */
 TD_INLINE unsigned sizeclass_of(size_t size) {
-  if (TD_LIKELY(size <= SC_LOOKUP_MAX)) return sc_lookup[(size + 15) >> 4];
+  if (TD_LIKELY(size <= SC_LOOKUP_MAX)) return sc_lookup[size];
   unsigned k = td_log2_floor(size - 1);               /* 2^k < size <= 2^(k+1) */
   size_t step = (size_t)1 << (k - 3);
   return 8u + (k - 7u) * 8u + (unsigned)((size - ((size_t)1 << k) + step - 1) >> (k - 3));

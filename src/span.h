@@ -30,8 +30,12 @@ typedef struct block_s {
 
 enum span_kind { SPAN_NONE = 0, SPAN_SLAB = 1, SPAN_LARGE = 2, SPAN_HUGE = 3, SPAN_RELEASED = 4 };
 
-/* `used` bit 31: the span is full and on no list of its heap. */
+/* `used` counts blocks handed out (including blocks freed by other threads
+ * that the owner has not collected yet), plus SPAN_CUR_BIAS while the span is
+ * its heap's current span for the class, so the free fast path never sees a
+ * current span drop to zero. Bit 31 marks a full span on no list of its heap. */
 #define SPAN_FULL_FLAG 0x80000000u
+#define SPAN_CUR_BIAS  1u
 
 typedef struct span_s span_t;
 struct span_s {
@@ -39,7 +43,7 @@ struct span_s {
   uintptr_t free;             /*  0 encoded head of the free list (owner only) */
   struct heap_s *owner;       /*  8 owning heap (slabs); NULL for large/huge */
   uintptr_t start;            /* 16 address of block 0 / of the allocation */
-  uint32_t used;              /* 24 blocks out (incl. remote frees not yet seen) | FULL */
+  uint32_t used;              /* 24 blocks out (+ CUR_BIAS) | FULL_FLAG: see below */
   uint32_t limit;             /* 28 capacity * size: offsets >= limit are invalid */
   uint64_t divc;              /* 32 ceil(2^64 / size): off*divc < divc <=> size | off */
   uint32_t size;              /* 40 block size (slab) */

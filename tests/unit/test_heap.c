@@ -1,0 +1,87 @@
+/* Heaps: random same-thread traffic keeps every list and count consistent,
+ * cross-thread frees come back through the inbox, and exited threads' heaps
+ * are reused whole. */
+#include "heap.h"
+#include "page.h"
+#include "pagemap.h"
+#include "tidalloc.h"
+#include "unit.h"
+#include <malloc.h>
+#include <pthread.h>
+#include <string.h>
+
+#define N 20000
+static void *slots[N];
+static size_t sizes[N];
+
+static void *remote_free(void *arg) {
+  void **ptrs = arg;
+  for (int i = 0; i < 1000; i++) free(ptrs[i]);
+  return NULL;
+}
+
+static void *short_lived(void *arg) {
+  (void)arg;
+  void *p[100];
+  for (int i = 0; i < 100; i++) p[i] = malloc(40 + i);
+  for (int i = 0; i < 100; i++) free(p[i]);
+  return tls_heap;
+}
+
+int main(void) {
+  unsigned long long seed = 7;
+  free(malloc(1));
+  heap_t *h = tls_heap;
+  CHECK(h != &heap_empty);
+  for (int round = 0; round < 400000; round++) {
+    int i = (int)(unit_rand(&seed) % N);
+    if (slots[i]) {
+      unsigned char *p = slots[i];
+      CHECK(p[0] == (unsigned char)i);
+      if (sizes[i] > 1) CHECK(p[sizes[i] - 1] == (unsigned char)(i >> 3));
+      free(slots[i]);
+      slots[i] = NULL;
+    } else {
+      size_t r = unit_rand(&seed);
+      sizes[i] = (r & 7) ? 1 + r % 512 : 1 + r % 40000;
+      unsigned char *p = malloc(sizes[i]);
+      CHECK(p);
+      CHECK(malloc_usable_size(p) >= sizes[i]);
+      p[sizes[i] - 1] = (unsigned char)(i >> 3);
+      p[0] = (unsigned char)i;
+      slots[i] = p;
+    }
+    if (round % 50000 == 0) { heap_validate(h); page_validate(); }
+  }
+  heap_validate(h);
+
+  /* Cross-thread frees land in our inbox and are collected on the next refill. */
+  void *batch[1000];
+  for (int i = 0; i < 1000; i++) batch[i] = malloc(48);
+  span_t *s = pagemap_lookup(batch[0]);
+  CHECK(s && s->owner == h);
+  pthread_t t;
+  pthread_create(&t, NULL, remote_free, batch);
+  pthread_join(t, NULL);
+  CHECK(__atomic_load_n(&h->inbox, __ATOMIC_RELAXED) != NULL);
+  heap_collect(h);
+  CHECK(__atomic_load_n(&h->inbox, __ATOMIC_RELAXED) == NULL);
+  heap_validate(h);
+
+  /* Thread churn reuses pooled heaps instead of creating new ones. */
+  void *first = NULL;
+  pthread_create(&t, NULL, short_lived, NULL);
+  pthread_join(t, &first);
+  for (int k = 0; k < 50; k++) {
+    void *hp = NULL;
+    pthread_create(&t, NULL, short_lived, NULL);
+    pthread_join(t, &hp);
+    CHECK(hp == first);
+  }
+
+  for (int i = 0; i < N; i++) free(slots[i]);
+  tidal_purge();
+  heap_validate(h);
+  page_validate();
+  UNIT_DONE();
+}
