@@ -1,4 +1,6 @@
 #include "api.h"
+#include "background.h"
+#include "conf.h"
 #include "heap.h"
 #include "huge.h"
 #include "lock.h"
@@ -32,9 +34,11 @@ static TD_COLD void td_init(void) {
   if (init_state == INIT_NONE) {
     init_state = INIT_RUNNING;
     os_init();
+    conf_init();
     sizeclass_init();
     page_init();
     heap_init();
+    background_init();
     __atomic_store_n(&init_state, INIT_DONE, __ATOMIC_RELEASE);
     mutex_unlock(&init_lock);
     /* May allocate: allowed now that the allocator works. */
@@ -52,9 +56,10 @@ TD_INLINE void td_ensure_init(void) {
  * allocation of a process does not pay for it (it would still work lazily). */
 __attribute__((constructor)) static void td_constructor(void) { td_ensure_init(); }
 
-/* Lock order: registry → global heap → huge → page → pagemap → meta. */
+/* Lock order: background → registry → global heap → huge → page → pagemap → meta. */
 static void td_prefork(void) {
   mutex_lock(&init_lock);
+  background_prefork();
   heap_prefork();
   huge_prefork();
   page_prefork();
@@ -68,6 +73,7 @@ static void td_postfork_parent(void) {
   page_postfork_parent();
   huge_postfork_parent();
   heap_postfork_parent();
+  background_postfork_parent();
   mutex_unlock(&init_lock);
 }
 
@@ -77,19 +83,23 @@ static void td_postfork_child(void) {
   page_postfork_child();
   huge_postfork_child();
   heap_postfork_child();
+  background_postfork_child();
   mutex_postfork_child(&init_lock);
 }
 
 /* ---- the three size paths -------------------------------------------------- */
 
-static TD_NOINLINE void *small_slow(unsigned cls) {
+/* cls is 0 when the class table was read before initialisation (a static
+ * binary's first malloc runs before constructors): recompute it from size. */
+static TD_NOINLINE void *small_slow(size_t size, unsigned cls) {
   td_ensure_init();
+  if (TD_UNLIKELY(cls == 0)) cls = sizeclass_of(size);
   void *p = heap_alloc_slow(tls_heap, cls);
   if (TD_UNLIKELY(!p)) errno = ENOMEM;
   return p;
 }
 
-TD_INLINE void *small_alloc(unsigned cls) {
+TD_INLINE void *small_alloc(size_t size, unsigned cls) {
   heap_t *h = tls_heap;
   span_t *s = h->cur[cls];
   block_t *b = (block_t *)s->free;
@@ -99,7 +109,7 @@ TD_INLINE void *small_alloc(unsigned cls) {
     s->used++;
     return b;
   }
-  return small_slow(cls);
+  return small_slow(size, cls);
 }
 
 static void *large_alloc(size_t size, size_t align, bool zero) {
@@ -124,14 +134,14 @@ static TD_NOINLINE void *alloc_generic(size_t size, size_t align, bool zero) {
   td_ensure_init();
   void *p;
   if (size <= SC_SMALL_MAX && align <= TD_QUANTUM) {
-    p = small_alloc(sizeclass_of(size));
+    p = small_alloc(size, sizeclass_of(size));
     if (p && zero) memset(p, 0, size);
     return p;
   }
   if (size <= SC_SMALL_MAX && align <= TD_PAGE) {
     unsigned cls = sizeclass_of_aligned(size, align);
     if (cls) {
-      p = small_alloc(cls);
+      p = small_alloc(size, cls);
       if (p && zero) memset(p, 0, size);
       return p;
     }
@@ -151,7 +161,7 @@ static TD_NOINLINE void *alloc_generic(size_t size, size_t align, bool zero) {
 /* ---- malloc / free ------------------------------------------------------------ */
 
 TD_EXPORT void *malloc(size_t size) {
-  if (TD_LIKELY(size <= SC_LOOKUP_MAX)) return small_alloc(sc_lookup[size]);
+  if (TD_LIKELY(size <= SC_LOOKUP_MAX)) return small_alloc(size, sc_lookup[size]);
   return alloc_generic(size, 0, false);
 }
 
@@ -231,7 +241,7 @@ TD_EXPORT void *calloc(size_t n, size_t size) {
     return NULL;
   }
   if (TD_LIKELY(total <= SC_LOOKUP_MAX)) {
-    void *p = small_alloc(sc_lookup[total]);
+    void *p = small_alloc(total, sc_lookup[total]);
     if (TD_LIKELY(p)) memset(p, 0, total);
     return p;
   }

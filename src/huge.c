@@ -1,4 +1,5 @@
 #include "huge.h"
+#include "conf.h"
 #include "lock.h"
 #include "os.h"
 #include "page.h"
@@ -6,27 +7,58 @@
 
 #include <string.h>
 
-static td_mutex_t huge_lock = TD_MUTEX_INIT("huge");
-static span_t *cache;            /* most recently freed first */
-static size_t cache_bytes, cache_n, live_bytes, live_count;
+#define NEVER UINT64_MAX
 
-static void cache_remove(span_t *s) {
-  if (s->prev) s->prev->next = s->next; else cache = s->next;
-  if (s->next) s->next->prev = s->prev;
-  s->next = s->prev = NULL;
-  cache_bytes -= s->bytes;
-  cache_n--;
+static td_mutex_t huge_lock = TD_MUTEX_INIT("huge");
+static struct {
+  span_t *cache;                 /* freed mappings, most recent first */
+  size_t cached_bytes, cached_n, live_bytes, live_count;
+  size_t peak_bytes;             /* recent peak of live huge bytes */
+  uint64_t peak_ns;
+  uint64_t hits, misses, remaps;
+  void (*hook)(uint64_t);
+} H;
+
+static uint64_t decay_ns(void) {
+  return opt.dirty_decay_ms < 0 ? NEVER : (uint64_t)opt.dirty_decay_ms * 1000000u;
 }
 
-/* Unmap cached entries that are too old, or beyond the byte/entry budget
- * (oldest first). Caller holds the lock; returns the evicted list. */
+static void cache_unlink(span_t *s) {
+  if (s->prev) s->prev->next = s->next; else H.cache = s->next;
+  if (s->next) s->next->prev = s->prev;
+  s->next = s->prev = NULL;
+  H.cached_bytes -= s->bytes;
+  H.cached_n--;
+}
+
+static void cache_push(span_t *s) {
+  s->prev = NULL;
+  s->next = H.cache;
+  if (H.cache) H.cache->prev = s;
+  H.cache = s;
+  H.cached_bytes += s->bytes;
+  H.cached_n++;
+}
+
+/* What the cache may hold now: enough to get back to the recent peak. */
+static size_t cache_budget(uint64_t now) {
+  if (H.live_bytes >= H.peak_bytes || now - H.peak_ns > decay_ns()) {
+    H.peak_bytes = H.live_bytes;
+    H.peak_ns = now;
+  }
+  return TD_MAX(HUGE_CACHE_MIN_BYTES, H.peak_bytes - H.live_bytes);
+}
+
+/* Take out entries that are too old, over budget or too many (oldest first);
+ * returns them as a list for unmapping outside the lock. */
 static span_t *cache_evict(uint64_t now, size_t budget) {
-  span_t *out = NULL, *s = cache;
-  while (s && s->next) s = s->next;          /* oldest */
+  span_t *out = NULL, *s = H.cache;
+  while (s && s->next) s = s->next;
+  uint64_t age = decay_ns();
   while (s) {
     span_t *prev = s->prev;
-    if (now - s->stamp_ns > HUGE_CACHE_AGE_NS || cache_bytes > budget || cache_n > HUGE_CACHE_ENTRIES) {
-      cache_remove(s);
+    if ((age != NEVER && now - s->stamp_ns >= age) || H.cached_bytes > budget || H.cached_n > HUGE_CACHE_ENTRIES) {
+      cache_unlink(s);
       s->next = out;
       out = s;
     }
@@ -47,53 +79,45 @@ static size_t unmap_list(span_t *s) {
   return n;
 }
 
-/* Take a cached mapping that can serve map_size bytes at alignment align. */
-static span_t *cache_take(size_t map_size, size_t align) {
-  span_t *best = NULL, *grow = NULL;
-  for (span_t *s = cache; s; s = s->next) {
-    if ((s->base & (align - 1)) != 0) continue;
-    if (s->bytes >= map_size) {
-      if (!best || s->bytes < best->bytes) best = s;
-    } else if (align <= TD_PAGE && (!grow || s->bytes > grow->bytes)) {
-      grow = s;
-    }
+/* Best fit for map_size at align; splits off a tail worth keeping. Lock held.
+ * The returned descriptor is out of the cache. */
+static span_t *cache_take(size_t map_size, size_t align, span_t **spare) {
+  span_t *best = NULL;
+  for (span_t *s = H.cache; s; s = s->next)
+    if ((s->base & (align - 1)) == 0 && s->bytes >= map_size && (!best || s->bytes < best->bytes)) best = s;
+  if (!best) return NULL;
+  cache_unlink(best);
+  size_t cut = td_align_up(map_size, TD_UNIT);
+  if (best->bytes > cut && best->bytes - cut >= TD_UNIT && *spare) {
+    span_t *rest = *spare;
+    *spare = NULL;
+    rest->base = best->base + cut;
+    rest->bytes = best->bytes - cut;
+    rest->stamp_ns = best->stamp_ns;
+    rest->kind = SPAN_RELEASED;
+    cache_push(rest);
+    best->bytes = cut;
   }
-  span_t *s = best ? best : grow;
-  if (s) cache_remove(s);
-  return s;
+  return best;
 }
 
-static bool fit_mapping(span_t *s, size_t map_size) {
-  if (s->bytes > map_size) {
-    /* Keep up to 1/8 slack rather than paying for a syscall. */
-    if (s->bytes - map_size > map_size / 8) {
-      os_unmap((void *)(s->base + map_size), s->bytes - map_size);
-      s->bytes = map_size;
-    }
-    return true;
-  }
-  if (s->bytes < map_size) {
-    void *p = os_remap((void *)s->base, s->bytes, map_size);
-    if (!p) return false;
-    s->base = (uintptr_t)p;
-    s->bytes = map_size;
-  }
-  return true;
+static void live_add(span_t *s) {
+  mutex_lock(&huge_lock);
+  H.live_bytes += s->bytes;
+  H.live_count++;
+  mutex_unlock(&huge_lock);
 }
 
 void *huge_alloc(size_t size, size_t align, bool zero) {
   size_t map_size = td_align_up(size, TD_PAGE);
   if (map_size < size) return NULL;
-  span_t *s = NULL;
+  span_t *spare = page_span_get();   /* for a split; returned if unused */
   mutex_lock(&huge_lock);
-  if (cache) s = cache_take(map_size, align);
+  span_t *s = H.cache ? cache_take(map_size, align, &spare) : NULL;
+  if (s) H.hits++; else H.misses++;
   mutex_unlock(&huge_lock);
+  if (spare) page_span_put(spare);
   bool fresh = false;
-  if (s && !fit_mapping(s, map_size)) {
-    os_unmap((void *)s->base, s->bytes);
-    page_span_put(s);
-    s = NULL;
-  }
   if (!s) {
     size_t map_align = TD_MAX(align, map_size >= TD_UNIT ? TD_UNIT : TD_PAGE);
     void *p = os_map_aligned(map_size, map_align);
@@ -116,11 +140,35 @@ void *huge_alloc(size_t size, size_t align, bool zero) {
   s->next = s->prev = NULL;
   if (zero && !fresh) memset((void *)s->base, 0, size);
   pagemap_set(s->base, 1, s);
-  mutex_lock(&huge_lock);
-  live_bytes += s->bytes;
-  live_count++;
-  mutex_unlock(&huge_lock);
+  live_add(s);
   return (void *)s->base;
+}
+
+/* Merge s with cached neighbours in the address space; descriptors merged
+ * away are chained on *dead for recycling outside the lock. Lock held. */
+static span_t *cache_coalesce(span_t *s, span_t **dead) {
+  for (bool merged = true; merged;) {
+    merged = false;
+    for (span_t *c = H.cache; c; c = c->next) {
+      if (c->base + c->bytes != s->base && s->base + s->bytes != c->base) continue;
+      cache_unlink(c);
+      if (c->base < s->base) s->base = c->base;
+      s->bytes += c->bytes;
+      c->next = *dead;
+      *dead = c;
+      merged = true;
+      break;
+    }
+  }
+  return s;
+}
+
+static void recycle_list(span_t *s) {
+  while (s) {
+    span_t *next = s->next;
+    page_span_put(s);
+    s = next;
+  }
 }
 
 void huge_free(span_t *s) {
@@ -128,24 +176,23 @@ void huge_free(span_t *s) {
   s->kind = SPAN_RELEASED;
   uint64_t now = os_now_ns();
   s->stamp_ns = now;
+  span_t *dead = NULL, *evicted;
+  void (*hook)(uint64_t) = NULL;
+  uint64_t due = NEVER;
   mutex_lock(&huge_lock);
-  live_bytes -= s->bytes;
-  live_count--;
-  span_t *evicted = NULL;
-  if (s->bytes <= HUGE_CACHE_BYTES) {
-    s->prev = NULL;
-    s->next = cache;
-    if (cache) cache->prev = s;
-    cache = s;
-    cache_bytes += s->bytes;
-    cache_n++;
-    evicted = cache_evict(now, HUGE_CACHE_BYTES);
-  } else {
-    s->next = NULL;
-    evicted = s;
+  size_t budget = cache_budget(now);   /* sees the peak before this free */
+  H.live_bytes -= s->bytes;
+  H.live_count--;
+  cache_push(cache_coalesce(s, &dead));
+  evicted = cache_evict(now, budget);
+  if (H.cache && decay_ns() != NEVER) {
+    hook = H.hook;
+    due = now + decay_ns();
   }
   mutex_unlock(&huge_lock);
+  recycle_list(dead);
   unmap_list(evicted);
+  if (hook) hook(due);
 }
 
 void *huge_realloc(span_t *s, size_t new_size) {
@@ -157,10 +204,8 @@ void *huge_realloc(span_t *s, size_t new_size) {
   if (!p) return NULL;
   if ((uintptr_t)p != s->base) {
     if (!pagemap_reserve((uintptr_t)p, TD_PAGE)) {
-      /* Cannot register the new address: move back (never fails for a shrink
-       * to the old size at a fresh address, but be careful anyway). */
-      void *back = os_remap(p, map_size, old);
-      if (back) { s->base = s->start = (uintptr_t)back; pagemap_set(s->base, 1, s); }
+      void *back = os_remap(p, map_size, old);   /* undo: cannot register it */
+      if (back) { pagemap_set(s->base, 1, NULL); s->base = s->start = (uintptr_t)back; pagemap_set(s->base, 1, s); }
       return NULL;
     }
     pagemap_set(s->base, 1, NULL);
@@ -169,7 +214,8 @@ void *huge_realloc(span_t *s, size_t new_size) {
   }
   s->bytes = map_size;
   mutex_lock(&huge_lock);
-  live_bytes = live_bytes - old + map_size;
+  H.live_bytes = H.live_bytes - old + map_size;
+  H.remaps++;
   mutex_unlock(&huge_lock);
   return p;
 }
@@ -181,11 +227,33 @@ size_t huge_purge_all(void) {
   return unmap_list(evicted);
 }
 
+uint64_t huge_deferred_work(uint64_t now) {
+  mutex_lock(&huge_lock);
+  span_t *evicted = cache_evict(now, cache_budget(now));
+  uint64_t next = NEVER, age = decay_ns();
+  if (age != NEVER)
+    for (span_t *s = H.cache; s; s = s->next)
+      if (s->stamp_ns + age < next) next = s->stamp_ns + age;
+  mutex_unlock(&huge_lock);
+  unmap_list(evicted);
+  return next;
+}
+
+void huge_set_work_hook(void (*hook)(uint64_t)) {
+  mutex_lock(&huge_lock);
+  H.hook = hook;
+  mutex_unlock(&huge_lock);
+}
+
 void huge_stats_get(huge_stats_t *out) {
   mutex_lock(&huge_lock);
-  out->live_bytes = live_bytes;
-  out->live_count = live_count;
-  out->cached_bytes = cache_bytes;
+  out->live_bytes = H.live_bytes;
+  out->live_count = H.live_count;
+  out->cached_bytes = H.cached_bytes;
+  out->cached_count = H.cached_n;
+  out->cache_hits = H.hits;
+  out->cache_misses = H.misses;
+  out->remaps = H.remaps;
   mutex_unlock(&huge_lock);
 }
 

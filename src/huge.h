@@ -1,24 +1,26 @@
 /*
- * huge.h — allocations larger than the page layer's large limit, each in a
- * mapping of its own.
+ * huge.h — allocations larger than 1 MiB, each in a mapping of its own.
  *
  * What it is: mappings aligned to 2 MiB when they are at least that long (so
  * the kernel can back them with huge pages), registered in the pagemap by
  * their first page. realloc grows and shrinks them with mremap, which moves
- * page tables instead of copying. Freed mappings are kept in a small cache
- * (bounded in bytes and age) so a program that repeatedly allocates big
- * buffers reuses resident memory instead of faulting it in again.
+ * page tables instead of copying. Freed mappings wait in a cache, where
+ * neighbours merge and a request takes the best fit (splitting off the rest
+ * at a 2 MiB boundary), so a program that repeatedly allocates big buffers
+ * reuses resident memory instead of faulting it in again. The cache holds at
+ * most what it takes to get back to the recent peak of huge memory in use
+ * (never less than 8 MiB), and entries older than dirty_decay_ms are unmapped
+ * (by the background thread while the program is idle).
  * What it is not: the page layer; huge mappings never hold small objects.
- * It may call: os, lock, pagemap, page (descriptor recycling), safety.
+ * It may call: os, lock, pagemap, page (descriptor recycling), conf, safety.
  */
 #ifndef TIDAL_HUGE_H
 #define TIDAL_HUGE_H
 
 #include "span.h"
 
-#define HUGE_CACHE_BYTES    ((size_t)64 << 20)          /* at most this much cached */
-#define HUGE_CACHE_ENTRIES  8
-#define HUGE_CACHE_AGE_NS   (10ull * 1000000000ull)     /* drop entries idle this long */
+#define HUGE_CACHE_MIN_BYTES ((size_t)8 << 20)
+#define HUGE_CACHE_ENTRIES   16
 
 /* size > 0; align a power of two. NULL when the OS refuses. */
 void *huge_alloc(size_t size, size_t align, bool zero);
@@ -27,9 +29,14 @@ void huge_free(span_t *s);
 void *huge_realloc(span_t *s, size_t new_size);
 /* Unmap every cached mapping; returns bytes released. */
 size_t huge_purge_all(void);
+/* Unmap cached mappings that aged out; returns when the next one will. */
+uint64_t huge_deferred_work(uint64_t now);
+/* Called without locks when a newly cached mapping will age out at due_ns. */
+void huge_set_work_hook(void (*hook)(uint64_t due_ns));
 
 typedef struct huge_stats_s {
-  size_t live_bytes, live_count, cached_bytes;
+  size_t live_bytes, live_count, cached_bytes, cached_count;
+  uint64_t cache_hits, cache_misses, remaps;
 } huge_stats_t;
 void huge_stats_get(huge_stats_t *out);
 

@@ -1,6 +1,7 @@
 #include "os.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -20,35 +21,68 @@
 #define MADV_FREE 8
 #endif
 
-static _Atomic uint64_t cnt_maps, cnt_unmaps, cnt_lazy, cnt_now, cnt_huge, cnt_remaps;
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25
+#endif
+
+static _Atomic uint64_t cnt_maps, cnt_unmaps, cnt_lazy, cnt_now, cnt_huge, cnt_dehuge, cnt_collapse, cnt_remaps, cnt_commits;
+os_system_t os_system = { .thp_enabled = 1, .max_ptes_none = 511, .lazy_free = true };
 #define COUNT(c) __atomic_fetch_add(&(c), 1, __ATOMIC_RELAXED)
 
 static void *default_map(size_t size) {
   COUNT(cnt_maps);
+  int saved = errno;
   void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  errno = saved;
   return p == MAP_FAILED ? NULL : p;
 }
 
 static bool default_unmap(void *addr, size_t size) {
   COUNT(cnt_unmaps);
-  return munmap(addr, size) == 0;
+  int saved = errno;
+  bool ok = munmap(addr, size) == 0;
+  errno = saved;
+  return ok;
 }
-
-static bool lazy_free_works = true;
 
 static bool default_purge(void *addr, size_t size, os_purge_t how) {
-  if (how == OS_PURGE_LAZY && lazy_free_works) {
+  int saved = errno;
+  bool ok;
+  if (how == OS_PURGE_LAZY && os_system.lazy_free) {
     COUNT(cnt_lazy);
-    if (madvise(addr, size, MADV_FREE) == 0) return true;
-    if (errno == EINVAL) lazy_free_works = false;   /* old kernel: fall through */
+    if (madvise(addr, size, MADV_FREE) == 0) { errno = saved; return true; }
+    if (errno == EINVAL) os_system.lazy_free = false;   /* old kernel: fall through */
   }
   COUNT(cnt_now);
-  return madvise(addr, size, MADV_DONTNEED) == 0;
+  ok = madvise(addr, size, MADV_DONTNEED) == 0;
+  errno = saved;
+  return ok;
 }
 
-static bool default_hugify(void *addr, size_t size) {
-  COUNT(cnt_huge);
-  return madvise(addr, size, MADV_HUGEPAGE) == 0;
+static bool default_hugify(void *addr, size_t size, os_huge_t how) {
+  int saved = errno, advice;
+  switch (how) {
+    case OS_HUGE_ON: COUNT(cnt_huge); advice = MADV_HUGEPAGE; break;
+    case OS_HUGE_OFF: COUNT(cnt_dehuge); advice = MADV_NOHUGEPAGE; break;
+    default: COUNT(cnt_collapse); advice = MADV_COLLAPSE; break;
+  }
+  bool ok = madvise(addr, size, advice) == 0;
+  errno = saved;
+  return ok;
+}
+
+static bool default_commit(void *addr, size_t size, bool commit) {
+  int saved = errno;
+  COUNT(cnt_commits);
+  bool ok;
+  if (commit) {
+    ok = mprotect(addr, size, PROT_READ | PROT_WRITE) == 0;
+  } else {
+    /* Replacing the pages drops both contents and commit charge. */
+    ok = mmap(addr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0) != MAP_FAILED;
+  }
+  errno = saved;
+  return ok;
 }
 
 static uint64_t default_now_ns(void) {
@@ -59,7 +93,7 @@ static uint64_t default_now_ns(void) {
 
 const os_hooks_t os_hooks_default = {
   .map = default_map, .unmap = default_unmap, .purge = default_purge,
-  .hugify = default_hugify, .now_ns = default_now_ns,
+  .hugify = default_hugify, .now_ns = default_now_ns, .commit = default_commit,
 };
 const os_hooks_t *os_hooks = &os_hooks_default;
 
@@ -69,12 +103,53 @@ const os_hooks_t *os_hooks_set(const os_hooks_t *hooks) {
   return old;
 }
 
+/* Read a small sysfs/procfs file into buf (NUL-terminated); length or -1. */
+static long read_small_file(const char *path, char *buf, size_t cap) {
+  int saved = errno;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  long n = -1;
+  if (fd >= 0) {
+    n = read(fd, buf, cap - 1);
+    close(fd);
+  }
+  buf[n > 0 ? n : 0] = 0;
+  errno = saved;
+  return n;
+}
+
 void os_init(void) {
   if (sysconf(_SC_PAGESIZE) != (long)TD_PAGE) {
     static const char msg[] = "tidalloc: unsupported page size (need 4 KiB)\n";
     os_write_stderr(msg, sizeof msg - 1);
     abort();
   }
+  char buf[128];
+  if (read_small_file("/sys/kernel/mm/transparent_hugepage/enabled", buf, sizeof buf) > 0) {
+    if (strstr(buf, "[never]")) os_system.thp_enabled = 0;
+    else if (strstr(buf, "[always]")) os_system.thp_enabled = 2;
+    else os_system.thp_enabled = 1;
+  } else {
+    os_system.thp_enabled = 0;
+  }
+  if (read_small_file("/sys/kernel/mm/transparent_hugepage/khugepaged/max_ptes_none", buf, sizeof buf) > 0)
+    os_system.max_ptes_none = atoi(buf);
+  if (read_small_file("/proc/sys/vm/overcommit_memory", buf, sizeof buf) > 0)
+    os_system.overcommit_strict = buf[0] == '2';
+}
+
+void *os_reserve_aligned(size_t size, size_t align) {
+  if (!os_system.overcommit_strict) return os_map_aligned(size, align);
+  /* PROT_NONE private mappings carry no commit charge. */
+  int saved = errno;
+  COUNT(cnt_maps);
+  uint8_t *raw = mmap(NULL, size + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  errno = saved;
+  if (raw == MAP_FAILED) return NULL;
+  uintptr_t start = td_align_up((uintptr_t)raw, align);
+  size_t lead = start - (uintptr_t)raw, trail = align - lead;
+  if (lead) munmap(raw, lead);
+  if (trail) munmap((void *)(start + size), trail);
+  return (void *)start;
 }
 
 void *os_map_aligned(size_t size, size_t align) {
@@ -105,6 +180,17 @@ void os_name(void *addr, size_t size, const char *name) {
 void os_futex_wait(_Atomic uint32_t *addr, uint32_t expected) {
   int saved = errno;
   syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
+  errno = saved;
+}
+
+void os_futex_wait_timeout(_Atomic uint32_t *addr, uint32_t expected, uint64_t timeout_ns) {
+  if (timeout_ns == UINT64_MAX) {
+    os_futex_wait(addr, expected);
+    return;
+  }
+  int saved = errno;
+  struct timespec ts = { .tv_sec = (time_t)(timeout_ns / 1000000000u), .tv_nsec = (long)(timeout_ns % 1000000000u) };
+  syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, expected, &ts, NULL, 0);
   errno = saved;
 }
 
@@ -144,5 +230,6 @@ void os_write_stderr(const char *buf, size_t len) {
 
 void os_counters_get(os_counters_t *out) {
   out->maps = cnt_maps; out->unmaps = cnt_unmaps; out->purges_lazy = cnt_lazy;
-  out->purges_now = cnt_now; out->hugifies = cnt_huge; out->remaps = cnt_remaps;
+  out->purges_now = cnt_now; out->hugifies = cnt_huge; out->dehugifies = cnt_dehuge;
+  out->collapses = cnt_collapse; out->remaps = cnt_remaps; out->commits = cnt_commits;
 }

@@ -18,13 +18,22 @@ typedef enum {
   OS_PURGE_NOW,    /* MADV_DONTNEED: dropped now; reads back as zero */
 } os_purge_t;
 
+typedef enum {
+  OS_HUGE_ON,        /* MADV_HUGEPAGE: let the kernel back the range with huge pages */
+  OS_HUGE_OFF,       /* MADV_NOHUGEPAGE: before purging part of a hugified range */
+  OS_HUGE_COLLAPSE,  /* MADV_COLLAPSE: make it huge now (synchronous, costly) */
+} os_huge_t;
+
 /* The seam. Every function returns true on success. */
 typedef struct os_hooks_s {
-  void *(*map)(size_t size);                             /* fresh zeroed RW memory, or NULL */
+  void *(*map)(size_t size);                             /* fresh zeroed memory, or NULL */
   bool (*unmap)(void *addr, size_t size);
   bool (*purge)(void *addr, size_t size, os_purge_t how);
-  bool (*hugify)(void *addr, size_t size);
+  bool (*hugify)(void *addr, size_t size, os_huge_t how);
   uint64_t (*now_ns)(void);                              /* monotonic */
+  /* Strict overcommit only: make a reserved range usable / give its commit
+   * charge back (contents become zero). */
+  bool (*commit)(void *addr, size_t size, bool commit);
 } os_hooks_t;
 
 /* Install hooks (NULL restores the defaults); returns the previous table. */
@@ -38,7 +47,8 @@ void os_init(void);
 void *os_map_aligned(size_t size, size_t align);
 TD_INLINE bool os_unmap(void *addr, size_t size) { return os_hooks->unmap(addr, size); }
 TD_INLINE bool os_purge(void *addr, size_t size, os_purge_t how) { return os_hooks->purge(addr, size, how); }
-TD_INLINE bool os_hugify(void *addr, size_t size) { return os_hooks->hugify(addr, size); }
+TD_INLINE bool os_hugify(void *addr, size_t size, os_huge_t how) { return os_hooks->hugify(addr, size, how); }
+TD_INLINE bool os_commit(void *addr, size_t size, bool commit) { return os_hooks->commit(addr, size, commit); }
 TD_INLINE uint64_t os_now_ns(void) { return os_hooks->now_ns(); }
 
 /* mremap(MREMAP_MAYMOVE); NULL on failure (old mapping untouched). */
@@ -47,15 +57,30 @@ void *os_remap(void *addr, size_t old_size, size_t new_size);
 void os_name(void *addr, size_t size, const char *name);
 
 void os_futex_wait(_Atomic uint32_t *addr, uint32_t expected);
+/* Wait at most timeout_ns (UINT64_MAX: no limit). */
+void os_futex_wait_timeout(_Atomic uint32_t *addr, uint32_t expected, uint64_t timeout_ns);
 void os_futex_wake(_Atomic uint32_t *addr, int count);
 void os_yield(void);
 
 uint64_t os_random64(void);
 const char *os_getenv(const char *name);   /* secure_getenv: NULL for setuid programs */
 void os_write_stderr(const char *buf, size_t len);
-/* Counters of the syscalls made through the hooks (for statistics). */
+/* What the system allows, read once by os_init. */
+typedef struct os_system_s {
+  int thp_enabled;          /* enum: 0 never, 1 madvise, 2 always */
+  int max_ptes_none;        /* khugepaged's limit (511 when unknown) */
+  bool overcommit_strict;   /* vm.overcommit_memory == 2: reserve PROT_NONE, commit per unit */
+  bool lazy_free;           /* MADV_FREE works */
+} os_system_t;
+extern os_system_t os_system;
+
+/* Reserve address space: MAP_NORESERVE RW normally, PROT_NONE under strict
+ * overcommit (then os_commit makes parts usable). NULL on failure. */
+void *os_reserve_aligned(size_t size, size_t align);
+
+/* Counters of the syscalls made through the default hooks (for statistics). */
 typedef struct {
-  uint64_t maps, unmaps, purges_lazy, purges_now, hugifies, remaps;
+  uint64_t maps, unmaps, purges_lazy, purges_now, hugifies, dehugifies, collapses, remaps, commits;
 } os_counters_t;
 void os_counters_get(os_counters_t *out);
 

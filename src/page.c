@@ -1,4 +1,6 @@
 #include "page.h"
+#include "conf.h"
+#include "decay.h"
 #include "lock.h"
 #include "meta.h"
 #include "os.h"
@@ -7,50 +9,122 @@
 
 #include <string.h>
 
-#define REGION_MAX        ((size_t)1 << 30)   /* reserve address space 1 GiB at a time */
-#define EMPTY_UNITS_KEEP  2                   /* wholly empty dirty units kept unpurged */
-#define NBINS             (TD_UNIT_PAGES + 1) /* bins by longest free range 0..512 */
-#define NBIN_WORDS        ((NBINS + 63) / 64)
+#define REGION_MAX         ((size_t)1 << 30)   /* reserve address space 1 GiB at a time */
+#define NBINS              (TD_UNIT_PAGES + 1) /* bins by longest free range 0..512 */
+#define NBIN_WORDS         ((NBINS + 63) / 64)
+#define DIRTY_FLOOR_PAGES  ((size_t)(32 << 20) >> TD_PAGE_SHIFT)   /* ceiling never below 32 MiB */
+#define COLLAPSE_PER_PASS  8
+#define NEVER              UINT64_MAX
 
 static td_mutex_t page_lock = TD_MUTEX_INIT("page");
 
 static struct {
-  unit_t *bins[NBINS];             /* units by longest free range */
+  unit_t *bins[NBINS];             /* pairing heaps by age, indexed by longest free range */
   uint64_t nonempty[NBIN_WORDS];   /* bit b: bins[b] is not empty */
-  /* the region units are carved from */
-  unit_t *region_units;
+  unit_t *region_units;            /* the region units are carved from */
   uintptr_t region_base;
   size_t region_nunits, region_next;
+  unit_t *all_units, *purge_list, *dense_list;
   meta_pool_t span_pool;
+  decay_t decay_dirty, decay_muzzy;
+  uint64_t serial;
+  uint64_t next_due;               /* when deferred work is next due */
+  uint64_t told_due;               /* what the work hook was last told */
+  void (*hook)(uint64_t);
+  bool hugify_enabled, born_huge;
+  size_t dense_pages;              /* nactive at which a unit counts as dense */
   /* counters (pages unless noted) */
-  size_t mapped_bytes, nunits, nactive, ndirty, nempty_dirty_units;
-  uint64_t purged_bytes;
+  size_t mapped_bytes, nunits, nactive, ndirty, nmuzzy, nhugified;
+  uint64_t purged_lazy, purged_now, purge_passes, hugifies, dehugifies, collapses, collapse_failures, decommits;
 } P;
 
 void page_init(void) {
   P.span_pool.size = sizeof(span_t);
+  uint64_t now = os_now_ns();
+  decay_init(&P.decay_dirty, opt.dirty_decay_ms, now);
+  decay_init(&P.decay_muzzy, opt.muzzy_decay_ms, now);
+  P.next_due = P.told_due = NEVER;
+  P.hugify_enabled = opt.thp == THP_DEFAULT && os_system.thp_enabled == 1;
+  P.born_huge = os_system.thp_enabled != 0 && (opt.thp == THP_ALWAYS || (opt.thp == THP_DEFAULT && os_system.thp_enabled == 2));
+  size_t dense = (size_t)((opt.hugify_threshold_milli * (int64_t)TD_UNIT_PAGES + 999) / 1000);
+  /* Without MADV_COLLAPSE from the background thread, khugepaged does the
+   * collapsing, and it skips units with more than max_ptes_none empty pages. */
+  if (!opt.background_thread && os_system.max_ptes_none >= 0 && os_system.max_ptes_none < (int)TD_UNIT_PAGES)
+    dense = TD_MAX(dense, TD_UNIT_PAGES - (size_t)os_system.max_ptes_none);
+  P.dense_pages = TD_MAX(dense, 1);
 }
 
-/* ---- psset bins ---------------------------------------------------------- */
+void page_set_work_hook(void (*hook)(uint64_t)) {
+  mutex_lock(&page_lock);
+  P.hook = hook;
+  P.told_due = NEVER;
+  uint64_t due = P.next_due;
+  mutex_unlock(&page_lock);
+  if (hook && due != NEVER) hook(due);
+}
+
+/* ---- bins: pairing heaps ordered by age ---------------------------------- */
+
+static unit_t *ph_meld(unit_t *a, unit_t *b) {
+  if (!a) return b;
+  if (!b) return a;
+  if (b->serial < a->serial) { unit_t *t = a; a = b; b = t; }
+  b->ph_prev = a;
+  b->ph_next = a->ph_child;
+  if (a->ph_child) a->ph_child->ph_prev = b;
+  a->ph_child = b;
+  return a;
+}
+
+/* Two-pass merge of a sibling list. */
+static unit_t *ph_merge_pairs(unit_t *first) {
+  unit_t *pairs = NULL;
+  while (first) {
+    unit_t *a = first, *b = a->ph_next;
+    first = b ? b->ph_next : NULL;
+    a->ph_next = a->ph_prev = NULL;
+    if (b) { b->ph_next = b->ph_prev = NULL; a = ph_meld(a, b); }
+    a->ph_next = pairs;
+    pairs = a;
+  }
+  unit_t *root = NULL;
+  while (pairs) {
+    unit_t *n = pairs;
+    pairs = n->ph_next;
+    n->ph_next = NULL;
+    root = ph_meld(root, n);
+  }
+  return root;
+}
+
+static unit_t *ph_remove(unit_t *root, unit_t *n) {
+  unit_t *rest = ph_merge_pairs(n->ph_child);
+  if (n == root) {
+    root = rest;
+  } else {
+    if (n->ph_prev->ph_child == n) n->ph_prev->ph_child = n->ph_next;
+    else n->ph_prev->ph_next = n->ph_next;
+    if (n->ph_next) n->ph_next->ph_prev = n->ph_prev;
+    root = ph_meld(root, rest);
+  }
+  n->ph_child = n->ph_next = n->ph_prev = NULL;
+  return root;
+}
 
 static void bin_insert(unit_t *u) {
   size_t b = u->lfr;
   u->bin = (uint16_t)b;
-  u->prev = NULL;
-  u->next = P.bins[b];
-  if (u->next) u->next->prev = u;
-  P.bins[b] = u;
+  u->ph_child = u->ph_next = u->ph_prev = NULL;
+  P.bins[b] = ph_meld(P.bins[b], u);
   P.nonempty[b >> 6] |= 1ull << (b & 63);
 }
 
 static void bin_remove(unit_t *u) {
   size_t b = u->bin;
   if (b == UNIT_UNLISTED) return;
-  if (u->prev) u->prev->next = u->next; else P.bins[b] = u->next;
-  if (u->next) u->next->prev = u->prev;
+  P.bins[b] = ph_remove(P.bins[b], u);
   if (!P.bins[b]) P.nonempty[b >> 6] &= ~(1ull << (b & 63));
   u->bin = UNIT_UNLISTED;
-  u->next = u->prev = NULL;
 }
 
 /* First non-empty bin >= b, or NBINS. */
@@ -64,20 +138,48 @@ static size_t bin_first_from(size_t b) {
   return NBINS;
 }
 
-static void unit_rebin(unit_t *u) {
-  bin_remove(u);
-  u->lfr = (uint16_t)bm_longest_clear_run(&u->active);
-  bin_insert(u);
-}
+/* ---- unit bookkeeping ---------------------------------------------------- */
 
-/* ---- regions and fresh units ------------------------------------------- */
+#define DLIST_PUSH(head, u, nx, pv) do { (u)->pv = NULL; (u)->nx = (head); if (head) (head)->pv = (u); (head) = (u); } while (0)
+#define DLIST_REMOVE(head, u, nx, pv) do { \
+    if ((u)->pv) (u)->pv->nx = (u)->nx; else (head) = (u)->nx; \
+    if ((u)->nx) (u)->nx->pv = (u)->pv; \
+    (u)->nx = (u)->pv = NULL; } while (0)
+
+/* After u's page states changed: bins, purge list, density. Lock held. */
+static void unit_update(unit_t *u) {
+  uint16_t lfr = (uint16_t)bm_longest_clear_run(&u->active);
+  if (!u->busy && (u->bin == UNIT_UNLISTED || lfr != u->lfr)) {
+    bin_remove(u);
+    u->lfr = lfr;
+    bin_insert(u);
+  }
+  u->lfr = lfr;
+  bool purgeable = u->ndirty || u->nmuzzy;
+  if (purgeable && !u->on_purge_list) { DLIST_PUSH(P.purge_list, u, purge_next, purge_prev); u->on_purge_list = 1; }
+  if (!purgeable && u->on_purge_list) { DLIST_REMOVE(P.purge_list, u, purge_next, purge_prev); u->on_purge_list = 0; }
+  if (P.hugify_enabled) {
+    bool dense = !u->hugified && u->nactive >= P.dense_pages;
+    if (dense && !u->on_dense_list) {
+      DLIST_PUSH(P.dense_list, u, dense_next, dense_prev);
+      u->on_dense_list = 1;
+      u->dense_since_ns = os_now_ns();
+      uint64_t due = u->dense_since_ns + (uint64_t)opt.hugify_delay_ms * 1000000u;
+      if (due < P.next_due) P.next_due = due;
+    } else if (!dense && u->on_dense_list) {
+      DLIST_REMOVE(P.dense_list, u, dense_next, dense_prev);
+      u->on_dense_list = 0;
+      u->dense_since_ns = 0;
+    }
+  }
+}
 
 static unit_t *unit_fresh(void) {
   if (P.region_next == P.region_nunits) {
     size_t size = REGION_MAX;
     void *base = NULL;
     for (; size >= TD_UNIT; size >>= 1)
-      if ((base = os_map_aligned(size, TD_UNIT)) != NULL) break;
+      if ((base = os_reserve_aligned(size, TD_UNIT)) != NULL) break;
     if (!base) return NULL;
     size_t n = size / TD_UNIT;
     unit_t *units = meta_alloc(n * sizeof(unit_t), TD_CACHELINE);
@@ -86,6 +188,10 @@ static unit_t *unit_fresh(void) {
       return NULL;
     }
     os_name(base, size, "tidalloc");
+    if (os_system.thp_enabled) {
+      if (opt.thp == THP_ALWAYS) os_hugify(base, size, OS_HUGE_ON);
+      else if (opt.thp == THP_NEVER) os_hugify(base, size, OS_HUGE_OFF);
+    }
     P.region_units = units;
     P.region_base = (uintptr_t)base;
     P.region_nunits = n;
@@ -94,53 +200,49 @@ static unit_t *unit_fresh(void) {
   }
   unit_t *u = &P.region_units[P.region_next];
   u->base = P.region_base + P.region_next * TD_UNIT;
+  if (os_system.overcommit_strict) {
+    if (!os_commit((void *)u->base, TD_UNIT, true)) return NULL;
+  }
+  u->committed = 1;
   P.region_next++;
   P.nunits++;
-  u->lfr = TD_UNIT_PAGES;
+  u->serial = ++P.serial;
   u->bin = UNIT_UNLISTED;
+  u->hugified = P.born_huge;
+  P.nhugified += u->hugified;
+  u->all_next = P.all_units;
+  P.all_units = u;
   return u;
-}
-
-/* ---- purging ------------------------------------------------------------ */
-
-/* Purge every dirty range of u. Caller holds the lock. */
-static size_t unit_purge(unit_t *u) {
-  size_t purged = 0, i = 0;
-  while (i < TD_UNIT_PAGES) {
-    size_t f = bm_next(&u->dirty, i, true);
-    if (f >= TD_UNIT_PAGES) break;
-    size_t e = bm_next(&u->dirty, f, false);
-    os_purge((void *)(u->base + f * TD_PAGE), (e - f) * TD_PAGE, OS_PURGE_NOW);
-    purged += e - f;
-    i = e;
-  }
-  memset(&u->dirty, 0, sizeof u->dirty);
-  if (u->nactive == 0 && u->ndirty) P.nempty_dirty_units--;
-  P.ndirty -= u->ndirty;
-  u->ndirty = 0;
-  P.purged_bytes += purged * TD_PAGE;
-  return purged * TD_PAGE;
 }
 
 /* ---- runs ---------------------------------------------------------------- */
 
+static void work_maybe_due(void);
+
 static span_t *run_take(unit_t *u, size_t idx, size_t npages) {
   span_t *s = meta_pool_get(&P.span_pool);
   if (!s) return NULL;
+  if (!u->committed) {
+    if (!os_commit((void *)u->base, TD_UNIT, true)) { meta_pool_put(&P.span_pool, s); return NULL; }
+    u->committed = 1;
+  }
   size_t was_dirty = bm_count_range(&u->dirty, idx, npages);
-  if (u->nactive == 0 && u->ndirty) P.nempty_dirty_units--;
+  size_t was_muzzy = bm_count_range(&u->muzzy, idx, npages);
   bm_set_range(&u->active, idx, npages);
   bm_clear_range(&u->dirty, idx, npages);
+  bm_clear_range(&u->muzzy, idx, npages);
   u->nactive = (uint16_t)(u->nactive + npages);
   u->ndirty = (uint16_t)(u->ndirty - was_dirty);
+  u->nmuzzy = (uint16_t)(u->nmuzzy - was_muzzy);
   P.nactive += npages;
   P.ndirty -= was_dirty;
-  unit_rebin(u);
+  P.nmuzzy -= was_muzzy;
+  unit_update(u);
   s->base = u->base + idx * TD_PAGE;
   s->bytes = npages * TD_PAGE;
   s->unit = u;
   s->page_index = (uint32_t)idx;
-  s->zeroed = was_dirty == 0;
+  s->zeroed = was_dirty + was_muzzy == 0;
   return s;
 }
 
@@ -149,21 +251,24 @@ span_t *page_alloc(size_t npages, size_t align_pages) {
   mutex_lock(&page_lock);
   span_t *s = NULL;
   for (size_t b = bin_first_from(npages); b < NBINS; b = bin_first_from(b + 1)) {
-    for (unit_t *u = P.bins[b]; u; u = u->next) {
-      size_t idx = bm_find_clear_run(&u->active, npages, align_pages);
-      if (idx < TD_UNIT_PAGES) { s = run_take(u, idx, npages); goto done; }
-      if (align_pages == 1) break;   /* lfr >= npages guarantees a fit: unreachable */
-    }
+    unit_t *u = P.bins[b];   /* the oldest unit of the tightest bin that fits */
+    size_t idx = bm_find_clear_run(&u->active, npages, align_pages);
+    if (idx < TD_UNIT_PAGES) { s = run_take(u, idx, npages); goto done; }
+    /* only an aligned request can miss; try a looser bin */
   }
   unit_t *u = unit_fresh();
   if (u) s = run_take(u, 0, npages);
-done:
+done:;
+  /* A unit that just became dense brings hugify work forward. */
+  bool due = P.next_due < P.told_due;
   mutex_unlock(&page_lock);
+  if (TD_UNLIKELY(due)) work_maybe_due();
   return s;
 }
 
-/* Free pages [idx, idx+n) of u. Caller holds the lock. */
-static void run_release(unit_t *u, size_t idx, size_t n) {
+/* Pages [idx, idx+n) of u become free (dirty). Lock held. Returns true when
+ * deferred work may have become due. */
+static bool run_release(unit_t *u, size_t idx, size_t n) {
   TD_DASSERT(bm_count_range(&u->active, idx, n) == n);
   bm_clear_range(&u->active, idx, n);
   bm_set_range(&u->dirty, idx, n);
@@ -171,18 +276,36 @@ static void run_release(unit_t *u, size_t idx, size_t n) {
   u->ndirty = (uint16_t)(u->ndirty + n);
   P.nactive -= n;
   P.ndirty += n;
-  unit_rebin(u);
-  if (u->nactive == 0) {
-    P.nempty_dirty_units++;
-    if (P.nempty_dirty_units > EMPTY_UNITS_KEEP) unit_purge(u);
+  unit_update(u);
+  if (P.next_due == NEVER) P.next_due = 0;   /* decay has something to look at */
+  size_t ceiling = TD_MAX(DIRTY_FLOOR_PAGES, (size_t)((uint64_t)P.nactive * (uint64_t)opt.dirty_mult_milli / 1000u));
+  if (P.ndirty > ceiling) P.next_due = 0;
+  return P.next_due < P.told_due;
+}
+
+/* Without locks: tell the background thread, or do the work inline. */
+static void work_maybe_due(void) {
+  void (*hook)(uint64_t) = __atomic_load_n(&P.hook, __ATOMIC_ACQUIRE);
+  if (hook) {
+    mutex_lock(&page_lock);
+    uint64_t due = P.next_due;
+    bool tell = due < P.told_due;
+    if (tell) P.told_due = due;
+    mutex_unlock(&page_lock);
+    if (tell) hook(due);
+    return;
   }
+  uint64_t now = os_now_ns();
+  if (now >= __atomic_load_n(&P.next_due, __ATOMIC_RELAXED)) page_deferred_work(now, false);
 }
 
 void page_free(span_t *s) {
   mutex_lock(&page_lock);
-  run_release(s->unit, s->page_index, s->bytes >> TD_PAGE_SHIFT);
+  bool due = run_release(s->unit, s->page_index, s->bytes >> TD_PAGE_SHIFT);
   meta_pool_put(&P.span_pool, s);
+  if (!P.hook) due = true;   /* inline mode: compare with the clock */
   mutex_unlock(&page_lock);
+  if (due) work_maybe_due();
 }
 
 bool page_grow(span_t *s, size_t new_npages) {
@@ -192,15 +315,20 @@ bool page_grow(span_t *s, size_t new_npages) {
   bool ok = false;
   mutex_lock(&page_lock);
   size_t from = s->page_index + old, add = new_npages - old;
-  if (bm_count_range(&u->active, from, add) == 0) {
+  /* A busy unit's free pages are being purged right now: never take them. */
+  if (!u->busy && bm_count_range(&u->active, from, add) == 0) {
     size_t was_dirty = bm_count_range(&u->dirty, from, add);
+    size_t was_muzzy = bm_count_range(&u->muzzy, from, add);
     bm_set_range(&u->active, from, add);
     bm_clear_range(&u->dirty, from, add);
+    bm_clear_range(&u->muzzy, from, add);
     u->nactive = (uint16_t)(u->nactive + add);
     u->ndirty = (uint16_t)(u->ndirty - was_dirty);
+    u->nmuzzy = (uint16_t)(u->nmuzzy - was_muzzy);
     P.nactive += add;
     P.ndirty -= was_dirty;
-    unit_rebin(u);
+    P.nmuzzy -= was_muzzy;
+    unit_update(u);
     s->bytes = new_npages * TD_PAGE;
     ok = true;
   }
@@ -212,9 +340,11 @@ void page_shrink(span_t *s, size_t new_npages) {
   size_t old = s->bytes >> TD_PAGE_SHIFT;
   if (new_npages >= old) return;
   mutex_lock(&page_lock);
-  run_release(s->unit, s->page_index + new_npages, old - new_npages);
+  bool due = run_release(s->unit, s->page_index + new_npages, old - new_npages);
   s->bytes = new_npages * TD_PAGE;
+  if (!P.hook) due = true;
   mutex_unlock(&page_lock);
+  if (due) work_maybe_due();
 }
 
 span_t *page_span_get(void) {
@@ -230,15 +360,148 @@ void page_span_put(span_t *s) {
   mutex_unlock(&page_lock);
 }
 
-size_t page_purge_all(void) {
-  size_t total = 0;
+/* ---- purging -------------------------------------------------------------- */
+
+enum stage { STAGE_DIRTY, STAGE_MUZZY };
+
+/* The unit to purge next for a stage: non-hugified before hugified, then the
+ * emptiest, then the one with most to purge. Lock held. */
+static unit_t *purge_pick(enum stage st) {
+  unit_t *best = NULL;
+  uint64_t best_score = UINT64_MAX;
+  for (unit_t *u = P.purge_list; u; u = u->purge_next) {
+    size_t n = st == STAGE_DIRTY ? u->ndirty : u->nmuzzy;
+    if (!n || u->busy) continue;
+    uint64_t score = ((uint64_t)u->hugified << 40) | ((uint64_t)u->nactive << 20) | (uint64_t)(TD_UNIT_PAGES - n);
+    if (score < best_score) { best = u; best_score = score; }
+  }
+  return best;
+}
+
+/* Purge one unit's pages of a stage, outside the lock. Lock held on entry and
+ * exit. Returns pages purged. */
+static size_t purge_unit(unit_t *u, enum stage st, os_purge_t how) {
+  bm512_t snap = st == STAGE_DIRTY ? u->dirty : u->muzzy;
+  size_t n = bm_count(&snap);
+  bool was_huge = u->hugified;
+  bin_remove(u);
+  u->busy = 1;
+  if (was_huge) { u->hugified = 0; P.nhugified--; P.dehugifies++; }
+  mutex_unlock(&page_lock);
+
+  if (was_huge) os_hugify((void *)u->base, TD_UNIT, OS_HUGE_OFF);
+  for (size_t i = 0; i < TD_UNIT_PAGES;) {
+    size_t f = bm_next(&snap, i, true);
+    if (f >= TD_UNIT_PAGES) break;
+    size_t e = bm_next(&snap, f, false);
+    os_purge((void *)(u->base + f * TD_PAGE), (e - f) * TD_PAGE, how);
+    i = e;
+  }
+
   mutex_lock(&page_lock);
-  for (size_t b = bin_first_from(0); b < NBINS; b = bin_first_from(b + 1))
-    for (unit_t *u = P.bins[b]; u; u = u->next)
-      if (u->ndirty) total += unit_purge(u);
+  /* No run can have taken these pages: the unit was out of the bins and
+   * page_grow refuses busy units. */
+  if (st == STAGE_DIRTY) {
+    for (size_t w = 0; w < BM_WORDS; w++) u->dirty.w[w] &= ~snap.w[w];
+    u->ndirty = (uint16_t)(u->ndirty - n);
+    P.ndirty -= n;
+  } else {
+    for (size_t w = 0; w < BM_WORDS; w++) u->muzzy.w[w] &= ~snap.w[w];
+    u->nmuzzy = (uint16_t)(u->nmuzzy - n);
+    P.nmuzzy -= n;
+  }
+  if (how == OS_PURGE_LAZY) {
+    for (size_t w = 0; w < BM_WORDS; w++) u->muzzy.w[w] |= snap.w[w];
+    u->nmuzzy = (uint16_t)(u->nmuzzy + n);
+    P.nmuzzy += n;
+    P.purged_lazy += n;
+  } else {
+    P.purged_now += n;
+  }
+  u->busy = 0;
+  if (os_system.overcommit_strict && u->nactive == 0 && u->ndirty == 0 && u->nmuzzy == 0 && u->committed) {
+    if (os_commit((void *)u->base, TD_UNIT, false)) { u->committed = 0; P.decommits++; }
+  }
+  unit_update(u);
+  return n;
+}
+
+/* Purge until at most `keep` pages of the stage remain. Lock held. */
+static void purge_down_to(enum stage st, size_t keep, os_purge_t how) {
+  for (;;) {
+    size_t have = st == STAGE_DIRTY ? P.ndirty : P.nmuzzy;
+    if (have <= keep) break;
+    unit_t *u = purge_pick(st);
+    if (!u) break;
+    purge_unit(u, st, how);
+    P.purge_passes++;
+  }
+}
+
+static os_purge_t dirty_purge_kind(void) {
+  return opt.muzzy_decay_ms != 0 && os_system.lazy_free ? OS_PURGE_LAZY : OS_PURGE_NOW;
+}
+
+uint64_t page_deferred_work(uint64_t now, bool may_collapse) {
+  uintptr_t collapse[COLLAPSE_PER_PASS];
+  size_t ncollapse = 0;
+  mutex_lock(&page_lock);
+  /* Dirty pages: the decay curve, capped by the ceiling. */
+  size_t limit = decay_limit(&P.decay_dirty, now, P.ndirty);
+  size_t ceiling = TD_MAX(DIRTY_FLOOR_PAGES, (size_t)((uint64_t)P.nactive * (uint64_t)opt.dirty_mult_milli / 1000u));
+  if (limit > ceiling) limit = ceiling;
+  if (P.ndirty > limit) {
+    purge_down_to(STAGE_DIRTY, limit, dirty_purge_kind());
+    decay_purged(&P.decay_dirty, P.ndirty);
+  }
+  size_t mlimit = decay_limit(&P.decay_muzzy, now, P.nmuzzy);
+  if (P.nmuzzy > mlimit) {
+    purge_down_to(STAGE_MUZZY, mlimit, OS_PURGE_NOW);
+    decay_purged(&P.decay_muzzy, P.nmuzzy);
+  }
+  /* Hugify units that stayed dense long enough. */
+  uint64_t delay = (uint64_t)opt.hugify_delay_ms * 1000000u, next_hugify = NEVER;
+  for (unit_t *u = P.dense_list, *nx; u; u = nx) {
+    nx = u->dense_next;
+    if (u->busy) continue;
+    uint64_t due = u->dense_since_ns + delay;
+    if (now < due) { if (due < next_hugify) next_hugify = due; continue; }
+    DLIST_REMOVE(P.dense_list, u, dense_next, dense_prev);
+    u->on_dense_list = 0;
+    os_hugify((void *)u->base, TD_UNIT, OS_HUGE_ON);
+    u->hugified = 1;
+    P.nhugified++;
+    P.hugifies++;
+    if (may_collapse && ncollapse < COLLAPSE_PER_PASS) collapse[ncollapse++] = u->base;
+    else if (may_collapse) next_hugify = now;   /* more to collapse: come back soon */
+  }
+  uint64_t next = TD_MIN(decay_deadline(&P.decay_dirty, P.ndirty), decay_deadline(&P.decay_muzzy, P.nmuzzy));
+  next = TD_MIN(next, next_hugify);
+  P.next_due = next;
+  P.told_due = next;
+  mutex_unlock(&page_lock);
+  for (size_t i = 0; i < ncollapse; i++) {
+    bool ok = os_hugify((void *)collapse[i], TD_UNIT, OS_HUGE_COLLAPSE);
+    mutex_lock(&page_lock);
+    if (ok) P.collapses++; else P.collapse_failures++;
+    mutex_unlock(&page_lock);
+  }
+  return next;
+}
+
+size_t page_purge_all(void) {
+  mutex_lock(&page_lock);
+  uint64_t before = P.purged_now;
+  purge_down_to(STAGE_DIRTY, 0, OS_PURGE_NOW);
+  purge_down_to(STAGE_MUZZY, 0, OS_PURGE_NOW);
+  decay_purged(&P.decay_dirty, P.ndirty);
+  decay_purged(&P.decay_muzzy, P.nmuzzy);
+  size_t total = (size_t)(P.purged_now - before) * TD_PAGE;
   mutex_unlock(&page_lock);
   return total;
 }
+
+/* ---- statistics and validation ---------------------------------------------- */
 
 void page_stats_get(page_stats_t *out) {
   mutex_lock(&page_lock);
@@ -246,32 +509,63 @@ void page_stats_get(page_stats_t *out) {
   out->units = P.nunits;
   out->active = P.nactive * TD_PAGE;
   out->dirty = P.ndirty * TD_PAGE;
-  out->purged_bytes = P.purged_bytes;
+  out->muzzy = P.nmuzzy * TD_PAGE;
+  out->hugified_units = P.nhugified;
+  out->purged_lazy_bytes = P.purged_lazy * TD_PAGE;
+  out->purged_now_bytes = P.purged_now * TD_PAGE;
+  out->purge_passes = P.purge_passes;
+  out->hugifies = P.hugifies;
+  out->dehugifies = P.dehugifies;
+  out->collapses = P.collapses;
+  out->collapse_failures = P.collapse_failures;
+  out->decommits = P.decommits;
   mutex_unlock(&page_lock);
+}
+
+static size_t ph_count_check(unit_t *n, unit_t *parent_or_prev, uint64_t min_serial, size_t b) {
+  size_t c = 0;
+  for (; n; parent_or_prev = n, n = n->ph_next) {
+    TD_CHECK(n->ph_prev == parent_or_prev, "pairing heap links", (void *)n->base, "page_validate");
+    TD_CHECK(n->serial >= min_serial, "pairing heap order", (void *)n->base, "page_validate");
+    TD_CHECK(n->bin == b && n->lfr == b && !n->busy, "unit in wrong bin", (void *)n->base, "page_validate");
+    c += 1 + ph_count_check(n->ph_child, n, n->serial, b);
+  }
+  return c;
 }
 
 void page_validate(void) {
   mutex_lock(&page_lock);
-  size_t active = 0, dirty = 0, empty_dirty = 0;
+  size_t active = 0, dirty = 0, muzzy = 0, listed = 0, in_bins = 0, huge = 0;
   for (size_t b = 0; b < NBINS; b++) {
-    TD_CHECK(!P.bins[b] == !(P.nonempty[b >> 6] & (1ull << (b & 63))), "page bitmap mismatch", P.bins[b], "page_validate");
-    for (unit_t *u = P.bins[b]; u; u = u->next) {
-      TD_CHECK(u->bin == b && u->lfr == b, "unit in wrong bin", (void *)u->base, "page_validate");
-      TD_CHECK(bm_longest_clear_run(&u->active) == u->lfr, "stale longest free range", (void *)u->base, "page_validate");
-      TD_CHECK(bm_count(&u->active) == u->nactive, "active count", (void *)u->base, "page_validate");
-      TD_CHECK(bm_count(&u->dirty) == u->ndirty, "dirty count", (void *)u->base, "page_validate");
-      for (size_t w = 0; w < BM_WORDS; w++)
-        TD_CHECK((u->active.w[w] & u->dirty.w[w]) == 0, "page both active and dirty", (void *)u->base, "page_validate");
-      active += u->nactive;
-      dirty += u->ndirty;
-      if (u->nactive == 0 && u->ndirty) empty_dirty++;
-    }
+    TD_CHECK(!P.bins[b] == !(P.nonempty[b >> 6] & (1ull << (b & 63))), "bin bitmap", P.bins[b], "page_validate");
+    if (P.bins[b]) TD_CHECK(P.bins[b]->ph_prev == NULL, "pairing heap root", P.bins[b], "page_validate");
+    in_bins += ph_count_check(P.bins[b], NULL, 0, b);
   }
-  TD_CHECK(active == P.nactive && dirty == P.ndirty && empty_dirty == P.nempty_dirty_units,
+  for (unit_t *u = P.all_units; u; u = u->all_next) {
+    TD_CHECK(bm_count(&u->active) == u->nactive, "active count", (void *)u->base, "page_validate");
+    TD_CHECK(bm_count(&u->dirty) == u->ndirty, "dirty count", (void *)u->base, "page_validate");
+    TD_CHECK(bm_count(&u->muzzy) == u->nmuzzy, "muzzy count", (void *)u->base, "page_validate");
+    TD_CHECK(bm_longest_clear_run(&u->active) == u->lfr, "stale longest free range", (void *)u->base, "page_validate");
+    for (size_t w = 0; w < BM_WORDS; w++) {
+      TD_CHECK((u->active.w[w] & u->dirty.w[w]) == 0, "page active and dirty", (void *)u->base, "page_validate");
+      TD_CHECK((u->active.w[w] & u->muzzy.w[w]) == 0, "page active and muzzy", (void *)u->base, "page_validate");
+      TD_CHECK((u->dirty.w[w] & u->muzzy.w[w]) == 0, "page dirty and muzzy", (void *)u->base, "page_validate");
+    }
+    TD_CHECK(u->on_purge_list == (u->ndirty || u->nmuzzy), "purge list membership", (void *)u->base, "page_validate");
+    TD_CHECK(u->busy || u->bin != UNIT_UNLISTED, "unit missing from bins", (void *)u->base, "page_validate");
+    active += u->nactive; dirty += u->ndirty; muzzy += u->nmuzzy; listed++; huge += u->hugified;
+  }
+  TD_CHECK(active == P.nactive && dirty == P.ndirty && muzzy == P.nmuzzy && huge == P.nhugified,
            "page totals", NULL, "page_validate");
+  TD_CHECK(listed == P.nunits && in_bins <= listed, "unit count", NULL, "page_validate");
   mutex_unlock(&page_lock);
 }
 
 void page_prefork(void) { mutex_lock(&page_lock); }
 void page_postfork_parent(void) { mutex_unlock(&page_lock); }
-void page_postfork_child(void) { mutex_postfork_child(&page_lock); }
+void page_postfork_child(void) {
+  mutex_postfork_child(&page_lock);
+  /* The background thread did not survive the fork; the hook stays, so the
+   * next work that comes due starts a new one. */
+  P.told_due = NEVER;
+}

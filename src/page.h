@@ -1,19 +1,29 @@
 /*
- * page.h — the page layer: runs of 4 KiB pages carved from 2 MiB units.
+ * page.h — the page layer: runs of 4 KiB pages carved from 2 MiB units, and
+ * the hugepage-aware policies that decide when memory goes back to the system.
  *
  * What it is: the source of all slab and large memory. Address space is
- * reserved in large regions (1 GiB when the OS allows), cut into 2 MiB-aligned
- * units. Each unit tracks, per page, whether it is active (in a run) or dirty
- * (free but possibly holding data / resident). Units are binned by their
- * longest free range; an allocation takes the unit with the smallest longest
- * free range that fits, so memory packs densely into few hugepages and wholly
- * free units can be given back whole. Runs never cross a unit, so the largest
- * run is one unit (2 MiB).
- * Purging: free pages are dirty until purged; wholly empty units beyond a
- * small reserve are purged at once, and page_purge_all() purges everything.
- * What it is not: a per-thread cache (heap.h caches spans) or the home of
- * allocations larger than a unit (huge.h).
- * It may call: os, lock, meta, pagemap, safety.
+ * reserved in regions (1 GiB when the OS allows) cut into 2 MiB-aligned units.
+ * Each unit tracks, per page: active (in a run), dirty (free, still resident),
+ * muzzy (free, MADV_FREE'd: the kernel may take it) or purged (neither; reads
+ * as zero). Units are binned by their longest free range and, within a bin,
+ * ordered by age, so an allocation goes to the oldest of the units that fit it
+ * most tightly: memory packs densely and whole units empty out.
+ *
+ * Policies (driven by page_deferred_work, which the background thread calls
+ * when due, or the allocation slow paths call inline):
+ * - decay: dirty pages decay to muzzy over dirty_decay_ms, muzzy ones to
+ *   purged over muzzy_decay_ms; dirty memory above dirty_mult × active is
+ *   purged at once. Emptier, non-hugified units are purged first, each unit
+ *   whole (one madvise per free range), outside the lock.
+ * - hugify: a unit whose active share stays >= hugify_threshold for
+ *   hugify_delay_ms gets MADV_HUGEPAGE (and MADV_COLLAPSE from the background
+ *   thread); a hugified unit is dehugified before any of it is purged.
+ * - strict overcommit: regions are reserved PROT_NONE and units committed when
+ *   first used; a purged empty unit is decommitted.
+ * What it is not: a per-thread cache (heap.h) or the home of allocations
+ * larger than 1 MiB (huge.h).
+ * It may call: os, lock, meta, pagemap, decay, conf, safety.
  */
 #ifndef TIDAL_PAGE_H
 #define TIDAL_PAGE_H
@@ -21,16 +31,26 @@
 #include "bitmap.h"
 #include "span.h"
 
-typedef struct unit_s {
+typedef struct unit_s unit_t;
+struct unit_s {
   uintptr_t base;
   bm512_t active;             /* page belongs to a run */
-  bm512_t dirty;              /* free page that may hold data (not known zero) */
-  uint16_t nactive;
-  uint16_t ndirty;
+  bm512_t dirty;              /* free, possibly resident */
+  bm512_t muzzy;              /* free, MADV_FREE'd */
+  uint16_t nactive, ndirty, nmuzzy;
   uint16_t lfr;               /* longest free range, in pages */
-  uint16_t bin;               /* psset bin, or UNIT_UNLISTED */
-  struct unit_s *next, *prev; /* psset bin list */
-} unit_t;
+  uint16_t bin;               /* bin index, or UNIT_UNLISTED */
+  uint8_t hugified;           /* MADV_HUGEPAGE applied */
+  uint8_t busy;               /* taken out of the bins while being purged */
+  uint8_t committed;          /* usable (always 1 unless strict overcommit) */
+  uint8_t on_purge_list, on_dense_list;
+  uint64_t serial;            /* age: lower is older */
+  unit_t *all_next;           /* every unit ever carved */
+  uint64_t dense_since_ns;    /* when it last became dense (0: not dense) */
+  unit_t *ph_child, *ph_next, *ph_prev;      /* pairing heap of its bin */
+  unit_t *purge_next, *purge_prev;           /* units with dirty or muzzy pages */
+  unit_t *dense_next, *dense_prev;           /* dense units not yet hugified */
+};
 
 #define UNIT_UNLISTED 0xffff
 
@@ -50,15 +70,25 @@ void page_shrink(span_t *s, size_t new_npages);
 span_t *page_span_get(void);
 void page_span_put(span_t *s);
 
-/* Purge every dirty page now; returns bytes purged. */
+/* Do the purging and hugifying that is due at `now`; returns when the next
+ * work is due (UINT64_MAX: none pending). may_collapse: the caller (the
+ * background thread) may spend time in MADV_COLLAPSE. */
+uint64_t page_deferred_work(uint64_t now, bool may_collapse);
+/* The background thread registers this: called without locks when work is
+ * due sooner than the time it was told (UINT64_MAX means "nothing"). */
+void page_set_work_hook(void (*hook)(uint64_t due_ns));
+/* Purge every free page now (MADV_DONTNEED); returns bytes purged. */
 size_t page_purge_all(void);
 
 typedef struct page_stats_s {
   size_t mapped;              /* address space reserved for units */
   size_t units;               /* units carved from regions */
   size_t active;              /* bytes in runs */
-  size_t dirty;               /* free bytes not yet purged */
-  uint64_t purged_bytes;      /* total purged */
+  size_t dirty;               /* free bytes, resident */
+  size_t muzzy;               /* free bytes, MADV_FREE'd */
+  size_t hugified_units;
+  uint64_t purged_lazy_bytes, purged_now_bytes;
+  uint64_t purge_passes, hugifies, dehugifies, collapses, collapse_failures, decommits;
 } page_stats_t;
 void page_stats_get(page_stats_t *out);
 

@@ -1,113 +1,201 @@
-/* The page layer driven through the OS hooks seam: every map and purge is
- * recorded, so the tests can assert what the layer asked of the kernel. */
+/* The page layer's policies driven through the OS hooks seam with a fake
+ * clock: every purge, hugify and commit is recorded, and time only moves when
+ * the test says so. Runs with TIDALLOC_CONF="background_thread:false,
+ * dirty_decay_ms:1000,muzzy_decay_ms:1000,hugify_delay_ms:500,dirty_mult:100"
+ * (set by CTest), so deferred work happens inline or when the test calls it. */
+#include "conf.h"
 #include "os.h"
 #include "page.h"
 #include "pagemap.h"
 #include "unit.h"
 #include <string.h>
-#include <sys/mman.h>
 
-static struct { int maps, purges_now, purges_lazy; size_t purged_bytes; } rec;
+#define MS 1000000ull
+#define MAXREC 4096
 
-static void *fake_map(size_t size) {
-  rec.maps++;
-  return os_hooks_default.map(size);
+typedef struct { uintptr_t addr; size_t len; int kind; } rec_t;
+static rec_t recs[MAXREC];
+static int nrec;
+static uint64_t fake_now;
+enum { R_LAZY, R_NOW, R_HUGE_ON, R_HUGE_OFF, R_COLLAPSE, R_COMMIT, R_DECOMMIT };
+
+static void record(void *a, size_t len, int kind) {
+  if (nrec < MAXREC) recs[nrec++] = (rec_t){ (uintptr_t)a, len, kind };
 }
-static bool fake_purge(void *addr, size_t size, os_purge_t how) {
-  if (how == OS_PURGE_NOW) rec.purges_now++; else rec.purges_lazy++;
-  rec.purged_bytes += size;
-  return os_hooks_default.purge(addr, size, how);
+static int count(int kind, uintptr_t unit) {
+  int n = 0;
+  for (int i = 0; i < nrec; i++)
+    if (recs[i].kind == kind && (!unit || (recs[i].addr & ~(TD_UNIT - 1)) == unit)) n++;
+  return n;
 }
-static const os_hooks_t hooks = {
-  .map = fake_map, .unmap = NULL, .purge = fake_purge, .hugify = NULL, .now_ns = NULL,
-};
+static size_t bytes(int kind) {
+  size_t n = 0;
+  for (int i = 0; i < nrec; i++) if (recs[i].kind == kind) n += recs[i].len;
+  return n;
+}
+static bool fake_purge(void *a, size_t len, os_purge_t how) {
+  record(a, len, how == OS_PURGE_LAZY ? R_LAZY : R_NOW);
+  return os_hooks_default.purge(a, len, how);
+}
+static bool fake_hugify(void *a, size_t len, os_huge_t how) {
+  record(a, len, how == OS_HUGE_ON ? R_HUGE_ON : how == OS_HUGE_OFF ? R_HUGE_OFF : R_COLLAPSE);
+  return true;
+}
+static bool fake_commit(void *a, size_t len, bool commit) {
+  record(a, len, commit ? R_COMMIT : R_DECOMMIT);
+  return true;
+}
+static uint64_t fake_clock(void) { return fake_now; }
+
+static size_t dirty_bytes(void) { page_stats_t st; page_stats_get(&st); return st.dirty; }
+static size_t muzzy_bytes(void) { page_stats_t st; page_stats_get(&st); return st.muzzy; }
 
 int main(void) {
-  os_hooks_t h = hooks;
-  h.unmap = os_hooks_default.unmap;
-  h.hugify = os_hooks_default.hugify;
-  h.now_ns = os_hooks_default.now_ns;
-  /* The test process allocates through tidalloc too (printf, …): make sure it
-   * has initialised before the hooks go in, then work with deltas. */
-  free(malloc(1));
+  free(malloc(1));                       /* initialise with the real hooks */
+  CHECK(!opt.background_thread && opt.dirty_decay_ms == 1000 && opt.hugify_delay_ms == 500);
+  os_hooks_t h = os_hooks_default;
+  h.purge = fake_purge;
+  h.hugify = fake_hugify;
+  h.commit = fake_commit;
+  h.now_ns = fake_clock;
+  fake_now = os_hooks_default.now_ns() + 1000 * MS;
   os_hooks_set(&h);
   page_validate();
-  page_stats_t before, st;
-  page_stats_get(&before);
 
-  /* A run is unit-local, aligned as asked, and reported zeroed when fresh. */
-  span_t *a = page_alloc(512, 1);
-  CHECK(a && a->bytes == 512 * 4096 && a->page_index == 0 && (a->base & (TD_UNIT - 1)) == 0);
-  CHECK(a->zeroed);
-  memset((void *)a->base, 0xab, a->bytes);
-  page_stats_get(&st);
-  CHECK_EQ(st.active - before.active, 512 * 4096);
-
-  /* Dense packing: small runs go into the same partly used unit. */
-  span_t *runs[64];
-  for (int i = 0; i < 64; i++) {
-    runs[i] = page_alloc(4, 1);
-    CHECK(runs[i]);
-    if (i) CHECK(runs[i]->unit == runs[0]->unit);
-  }
+  /* --- bins: best fit first, then the oldest unit ------------------------ */
+  span_t *a = page_alloc(512, 1), *b = page_alloc(512, 1);
+  CHECK(a && b && a->unit != b->unit);
+  CHECK(a->zeroed && b->zeroed);
+  page_shrink(a, 500);                   /* a: 12 free pages at the end */
+  page_shrink(b, 504);                   /* b: 8 free pages: the tighter fit */
+  span_t *c = page_alloc(8, 1);
+  CHECK(c && c->unit == b->unit);        /* tightest fit wins over age */
+  page_shrink(b, 500);                   /* b: 4 free pages before c */
+  span_t *d4 = page_alloc(4, 1);
+  CHECK(d4 && d4->unit == b->unit);      /* 4-page hole in b is the tightest */
+  page_free(d4);
+  page_shrink(a, 496);                   /* a now has a 16-page hole, b a 4-page one */
+  span_t *e = page_alloc(4, 1);
+  CHECK(e && e->unit == b->unit);
+  page_free(e);
+  page_grow(a, 500);                     /* a: 12 free, b: 4 free */
+  page_free(c);                          /* b: 12 free too: same bin, a is older */
+  span_t *f = page_alloc(12, 1);
+  CHECK(f && f->unit == a->unit);        /* same longest free range: the older unit */
+  page_free(f);
   page_validate();
-  /* Freed pages are dirty (not zeroed) when handed out again. */
-  memset((void *)runs[10]->base, 1, runs[10]->bytes);
-  uintptr_t where = runs[10]->base;
-  page_free(runs[10]);
-  span_t *again = page_alloc(4, 1);
+
+  /* --- freed pages are dirty, not zeroed, and stay while young ----------- */
+  memset((void *)b->base, 1, 4096);
+  uintptr_t where = b->base;
+  page_free(b);
+  span_t *again = page_alloc(500, 1);
   CHECK(again && again->base == where && !again->zeroed);
-  runs[10] = again;
+  page_free(again);
 
-  /* Aligned runs honour the alignment. */
-  span_t *al = page_alloc(3, 64);
-  CHECK(al && al->page_index % 64 == 0);
-  page_free(al);
-
-  /* In-place growth and shrink. */
-  span_t *g = page_alloc(8, 1);
-  CHECK(g);
-  size_t idx = g->page_index;
-  page_shrink(g, 2);
-  CHECK_EQ(g->bytes, 2 * 4096);
-  CHECK(page_grow(g, 8));
-  CHECK_EQ(g->page_index, idx);
-  CHECK_EQ(g->bytes, 8 * 4096);
-  page_free(g);
+  /* --- decay: a burst of freed memory goes lazily, then for good ---------- */
+  enum { N = 32 };
+  span_t *u[N];
+  for (int i = 0; i < N; i++) { u[i] = page_alloc(512, 1); CHECK(u[i]); memset((void *)u[i]->base, 7, 4096); }
+  nrec = 0;
+  size_t before = dirty_bytes();
+  for (int i = 0; i < N; i++) page_free(u[i]);
+  CHECK_EQ(dirty_bytes() - before, (size_t)N * TD_UNIT);
+  CHECK_EQ(count(R_LAZY, 0) + count(R_NOW, 0), 0);   /* nothing purged at once */
+  size_t prev = dirty_bytes(), max_muzzy = 0, at_200ms = 0;
+  for (uint64_t t = 50; t <= 1100; t += 50) {
+    fake_now += 50 * MS;
+    page_deferred_work(fake_now, false);
+    size_t dnow = dirty_bytes();
+    CHECK(dnow <= prev);                  /* monotonic */
+    if (t == 200) at_200ms = dnow;
+    if (muzzy_bytes() > max_muzzy) max_muzzy = muzzy_bytes();
+    prev = dnow;
+  }
+  CHECK(at_200ms > before + (size_t)N * TD_UNIT / 2);   /* smoothstep: slow at first */
+  CHECK_EQ(dirty_bytes(), 0);             /* all dirty pages decayed within ~1 s */
+  CHECK(count(R_LAZY, 0) > 0 && recs[0].kind == R_LAZY);  /* the first stage is MADV_FREE */
+  CHECK(max_muzzy > 0);
+  for (int k = 0; k < 30; k++) { fake_now += 50 * MS; page_deferred_work(fake_now, false); }
+  CHECK_EQ(muzzy_bytes(), 0);             /* then MADV_DONTNEED within muzzy_decay_ms */
+  CHECK(bytes(R_NOW) >= (size_t)N * TD_UNIT);
+  CHECK(page_deferred_work(fake_now, false) == UINT64_MAX);   /* nothing left to do */
   page_validate();
-
-  /* Whole empty units: up to two stay dirty, the third is purged at once. */
-  span_t *u[3];
-  for (int i = 0; i < 3; i++) { u[i] = page_alloc(512, 1); CHECK(u[i]); memset((void *)u[i]->base, 7, 4096); }
-  rec.purges_now = 0;
-  rec.purged_bytes = 0;
-  page_free(a);               /* empty unit #1 */
-  page_free(u[0]);            /* #2 */
-  CHECK_EQ(rec.purges_now, 0);
-  page_free(u[1]);            /* #3: purged */
-  CHECK_EQ(rec.purges_now, 1);
-  CHECK_EQ(rec.purged_bytes, TD_UNIT);
-  page_validate();
-
-  /* purge_all purges exactly the dirty bytes, and after it fresh runs are zero. */
-  page_stats_get(&st);
-  size_t dirty = st.dirty;
-  CHECK(dirty >= 2 * TD_UNIT);
-  rec.purged_bytes = 0;
-  size_t got = page_purge_all();
-  CHECK_EQ(got, dirty);
-  CHECK_EQ(rec.purged_bytes, dirty);
-  page_stats_get(&st);
-  CHECK_EQ(st.dirty, 0);
   span_t *z = page_alloc(512, 1);
-  CHECK(z && z->zeroed);
-  for (size_t i = 0; i < z->bytes; i += 4096) CHECK(((unsigned char *)z->base)[i] == 0);
+  CHECK(z && z->zeroed);                  /* purged pages are known zero */
   page_free(z);
-  page_free(u[2]);
-  for (int i = 0; i < 64; i++) page_free(runs[i]);
-  page_validate();
+
+  /* --- the dirty ceiling purges at once, regardless of age ---------------- */
+  opt.dirty_mult_milli = 0;               /* ceiling = the 32 MiB floor */
+  for (int i = 0; i < N; i++) { u[i] = page_alloc(512, 1); CHECK(u[i]); }
+  nrec = 0;
+  for (int i = 0; i < N; i++) page_free(u[i]);   /* 64 MiB freed */
+  CHECK(dirty_bytes() <= ((size_t)32 << 20));
+  CHECK(count(R_LAZY, 0) > 0);
+  opt.dirty_mult_milli = 100000;
+  page_purge_all();
+
+  /* --- hugify: only units that stay dense for the delay -------------------- */
+  nrec = 0;
+  span_t *dense = page_alloc(500, 1);    /* 500/512 >= 95 % */
+  span_t *sparse = page_alloc(100, 1);
+  CHECK(dense && sparse && dense->unit != sparse->unit);
+  uintptr_t du = dense->unit->base, su = sparse->unit->base;
+  fake_now += 100 * MS;
+  page_deferred_work(fake_now, true);
+  CHECK_EQ(count(R_HUGE_ON, du), 0);      /* not dense for long enough yet */
+  fake_now += 500 * MS;
+  page_deferred_work(fake_now, true);
+  CHECK_EQ(count(R_HUGE_ON, du), 1);
+  CHECK_EQ(count(R_COLLAPSE, du), 1);     /* collapsed when the caller may */
+  CHECK_EQ(count(R_HUGE_ON, su), 0);      /* a sparse unit is never hugified */
+  page_stats_t st;
   page_stats_get(&st);
-  CHECK_EQ(st.active, before.active);
+  CHECK(st.hugified_units >= 1);
+  /* A dense unit that empties is not hugified: density must last. */
+  span_t *blip = page_alloc(500, 1);
+  uintptr_t bu = blip->unit->base;
+  fake_now += 100 * MS;
+  page_free(blip);
+  fake_now += 1000 * MS;
+  page_deferred_work(fake_now, true);
+  CHECK_EQ(count(R_HUGE_ON, bu), 0);
+
+  /* --- purge order: non-hugified first; a hugified unit is dehugified
+   *     before any of it is purged ------------------------------------------ */
+  nrec = 0;
+  page_shrink(dense, 400);                /* 112 dirty pages in the hugified unit */
+  page_shrink(sparse, 50);                /* 50 dirty pages in the plain unit */
+  page_purge_all();
+  int first_dense = -1, first_sparse = -1, off_dense = -1;
+  for (int i = 0; i < nrec; i++) {
+    uintptr_t unit = recs[i].addr & ~(TD_UNIT - 1);
+    if (recs[i].kind == R_NOW && unit == du && first_dense < 0) first_dense = i;
+    if (recs[i].kind == R_NOW && unit == su && first_sparse < 0) first_sparse = i;
+    if (recs[i].kind == R_HUGE_OFF && unit == du && off_dense < 0) off_dense = i;
+  }
+  CHECK(first_sparse >= 0 && first_dense >= 0 && first_sparse < first_dense);
+  CHECK(off_dense >= 0 && off_dense < first_dense);
+  page_free(dense);
+  page_free(sparse);
+
+  /* --- strict overcommit: an empty unit that is purged gives its commit
+   *     charge back, and is committed again when reused -------------------- */
+  os_system.overcommit_strict = true;
+  span_t *sc = page_alloc(512, 1);
+  uintptr_t scu = sc->unit->base;
+  nrec = 0;
+  page_free(sc);
+  page_purge_all();
+  CHECK(count(R_DECOMMIT, scu) == 1);
+  span_t *again2 = NULL;
+  for (int i = 0; i < 64 && !again2; i++) {   /* find that unit again */
+    span_t *t = page_alloc(512, 1);
+    if (t->unit->base == scu) again2 = t; else u[i % N] = t;
+  }
+  CHECK(again2 && count(R_COMMIT, scu) == 1);
+  os_system.overcommit_strict = false;
+  page_validate();
   os_hooks_set(NULL);
   UNIT_DONE();
 }

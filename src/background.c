@@ -1,0 +1,161 @@
+#include "background.h"
+#include "conf.h"
+#include "heap.h"
+#include "huge.h"
+#include "lock.h"
+#include "os.h"
+#include "page.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <sys/prctl.h>
+
+#define NEVER UINT64_MAX
+/* Even with nothing due, look around this often (pooled heaps' inboxes). */
+#define IDLE_CHECK_NS (30ull * 1000000000ull)
+
+static td_mutex_t bg_lock = TD_MUTEX_INIT("background");
+static struct {
+  bool enabled;            /* option / ctl */
+  bool running;            /* the thread exists */
+  bool starting;           /* pthread_create in progress (guards re-entry) */
+  bool failed;             /* could not create it: stay inline */
+  uint64_t wake_at;        /* when the thread plans to wake */
+  uint64_t wakeups;
+  _Atomic uint32_t seq;    /* futex word: bumped to wake the thread */
+  pthread_t thread;
+} B;
+
+static void *bg_main(void *arg);
+
+static void hooks_install(bool on);
+
+/* Called by page and huge without locks when work is due at `due`. */
+static void bg_notify(uint64_t due) {
+  mutex_lock(&bg_lock);
+  if (!B.enabled || B.failed) {
+    mutex_unlock(&bg_lock);
+    return;
+  }
+  if (!B.running) {
+    if (B.starting) { mutex_unlock(&bg_lock); return; }
+    B.starting = true;
+    B.wake_at = 0;
+    mutex_unlock(&bg_lock);
+    /* pthread_create allocates: no allocator lock is held here. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);   /* the thread blocks every signal */
+    pthread_t t;
+    int rc = pthread_create(&t, NULL, bg_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    mutex_lock(&bg_lock);
+    B.starting = false;
+    if (rc == 0) {
+      pthread_detach(t);
+      B.thread = t;
+      B.running = true;
+    } else {
+      B.failed = true;               /* fall back to inline work */
+      mutex_unlock(&bg_lock);
+      hooks_install(false);
+      return;
+    }
+    mutex_unlock(&bg_lock);
+    return;
+  }
+  bool wake = due < B.wake_at;
+  if (wake) {
+    B.wake_at = due;
+    __atomic_fetch_add(&B.seq, 1, __ATOMIC_RELEASE);
+  }
+  mutex_unlock(&bg_lock);
+  if (wake) os_futex_wake(&B.seq, 1);
+}
+
+static void hooks_install(bool on) {
+  page_set_work_hook(on ? bg_notify : NULL);
+  huge_set_work_hook(on ? bg_notify : NULL);
+}
+
+static void *bg_main(void *arg) {
+  (void)arg;
+  prctl(PR_SET_NAME, "tidalloc-bg", 0, 0, 0);
+  for (;;) {
+    mutex_lock(&bg_lock);
+    if (!B.enabled) {
+      B.running = false;
+      mutex_unlock(&bg_lock);
+      return NULL;
+    }
+    B.wakeups++;
+    B.wake_at = 0;   /* working: any notification may be skipped */
+    mutex_unlock(&bg_lock);
+
+    uint64_t now = os_now_ns();
+    uint64_t next = page_deferred_work(now, true);
+    uint64_t hnext = huge_deferred_work(now);
+    if (hnext < next) next = hnext;
+    heap_sweep_pool();
+
+    now = os_now_ns();
+    if (next == NEVER || next > now + IDLE_CHECK_NS) next = now + IDLE_CHECK_NS;
+    mutex_lock(&bg_lock);
+    uint32_t seq = __atomic_load_n(&B.seq, __ATOMIC_ACQUIRE);
+    B.wake_at = next;
+    mutex_unlock(&bg_lock);
+    if (next > now) os_futex_wait_timeout(&B.seq, seq, next - now);
+  }
+}
+
+void background_init(void) {
+  B.enabled = opt.background_thread;
+  if (B.enabled) hooks_install(true);
+}
+
+void background_enable(bool on) {
+  mutex_lock(&bg_lock);
+  bool was = B.enabled;
+  B.enabled = on;
+  if (on) B.failed = false;
+  mutex_unlock(&bg_lock);
+  if (on && !was) {
+    hooks_install(true);
+  } else if (!on && was) {
+    hooks_install(false);
+    __atomic_fetch_add(&B.seq, 1, __ATOMIC_RELEASE);
+    os_futex_wake(&B.seq, 1);     /* it sees !enabled and exits */
+  }
+}
+
+bool background_enabled(void) {
+  mutex_lock(&bg_lock);
+  bool on = B.enabled;
+  mutex_unlock(&bg_lock);
+  return on;
+}
+
+bool background_running(void) {
+  mutex_lock(&bg_lock);
+  bool r = B.running;
+  mutex_unlock(&bg_lock);
+  return r;
+}
+
+uint64_t background_wakeups(void) {
+  mutex_lock(&bg_lock);
+  uint64_t w = B.wakeups;
+  mutex_unlock(&bg_lock);
+  return w;
+}
+
+void background_prefork(void) { mutex_lock(&bg_lock); }
+void background_postfork_parent(void) { mutex_unlock(&bg_lock); }
+void background_postfork_child(void) {
+  mutex_postfork_child(&bg_lock);
+  /* The thread did not survive: start a new one when work comes. */
+  B.running = false;
+  B.starting = false;
+  B.wake_at = 0;
+  B.seq = 0;
+}

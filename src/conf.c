@@ -1,0 +1,201 @@
+#include "conf.h"
+#include "os.h"
+#include "safety.h"
+
+#include <string.h>
+
+conf_t opt;
+
+static const char *const thp_choices[] = { "default", "always", "never", NULL };
+static const char *const stats_choices[] = { "false", "true", "json", NULL };
+
+#define OFF(f) offsetof(conf_t, f)
+const opt_desc_t conf_table[] = {
+  { "background_thread", OPT_BOOL, "true", 0, 1, NULL,
+    "Run a background thread that purges decayed memory and hugifies dense units while the program is idle. "
+    "With false the same work happens inline in the allocation slow paths.", OFF(background_thread) },
+  { "dirty_decay_ms", OPT_INT, "10000", -1, 3600000, NULL,
+    "Time over which freed (dirty) pages decay to MADV_FREE (muzzy), on a smoothstep curve. "
+    "0 purges at once, -1 never purges on time.", OFF(dirty_decay_ms) },
+  { "muzzy_decay_ms", OPT_INT, "10000", -1, 3600000, NULL,
+    "Time over which muzzy (MADV_FREE) pages decay to MADV_DONTNEED. 0 skips the muzzy stage.", OFF(muzzy_decay_ms) },
+  { "dirty_mult", OPT_MILLI, "0.25", 0, 1000000, NULL,
+    "Ceiling on dirty memory as a fraction of active memory (never below 32 MiB); "
+    "above it dirty pages are purged regardless of their age.", OFF(dirty_mult_milli) },
+  { "hugify_threshold", OPT_MILLI, "0.95", 0, 1000, NULL,
+    "Fraction of a 2 MiB unit's pages that must be in use before the unit is backed by a huge page.", OFF(hugify_threshold_milli) },
+  { "hugify_delay_ms", OPT_INT, "10000", 0, 3600000, NULL,
+    "How long a unit must stay dense before it is hugified (MADV_HUGEPAGE, then MADV_COLLAPSE from the background thread).",
+    OFF(hugify_delay_ms) },
+  { "thp", OPT_ENUM, "default", 0, 2, thp_choices,
+    "Huge page policy: default (hugify dense units, following the system's THP setting), "
+    "always (mark all heap memory MADV_HUGEPAGE), never (mark it MADV_NOHUGEPAGE, hugify nothing).", OFF(thp) },
+  { "stats_print", OPT_ENUM, "false", 0, 2, stats_choices,
+    "Print statistics at exit to stderr: false, true (text) or json.", OFF(stats_print) },
+};
+const size_t conf_table_len = TD_ARRAY_LEN(conf_table);
+
+static int64_t *slot_int(const opt_desc_t *d) { return (int64_t *)((char *)&opt + d->offset); }
+static bool *slot_bool(const opt_desc_t *d) { return (bool *)((char *)&opt + d->offset); }
+
+const opt_desc_t *conf_find(const char *name, size_t len) {
+  for (size_t i = 0; i < conf_table_len; i++)
+    if (strlen(conf_table[i].name) == len && memcmp(conf_table[i].name, name, len) == 0) return &conf_table[i];
+  return NULL;
+}
+
+int64_t conf_get(const opt_desc_t *d) {
+  return d->type == OPT_BOOL ? (int64_t)*slot_bool(d) : *slot_int(d);
+}
+
+static bool text_eq(const char *s, size_t len, const char *word) {
+  return strlen(word) == len && memcmp(s, word, len) == 0;
+}
+
+/* Decimal integer, optionally with a fraction scaled by `scale` (1 or 1000). */
+static bool parse_num(const char *s, size_t len, int64_t scale, int64_t *out) {
+  size_t i = 0;
+  bool neg = false;
+  if (i < len && (s[i] == '-' || s[i] == '+')) neg = s[i++] == '-';
+  if (i == len) return false;
+  int64_t v = 0, frac_scale = scale;
+  bool digits = false, dot = false;
+  for (; i < len; i++) {
+    char c = s[i];
+    if (c == '.' && scale > 1 && !dot) { dot = true; continue; }
+    if (c < '0' || c > '9') return false;
+    digits = true;
+    if (v > INT64_MAX / 10 - 10) return false;
+    if (!dot) v = v * 10 + (c - '0') * scale;
+    else if (frac_scale > 1) { frac_scale /= 10; v += (c - '0') * frac_scale; }
+  }
+  if (!digits) return false;
+  *out = neg ? -v : v;
+  return true;
+}
+
+bool conf_set(const opt_desc_t *d, const char *value, size_t len) {
+  int64_t v;
+  switch (d->type) {
+    case OPT_BOOL:
+      if (text_eq(value, len, "true") || text_eq(value, len, "1")) *slot_bool(d) = true;
+      else if (text_eq(value, len, "false") || text_eq(value, len, "0")) *slot_bool(d) = false;
+      else return false;
+      return true;
+    case OPT_INT:
+    case OPT_MILLI:
+      if (!parse_num(value, len, d->type == OPT_MILLI ? 1000 : 1, &v) || v < d->min || v > d->max) return false;
+      *slot_int(d) = v;
+      return true;
+    case OPT_ENUM:
+      for (int64_t i = 0; d->choices[i]; i++)
+        if (text_eq(value, len, d->choices[i])) { *slot_int(d) = i; return true; }
+      return false;
+  }
+  return false;
+}
+
+size_t conf_format(const opt_desc_t *d, int64_t v, char *buf) {
+  size_t n = 0;
+  switch (d->type) {
+    case OPT_BOOL: n = (size_t)(v ? 4 : 5); memcpy(buf, v ? "true" : "false", n); break;
+    case OPT_ENUM: n = strlen(d->choices[v]); memcpy(buf, d->choices[v], n); break;
+    case OPT_INT:
+      if (v < 0) { buf[n++] = '-'; v = -v; }
+      n += fmt_u64(buf + n, (uint64_t)v);
+      break;
+    case OPT_MILLI: {
+      n += fmt_u64(buf, (uint64_t)(v / 1000));
+      int64_t f = v % 1000;
+      if (f) {
+        buf[n++] = '.';
+        char d3[3] = { (char)('0' + f / 100), (char)('0' + f / 10 % 10), (char)('0' + f % 10) };
+        size_t k = 3;
+        while (k > 1 && d3[k - 1] == '0') k--;
+        memcpy(buf + n, d3, k);
+        n += k;
+      }
+      break;
+    }
+  }
+  buf[n] = 0;
+  return n;
+}
+
+/* "what it accepts", for warnings. */
+static void describe(const opt_desc_t *d, char *buf, size_t cap) {
+  char a[32], b[32];
+  size_t n = 0;
+#define PUT(s) do { size_t _l = strlen(s); if (n + _l >= cap) _l = cap - n - 1; memcpy(buf + n, s, _l); n += _l; } while (0)
+  switch (d->type) {
+    case OPT_BOOL: PUT("true or false"); break;
+    case OPT_ENUM:
+      for (int i = 0; d->choices[i]; i++) { if (i) PUT(", "); PUT(d->choices[i]); }
+      break;
+    case OPT_INT:
+    case OPT_MILLI:
+      conf_format(d, d->min, a);
+      conf_format(d, d->max, b);
+      PUT(d->type == OPT_INT ? "an integer from " : "a number from ");
+      PUT(a); PUT(" to "); PUT(b);
+      break;
+  }
+  buf[n] = 0;
+#undef PUT
+}
+
+static void warn_option(const char *source, const char *name, size_t name_len, const char *value,
+                        size_t value_len, const opt_desc_t *d) {
+  char line[400], acc[200];
+  size_t n = 0;
+#define ADD(s, l) do { size_t _l = (l); if (n + _l >= sizeof line - 2) _l = sizeof line - 2 - n; memcpy(line + n, s, _l); n += _l; } while (0)
+#define ADDS(s) ADD(s, strlen(s))
+  ADDS("tidalloc: ");
+  if (!d) {
+    ADDS("unknown option '"); ADD(name, name_len); ADDS("' in "); ADDS(source); ADDS(", ignored");
+  } else {
+    describe(d, acc, sizeof acc);
+    char defv[32];
+    conf_format(d, conf_get(d), defv);
+    ADDS("bad value '"); ADD(value, value_len); ADDS("' for option "); ADDS(d->name); ADDS(" in "); ADDS(source);
+    ADDS(" (expects "); ADDS(acc); ADDS("); using "); ADDS(defv);
+  }
+  line[n++] = '\n';
+  os_write_stderr(line, n);
+#undef ADD
+#undef ADDS
+}
+
+int conf_parse(const char *s, const char *source) {
+  int rejected = 0;
+  while (s && *s) {
+    const char *item = s, *end = strchr(s, ',');
+    size_t len = end ? (size_t)(end - s) : strlen(s);
+    s = end ? end + 1 : NULL;
+    while (len && (*item == ' ')) { item++; len--; }
+    if (!len) continue;
+    const char *colon = memchr(item, ':', len);
+    size_t name_len = colon ? (size_t)(colon - item) : len;
+    const char *value = colon ? colon + 1 : item + len;
+    size_t value_len = colon ? len - name_len - 1 : 0;
+    const opt_desc_t *d = conf_find(item, name_len);
+    if (!d || !colon || !conf_set(d, value, value_len)) {
+      warn_option(source, item, name_len, value, value_len, d);
+      rejected++;
+    }
+  }
+  return rejected;
+}
+
+/* A program may set its own defaults: const char *tidalloc_conf = "…"; */
+extern const char *tidalloc_conf __attribute__((weak));
+
+void conf_init(void) {
+  for (size_t i = 0; i < conf_table_len; i++) {
+    bool ok = conf_set(&conf_table[i], conf_table[i].def, strlen(conf_table[i].def));
+    TD_DASSERT(ok);
+    (void)ok;
+  }
+  if (&tidalloc_conf && tidalloc_conf) conf_parse(tidalloc_conf, "the program's tidalloc_conf");
+  conf_parse(os_getenv("TIDALLOC_CONF"), "TIDALLOC_CONF");
+}

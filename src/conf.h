@@ -1,0 +1,62 @@
+/*
+ * conf.h — the options table: one row per option (name, type, default,
+ * range, doc) drives TIDALLOC_CONF, the built-in defaults string a program can
+ * provide, the control namespace, and docs/options.md.
+ *
+ * What it is: parsing and storage of options, read once at initialisation.
+ * Bad input never crashes a program: an unknown option or bad value prints one
+ * warning line naming the option and what it accepts, and the default stays.
+ * What it is not: a runtime policy; the layers read `opt` directly.
+ * It may call: os (environment, stderr), safety (formatting).
+ */
+#ifndef TIDAL_CONF_H
+#define TIDAL_CONF_H
+
+#include "util.h"
+
+enum opt_thp { THP_DEFAULT, THP_ALWAYS, THP_NEVER };
+enum opt_stats_print { STATS_PRINT_OFF, STATS_PRINT_TEXT, STATS_PRINT_JSON };
+
+typedef struct conf_s {
+  int64_t dirty_decay_ms;
+  int64_t muzzy_decay_ms;
+  int64_t dirty_mult_milli;        /* dirty ceiling = active * this / 1000 */
+  int64_t hugify_threshold_milli;  /* unit density (per mille) that makes it a hugify candidate */
+  int64_t hugify_delay_ms;
+  int64_t thp;                     /* enum opt_thp */
+  bool background_thread;
+  int64_t stats_print;             /* enum opt_stats_print */
+} conf_t;
+
+extern conf_t opt;
+
+typedef enum { OPT_BOOL, OPT_INT, OPT_MILLI, OPT_ENUM } opt_type_t;
+
+typedef struct opt_desc_s {
+  const char *name;
+  opt_type_t type;
+  const char *def;                 /* default, as it would be written in TIDALLOC_CONF */
+  int64_t min, max;                /* OPT_INT / OPT_MILLI (milli-units) */
+  const char *const *choices;      /* OPT_ENUM, NULL-terminated */
+  const char *doc;
+  size_t offset;                   /* into conf_t */
+} opt_desc_t;
+
+extern const opt_desc_t conf_table[];
+extern const size_t conf_table_len;
+
+/* Apply defaults, then the program's `tidalloc_conf` string, then
+ * TIDALLOC_CONF. Warns on bad input. */
+void conf_init(void);
+/* Parse one "name:value,name:value" string; `source` names it in warnings.
+ * Returns the number of options it rejected. */
+int conf_parse(const char *s, const char *source);
+/* Set one option from text. Returns true when accepted. */
+bool conf_set(const opt_desc_t *d, const char *value, size_t len);
+const opt_desc_t *conf_find(const char *name, size_t len);
+/* Current value as an integer (bools 0/1, enums their index, milli as milli). */
+int64_t conf_get(const opt_desc_t *d);
+/* Write the value as TIDALLOC_CONF text into buf (>= 32 bytes); returns length. */
+size_t conf_format(const opt_desc_t *d, int64_t v, char *buf);
+
+#endif
