@@ -133,6 +133,7 @@ static void large_free(span_t *s) {
 static TD_NOINLINE void *alloc_generic(size_t size, size_t align, bool zero) {
   td_ensure_init();
   void *p;
+  if (size == 0) size = 1;   /* malloc(0) and friends: a unique, freeable block */
   if (size <= SC_SMALL_MAX && align <= TD_QUANTUM) {
     p = small_alloc(size, sizeclass_of(size));
     if (p && zero) memset(p, 0, size);
@@ -151,7 +152,7 @@ static TD_NOINLINE void *alloc_generic(size_t size, size_t align, bool zero) {
     return NULL;
   }
   if (size <= TD_LARGE_MAX && align <= TD_UNIT)
-    p = large_alloc(size ? size : 1, align, zero);
+    p = large_alloc(size, align, zero);
   else
     p = huge_alloc(size, align, zero);
   if (TD_UNLIKELY(!p)) errno = ENOMEM;

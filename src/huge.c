@@ -40,12 +40,17 @@ static void cache_push(span_t *s) {
   H.cached_n++;
 }
 
-/* What the cache may hold now: enough to get back to the recent peak. */
-static size_t cache_budget(uint64_t now) {
+/* Remember the recent peak of live huge bytes (forgotten after a decay time). */
+static void peak_note(uint64_t now) {
   if (H.live_bytes >= H.peak_bytes || now - H.peak_ns > decay_ns()) {
     H.peak_bytes = H.live_bytes;
     H.peak_ns = now;
   }
+}
+
+/* What the cache may hold now: enough to get back to the recent peak. */
+static size_t cache_budget(uint64_t now) {
+  peak_note(now);
   return TD_MAX(HUGE_CACHE_MIN_BYTES, H.peak_bytes - H.live_bytes);
 }
 
@@ -82,10 +87,19 @@ static size_t unmap_list(span_t *s) {
 /* Best fit for map_size at align; splits off a tail worth keeping. Lock held.
  * The returned descriptor is out of the cache. */
 static span_t *cache_take(size_t map_size, size_t align, span_t **spare) {
-  span_t *best = NULL;
-  for (span_t *s = H.cache; s; s = s->next)
-    if ((s->base & (align - 1)) == 0 && s->bytes >= map_size && (!best || s->bytes < best->bytes)) best = s;
-  if (!best) return NULL;
+  span_t *best = NULL, *largest = NULL;
+  for (span_t *s = H.cache; s; s = s->next) {
+    if ((s->base & (align - 1)) != 0) continue;
+    if (s->bytes >= map_size && (!best || s->bytes < best->bytes)) best = s;
+    if (!largest || s->bytes > largest->bytes) largest = s;
+  }
+  if (!best) {
+    /* None is big enough: the largest grows (by mremap, outside the lock), so
+     * only the difference is faulted in. Only where alignment is not asked. */
+    if (largest && align <= TD_PAGE) cache_unlink(largest);
+    else largest = NULL;
+    return largest;
+  }
   cache_unlink(best);
   size_t cut = td_align_up(map_size, TD_UNIT);
   if (best->bytes > cut && best->bytes - cut >= TD_UNIT && *spare) {
@@ -109,6 +123,7 @@ static void live_add(span_t *s) {
 }
 
 void *huge_alloc(size_t size, size_t align, bool zero) {
+  if (align < TD_PAGE) align = TD_PAGE;
   size_t map_size = td_align_up(size, TD_PAGE);
   if (map_size < size) return NULL;
   span_t *spare = page_span_get();   /* for a split; returned if unused */
@@ -118,6 +133,17 @@ void *huge_alloc(size_t size, size_t align, bool zero) {
   mutex_unlock(&huge_lock);
   if (spare) page_span_put(spare);
   bool fresh = false;
+  if (s && s->bytes < map_size) {
+    void *p = os_remap((void *)s->base, s->bytes, map_size);
+    if (p) {
+      s->base = (uintptr_t)p;
+      s->bytes = map_size;
+    } else {
+      os_unmap((void *)s->base, s->bytes);
+      page_span_put(s);
+      s = NULL;
+    }
+  }
   if (!s) {
     size_t map_align = TD_MAX(align, map_size >= TD_UNIT ? TD_UNIT : TD_PAGE);
     void *p = os_map_aligned(map_size, map_align);
@@ -180,11 +206,11 @@ void huge_free(span_t *s) {
   void (*hook)(uint64_t) = NULL;
   uint64_t due = NEVER;
   mutex_lock(&huge_lock);
-  size_t budget = cache_budget(now);   /* sees the peak before this free */
+  peak_note(now);                      /* the peak includes this block */
   H.live_bytes -= s->bytes;
   H.live_count--;
   cache_push(cache_coalesce(s, &dead));
-  evicted = cache_evict(now, budget);
+  evicted = cache_evict(now, cache_budget(now));
   if (H.cache && decay_ns() != NEVER) {
     hook = H.hook;
     due = now + decay_ns();
