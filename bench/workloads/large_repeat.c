@@ -4,11 +4,11 @@
  * bulk I/O: the cost is dominated by how the allocator obtains and returns
  * large memory (mmap/munmap, caching, page faults, huge pages).
  *
- * usage: bench_large_repeat [iters=600] [min_mib=1] [max_mib=32] [window=2]
+ * usage: bench_large_repeat [iters=400] [min_mib=1] [max_mib=32] [window=2]
  */
 #include "common.h"
 
-#define USAGE "bench_large_repeat [iters=600] [min_mib=1] [max_mib=32] [window=2]"
+#define USAGE "bench_large_repeat [iters=400] [min_mib=1] [max_mib=32] [window=2]"
 
 struct blk { unsigned char *p; size_t n; uint64_t tag; };
 
@@ -22,7 +22,7 @@ static uint64_t touch_check(struct blk *b)
 
 int main(int argc, char **argv)
 {
-    long iters = bench_arg(argc, argv, 1, 600, 1, 1L << 30, USAGE);
+    long iters = bench_arg(argc, argv, 1, 400, 1, 1L << 30, USAGE);
     long minm = bench_arg(argc, argv, 2, 1, 1, 1 << 16, USAGE);
     long maxm = bench_arg(argc, argv, 3, 32, 1, 1 << 16, USAGE);
     long window = bench_arg(argc, argv, 4, 2, 1, 1024, USAGE);
