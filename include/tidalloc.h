@@ -38,6 +38,26 @@ size_t tidal_purge(void);
  * frees to their owners. Safe to call at any time. */
 void tidal_thread_flush(void);
 
+/* The control namespace (in the spirit of jemalloc's mallctl). Reads the
+ * value of `name` into *oldp when oldp/oldlenp are given (*oldlenp must equal
+ * the value's size), and writes newp/newlen when given.
+ * Returns 0, ENOENT (unknown name), EINVAL (bad length or value) or EPERM
+ * (writing a read-only name). Names (see docs/ctl.md):
+ *   version (const char *), epoch (uint64_t; write to refresh stats.*),
+ *   opt.<option> (bool, int64_t, double, const char *; read-only),
+ *   stats.{allocated,active,resident,mapped,retained,metadata,...} (size_t),
+ *   stats.pages.*, stats.huge.*, stats.syscalls.* (uint64_t),
+ *   stats.classes.count, stats.classes.<i>.{size,requests,frees,live,slabs,capacity,utilization},
+ *   stats.mutexes.count, stats.mutexes.<i>.{name,acquisitions,contended,wait_ns},
+ *   thread.allocated, thread.freed (uint64_t), thread.flush (action),
+ *   purge (action; optional uint64_t: bytes released), background_thread (bool, read/write). */
+int tidal_ctl(const char *name, void *oldp, size_t *oldlenp, const void *newp, size_t newlen);
+
+/* Print statistics through write(arg, text) (NULL: stderr). opts NULL or ""
+ * for text, "json" for a JSON document (schema: docs/stats.md). */
+typedef void (*tidal_write_cb)(void *arg, const char *text);
+void tidal_stats_print(tidal_write_cb write, void *arg, const char *opts);
+
 #ifdef __cplusplus
 }
 #endif

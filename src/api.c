@@ -1,4 +1,6 @@
 #include "api.h"
+#include "ctl.h"
+#include "stats.h"
 #include "background.h"
 #include "conf.h"
 #include "heap.h"
@@ -35,14 +37,20 @@ static TD_COLD void td_init(void) {
     init_state = INIT_RUNNING;
     os_init();
     conf_init();
+    meta_init();
+    pagemap_init();
     sizeclass_init();
     page_init();
+    huge_init();
     heap_init();
     background_init();
     __atomic_store_n(&init_state, INIT_DONE, __ATOMIC_RELEASE);
     mutex_unlock(&init_lock);
     /* May allocate: allowed now that the allocator works. */
     pthread_atfork(td_prefork, td_postfork_parent, td_postfork_child);
+    ctl_purge_hook = tidal_purge;
+    ctl_init();
+    ctl_print_at_exit();
     return;
   }
   mutex_unlock(&init_lock);
@@ -56,13 +64,15 @@ TD_INLINE void td_ensure_init(void) {
  * allocation of a process does not pay for it (it would still work lazily). */
 __attribute__((constructor)) static void td_constructor(void) { td_ensure_init(); }
 
-/* Lock order: background → registry → global heap → huge → page → pagemap → meta. */
+/* Lock order: background → global heap → huge → page → heap registry (and
+ * its orphan counters) → pagemap → meta. */
 static void td_prefork(void) {
   mutex_lock(&init_lock);
   background_prefork();
-  heap_prefork();
+  heap_prefork_global();
   huge_prefork();
   page_prefork();
+  heap_prefork();
   pagemap_prefork();
   meta_prefork();
 }
@@ -70,9 +80,9 @@ static void td_prefork(void) {
 static void td_postfork_parent(void) {
   meta_postfork_parent();
   pagemap_postfork_parent();
+  heap_postfork_parent();   /* registry, orphan counters, global heap */
   page_postfork_parent();
   huge_postfork_parent();
-  heap_postfork_parent();
   background_postfork_parent();
   mutex_unlock(&init_lock);
 }
@@ -107,6 +117,7 @@ TD_INLINE void *small_alloc(size_t size, unsigned cls) {
     s->free = b->next;
     b->key = 0;
     s->used++;
+    h->cnt.nmalloc[cls]++;
     return b;
   }
   return small_slow(size, cls);
@@ -120,10 +131,12 @@ static void *large_alloc(size_t size, size_t align, bool zero) {
   s->start = s->base;
   if (zero && !s->zeroed) memset((void *)s->base, 0, size);
   pagemap_set(s->base, 1, s);
+  heap_count_large(tls_heap, s->bytes, true);
   return (void *)s->base;
 }
 
 static void large_free(span_t *s) {
+  heap_count_large(tls_heap, s->bytes, false);
   pagemap_set(s->base, 1, &span_released);
   s->kind = SPAN_RELEASED;
   page_free(s);
@@ -151,10 +164,12 @@ static TD_NOINLINE void *alloc_generic(size_t size, size_t align, bool zero) {
     errno = ENOMEM;
     return NULL;
   }
-  if (size <= TD_LARGE_MAX && align <= TD_UNIT)
+  if (size <= TD_LARGE_MAX && align <= TD_UNIT) {
     p = large_alloc(size, align, zero);
-  else
+  } else {
     p = huge_alloc(size, align, zero);
+    if (p) heap_count_large(tls_heap, pagemap_lookup(p)->bytes, true);
+  }
   if (TD_UNLIKELY(!p)) errno = ENOMEM;
   return p;
 }
@@ -200,6 +215,7 @@ static TD_NOINLINE void free_generic(void *p, span_t *s, heap_t *h) {
       if (TD_UNLIKELY(slab_block_bad(s, p))) free_bad(p, s, "free");
       block_t *b = p;
       b->key = heap_free_key;
+      h->cnt.nfree[s->cls]++;    /* heap_empty's counters are never read */
       heap_free_remote(h, s, b);
       break;
     }
@@ -209,6 +225,7 @@ static TD_NOINLINE void free_generic(void *p, span_t *s, heap_t *h) {
       break;
     case SPAN_HUGE:
       if (TD_UNLIKELY(p != (void *)s->start)) free_bad(p, s, "free");
+      heap_count_large(h, s->bytes, false);
       huge_free(s);
       break;
     default:
@@ -226,8 +243,11 @@ TD_EXPORT void free(void *p) {
     b->key = heap_free_key;
     b->next = s->free;
     s->free = (uintptr_t)b;
-    /* <= 0 as signed: the span became empty, or it was full (bit 31). */
-    if (TD_UNLIKELY((int32_t)--s->used <= 0)) heap_free_local_slow(h, s);
+    h->cnt.nfree[s->cls]++;
+    /* Signed <= 1 before the decrement: the span is about to become empty,
+     * or it is full (bit 31); the slow path decrements. */
+    if (TD_UNLIKELY((int32_t)s->used <= 1)) { heap_free_local_dec_slow(h, s); return; }
+    s->used--;
     return;
   }
   free_generic(p, s, h);
@@ -270,6 +290,12 @@ static span_t *span_checked(void *p, const char *fn) {
   return s;
 }
 
+/* A large or huge block resized in place counts as a free and an allocation. */
+static void realloc_count(size_t old_bytes, size_t new_bytes) {
+  heap_count_large(tls_heap, old_bytes, false);
+  heap_count_large(tls_heap, new_bytes, true);
+}
+
 static void *realloc_move(void *p, size_t old_usable, size_t size) {
   void *q = alloc_generic(size, 0, false);
   if (!q) return NULL;
@@ -299,15 +325,26 @@ TD_EXPORT void *realloc(void *p, size_t size) {
       if (size > SC_SMALL_MAX && size <= TD_LARGE_MAX) {
         size_t want = td_pages_of(size), have = s->bytes >> TD_PAGE_SHIFT;
         if (want == have) return p;
-        if (want < have) { page_shrink(s, want); return p; }
-        if (page_grow(s, want)) return p;
+        if (want < have) {
+          page_shrink(s, want);
+          realloc_count(have << TD_PAGE_SHIFT, s->bytes);
+          return p;
+        }
+        if (page_grow(s, want)) {
+          realloc_count(have << TD_PAGE_SHIFT, s->bytes);
+          return p;
+        }
       }
       return realloc_move(p, s->bytes, size);
     }
     default: /* SPAN_HUGE */
       if (size > TD_LARGE_MAX) {
+        size_t old = s->bytes;
         void *q = huge_realloc(s, size);
-        if (q) return q;
+        if (q) {
+          realloc_count(old, s->bytes);
+          return q;
+        }
       }
       return realloc_move(p, s->bytes, size);
   }
@@ -400,25 +437,35 @@ TD_EXPORT size_t tidal_purge(void) {
 
 TD_EXPORT void tidal_thread_flush(void) { heap_thread_flush(); }
 
+TD_EXPORT int tidal_ctl(const char *name, void *oldp, size_t *oldlenp, const void *newp, size_t newlen) {
+  td_ensure_init();
+  return ctl_call(name, oldp, oldlenp, newp, newlen);
+}
+
+TD_EXPORT void tidal_stats_print(tidal_write_cb write, void *arg, const char *opts) {
+  td_ensure_init();
+  ctl_stats_print(write, arg, opts);
+}
+
 TD_EXPORT int malloc_trim(size_t pad) {
   (void)pad;
   return tidal_purge() > 0;
 }
 
+/* glibc's mallinfo fields, mapped onto tidalloc's statistics. */
 TD_EXPORT struct mallinfo2 mallinfo2(void) {
   struct mallinfo2 mi;
   memset(&mi, 0, sizeof mi);
   td_ensure_init();
-  page_stats_t ps;
-  huge_stats_t hs;
-  page_stats_get(&ps);
-  huge_stats_get(&hs);
-  mi.arena = ps.mapped;
-  mi.hblks = hs.live_count;
-  mi.hblkhd = hs.live_bytes + hs.cached_bytes;
-  mi.uordblks = ps.active + hs.live_bytes;
-  mi.fordblks = ps.dirty + hs.cached_bytes;
-  mi.keepcost = ps.dirty;
+  stats_t st;
+  stats_collect(&st);
+  mi.arena = st.mapped;                          /* address space in use by tidalloc */
+  mi.ordblks = st.pages.units;
+  mi.hblks = st.huge.live_count;
+  mi.hblkhd = st.huge.live_bytes;
+  mi.uordblks = st.allocated;                    /* bytes in live blocks */
+  mi.fordblks = st.resident - st.allocated;      /* resident but not allocated */
+  mi.keepcost = st.pages.dirty + st.pages.muzzy; /* what malloc_trim could release */
   return mi;
 }
 
@@ -427,6 +474,7 @@ TD_EXPORT struct mallinfo mallinfo(void) {
   struct mallinfo mi;
   memset(&mi, 0, sizeof mi);
   mi.arena = (int)m2.arena;
+  mi.ordblks = (int)m2.ordblks;
   mi.hblks = (int)m2.hblks;
   mi.hblkhd = (int)m2.hblkhd;
   mi.uordblks = (int)m2.uordblks;
@@ -437,34 +485,36 @@ TD_EXPORT struct mallinfo mallinfo(void) {
 
 TD_EXPORT int mallopt(int param, int value) {
   (void)param; (void)value;
-  return 1;   /* accepted; glibc's tunables do not apply */
+  return 1;   /* accepted; glibc's tunables do not apply (use TIDALLOC_CONF) */
 }
 
-TD_EXPORT void malloc_stats(void) {
-  struct mallinfo2 mi = mallinfo2();
-  char line[160], num[24];
-  size_t n = 0;
-  const char *label[] = { "tidalloc: mapped ", ", in use ", ", free ", "\n" };
-  size_t val[] = { mi.arena + mi.hblkhd, mi.uordblks, mi.fordblks };
-  for (int i = 0; i < 3; i++) {
-    size_t l = strlen(label[i]);
-    memcpy(line + n, label[i], l); n += l;
-    size_t k = fmt_u64(num, val[i]);
-    memcpy(line + n, num, k); n += k;
-  }
-  line[n++] = '\n';
-  os_write_stderr(line, n);
-}
+TD_EXPORT void malloc_stats(void) { tidal_stats_print(NULL, NULL, NULL); }
 
+/* glibc's XML shape, with tidalloc's numbers; options must be 0. */
 TD_EXPORT int malloc_info(int options, FILE *fp) {
   if (options != 0) {
     errno = EINVAL;
     return -1;
   }
-  struct mallinfo2 mi = mallinfo2();
-  fprintf(fp, "<malloc version=\"tidalloc-%s\">\n<total type=\"mmap\" size=\"%zu\"/>\n"
-              "<system type=\"current\" size=\"%zu\"/>\n<total type=\"rest\" size=\"%zu\"/>\n</malloc>\n",
-          TIDAL_VERSION_STRING, mi.hblkhd, mi.arena, mi.fordblks);
+  td_ensure_init();
+  stats_t st;
+  stats_collect(&st);
+  fprintf(fp, "<malloc version=\"tidalloc-%s\">\n", TIDAL_VERSION_STRING);
+  fprintf(fp, "<heap nr=\"0\">\n<sizes>\n");
+  for (unsigned c = 1; c < SC_NCLASSES; c++)
+    if (st.classes[c].requests)
+      fprintf(fp, "  <size from=\"%llu\" to=\"%llu\" total=\"%llu\" count=\"%llu\"/>\n",
+              (unsigned long long)(c > 1 ? st.classes[c - 1].size + 1 : 1), (unsigned long long)st.classes[c].size,
+              (unsigned long long)(st.classes[c].live * st.classes[c].size), (unsigned long long)st.classes[c].live);
+  fprintf(fp, "</sizes>\n<total type=\"fast\" count=\"0\" size=\"0\"/>\n");
+  fprintf(fp, "<total type=\"rest\" count=\"%zu\" size=\"%zu\"/>\n", st.pages.units, st.pages.dirty + st.pages.muzzy);
+  fprintf(fp, "<system type=\"current\" size=\"%zu\"/>\n<system type=\"max\" size=\"%zu\"/>\n", st.mapped, st.mapped);
+  fprintf(fp, "<aspace type=\"total\" size=\"%zu\"/>\n<aspace type=\"mprotect\" size=\"%zu\"/>\n</heap>\n",
+          st.mapped, st.mapped);
+  fprintf(fp, "<total type=\"mmap\" count=\"%zu\" size=\"%zu\"/>\n", st.huge.live_count, st.huge.live_bytes);
+  fprintf(fp, "<system type=\"current\" size=\"%zu\"/>\n<system type=\"max\" size=\"%zu\"/>\n", st.mapped, st.mapped);
+  fprintf(fp, "<aspace type=\"total\" size=\"%zu\"/>\n<aspace type=\"mprotect\" size=\"%zu\"/>\n</malloc>\n",
+          st.mapped, st.mapped);
   return 0;
 }
 

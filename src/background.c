@@ -109,6 +109,7 @@ static void *bg_main(void *arg) {
 }
 
 void background_init(void) {
+  mutex_register(&bg_lock);
   B.enabled = opt.background_thread;
   if (B.enabled) hooks_install(true);
 }

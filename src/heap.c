@@ -11,6 +11,12 @@
 
 __thread heap_t *tls_heap __attribute__((tls_model("initial-exec"))) = &heap_empty;
 static __thread uint8_t tls_exited __attribute__((tls_model("initial-exec")));
+/* The bound heap's byte counters when this thread got it (per-thread stats). */
+static __thread uint64_t tls_base_alloc __attribute__((tls_model("initial-exec")));
+static __thread uint64_t tls_base_freed __attribute__((tls_model("initial-exec")));
+/* Large/huge traffic of threads that have no heap. */
+static heap_counters_t orphan_cnt;
+static td_mutex_t orphan_lock = TD_MUTEX_INIT("heap_orphan_counters");
 
 span_t span_empty = { .kind = SPAN_NONE };
 heap_t heap_empty = { .cur = { [0 ... SC_NCLASSES - 1] = &span_empty }, .state = HEAP_DEAD };
@@ -23,6 +29,7 @@ static uint32_t heap_next_id;
 static pthread_key_t heap_tsd;
 
 static void heap_thread_exit(void *arg);
+static void heap_bytes(const heap_t *h, uint64_t *allocated, uint64_t *freed);
 
 static heap_t *heap_create(uint32_t state) {
   heap_t *h = meta_alloc(sizeof(heap_t), TD_CACHELINE);
@@ -43,6 +50,8 @@ void heap_init(void) {
   heap_free_key = k;
   pthread_key_create(&heap_tsd, heap_thread_exit);
   global_heap = heap_create(HEAP_GLOBAL);
+  mutex_register(&registry_lock);
+  mutex_register(&global_lock);
 }
 
 /* ---- lists of spans (doubly linked through next/prev) -------------------- */
@@ -64,6 +73,7 @@ static void list_remove(span_t **head, span_t *s) {
 
 static void slab_init(heap_t *h, span_t *s, unsigned cls) {
   const sc_info_t *ci = &sc_info[cls];
+  h->cnt.nslabs[cls]++;
   s->owner = h;
   s->kind = SPAN_SLAB;
   s->cls = (uint16_t)cls;
@@ -106,6 +116,7 @@ static span_t *slab_new(heap_t *h, unsigned cls) {
 
 /* An empty slab leaves its class: keep a few for reuse, release the rest. */
 static void slab_retire(heap_t *h, span_t *s) {
+  h->cnt.nslabs[s->cls]--;
   if (h->span_cache_n < HEAP_SPAN_CACHE && h->state == HEAP_ACTIVE) {
     s->free = 0;
     s->used = 0;
@@ -138,6 +149,7 @@ static heap_t *heap_bind(void) {
   mutex_unlock(&registry_lock);
   if (!h && !(h = heap_create(HEAP_ACTIVE))) return NULL;
   tls_heap = h;                          /* before setspecific, which may allocate */
+  heap_bytes(h, &tls_base_alloc, &tls_base_freed);
   pthread_setspecific(heap_tsd, h);
   return h;
 }
@@ -203,6 +215,10 @@ void heap_free_local_slow(heap_t *h, span_t *s) {
   slab_retire(h, s);
 }
 
+void heap_free_local_dec_slow(heap_t *h, span_t *s) {
+  if ((int32_t)--s->used <= 0) heap_free_local_slow(h, s);
+}
+
 static void inbox_push(heap_t *dest, block_t *head, block_t *tail) {
   block_t *old = __atomic_load_n(&dest->inbox, __ATOMIC_RELAXED);
   do tail->next = (uintptr_t)old;
@@ -264,6 +280,7 @@ static void heap_trim(heap_t *h) {
     span_t *s = h->cur[c];
     if (s != &span_empty && s->used == SPAN_CUR_BIAS) {
       h->cur[c] = &span_empty;
+      h->cnt.nslabs[c]--;
       slab_release(s);
     }
   }
@@ -292,15 +309,86 @@ static void heap_thread_exit(void *arg) {
 }
 
 void heap_sweep_pool(void) {
+  /* Take the pool out so that no lock is held while slabs go back to the
+   * page layer (lock order: page before registry). */
   mutex_lock(&registry_lock);
-  for (heap_t *h = heap_pool; h; h = h->pool_next) {
+  heap_t *list = heap_pool;
+  heap_pool = NULL;
+  mutex_unlock(&registry_lock);
+  heap_t *last = NULL;
+  for (heap_t *h = list; h; h = h->pool_next) {
     heap_collect(h);
     heap_trim(h);
+    last = h;
   }
-  mutex_unlock(&registry_lock);
+  if (last) {
+    mutex_lock(&registry_lock);
+    last->pool_next = heap_pool;
+    heap_pool = list;
+    mutex_unlock(&registry_lock);
+  }
   mutex_lock(&global_lock);
   heap_collect(global_heap);
   mutex_unlock(&global_lock);
+}
+
+/* ---- statistics -------------------------------------------------------------- */
+
+static void counters_add(heap_counters_t *sum, const heap_counters_t *c) {
+  for (unsigned k = 0; k < SC_NCLASSES; k++) {
+    sum->nmalloc[k] += __atomic_load_n(&c->nmalloc[k], __ATOMIC_RELAXED);
+    sum->nfree[k] += __atomic_load_n(&c->nfree[k], __ATOMIC_RELAXED);
+    sum->nslabs[k] += __atomic_load_n(&c->nslabs[k], __ATOMIC_RELAXED);
+  }
+  sum->large_nmalloc += __atomic_load_n(&c->large_nmalloc, __ATOMIC_RELAXED);
+  sum->large_nfree += __atomic_load_n(&c->large_nfree, __ATOMIC_RELAXED);
+  sum->large_bytes_alloc += __atomic_load_n(&c->large_bytes_alloc, __ATOMIC_RELAXED);
+  sum->large_bytes_free += __atomic_load_n(&c->large_bytes_free, __ATOMIC_RELAXED);
+}
+
+void heap_counters_merge(heap_counters_t *sum, uint64_t *active_heaps, uint64_t *pooled_heaps) {
+  uint64_t na = 0, np = 0;
+  mutex_lock(&registry_lock);
+  for (heap_t *h = all_heaps; h; h = h->all_next) {
+    counters_add(sum, &h->cnt);
+    na += h->state == HEAP_ACTIVE;
+    np += h->state == HEAP_POOLED;
+  }
+  mutex_unlock(&registry_lock);
+  mutex_lock(&orphan_lock);
+  counters_add(sum, &orphan_cnt);
+  mutex_unlock(&orphan_lock);
+  if (active_heaps) *active_heaps = na;
+  if (pooled_heaps) *pooled_heaps = np;
+}
+
+void heap_count_large(heap_t *h, size_t bytes, bool alloc) {
+  bool orphan = h == &heap_empty;
+  if (orphan) { mutex_lock(&orphan_lock); h = NULL; }
+  heap_counters_t *c = orphan ? &orphan_cnt : &h->cnt;
+  if (alloc) { c->large_nmalloc++; c->large_bytes_alloc += bytes; }
+  else { c->large_nfree++; c->large_bytes_free += bytes; }
+  if (orphan) mutex_unlock(&orphan_lock);
+}
+
+/* Bytes ever handed out and freed through this heap. */
+static void heap_bytes(const heap_t *h, uint64_t *allocated, uint64_t *freed) {
+  uint64_t a = h->cnt.large_bytes_alloc, f = h->cnt.large_bytes_free;
+  for (unsigned k = 1; k < SC_NCLASSES; k++) {
+    a += h->cnt.nmalloc[k] * sc_info[k].size;
+    f += h->cnt.nfree[k] * sc_info[k].size;
+  }
+  *allocated = a;
+  *freed = f;
+}
+
+void heap_thread_bytes(uint64_t *allocated, uint64_t *freed) {
+  heap_t *h = tls_heap;
+  if (h == &heap_empty) { *allocated = *freed = 0; return; }
+  uint64_t a, f;
+  heap_bytes(h, &a, &f);
+  *allocated = a - tls_base_alloc;
+  *freed = f - tls_base_freed;
 }
 
 /* ---- validation ------------------------------------------------------------ */
@@ -337,19 +425,23 @@ void heap_validate(heap_t *h) {
 
 /* ---- fork ------------------------------------------------------------------- */
 
+/* The global heap's lock comes before the page lock, the registry's after. */
+void heap_prefork_global(void) { mutex_lock(&global_lock); }
 void heap_prefork(void) {
   mutex_lock(&registry_lock);
-  mutex_lock(&global_lock);
+  mutex_lock(&orphan_lock);
 }
 
 void heap_postfork_parent(void) {
-  mutex_unlock(&global_lock);
+  mutex_unlock(&orphan_lock);
   mutex_unlock(&registry_lock);
+  mutex_unlock(&global_lock);
 }
 
 void heap_postfork_child(void) {
   mutex_postfork_child(&global_lock);
   mutex_postfork_child(&registry_lock);
+  mutex_postfork_child(&orphan_lock);
   /* Other threads' heaps may have been mid-update when their threads vanished:
    * never reuse them. Their memory stays (the child usually execs or exits). */
   for (heap_t *h = all_heaps; h; h = h->all_next)

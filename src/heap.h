@@ -34,9 +34,20 @@ typedef struct outbuf_s {
 
 enum heap_state { HEAP_ACTIVE = 1, HEAP_POOLED, HEAP_DEAD, HEAP_GLOBAL };
 
+/* Counters of one heap, merged on read (statistics). Small blocks are counted
+ * on the fast paths (one increment each); large and huge ones on their paths. */
+typedef struct heap_counters_s {
+  uint64_t nmalloc[SC_NCLASSES];              /* blocks handed out, per class */
+  uint64_t nfree[SC_NCLASSES];                /* blocks freed by this heap's thread */
+  uint64_t nslabs[SC_NCLASSES];               /* slabs owned now, per class */
+  uint64_t large_nmalloc, large_nfree;        /* large and huge requests */
+  uint64_t large_bytes_alloc, large_bytes_free;
+} heap_counters_t;
+
 typedef struct heap_s heap_t;
 struct heap_s {
   span_t *cur[SC_NCLASSES];                   /* fast path: span to allocate from */
+  heap_counters_t cnt;
   span_t *partial[SC_NCLASSES];               /* spans with free blocks (not cur) */
   outbuf_t out[HEAP_OUT_SLOTS];
   uint32_t out_pending;                       /* some outbuf holds blocks */
@@ -51,7 +62,7 @@ struct heap_s {
 extern __thread heap_t *tls_heap __attribute__((tls_model("initial-exec")));
 extern heap_t heap_empty;        /* a thread's heap before it has one: every cur is empty */
 extern span_t span_empty;        /* empty sentinel span for heap_empty and idle classes */
-extern uint64_t heap_free_key;   /* the free-block marker (random, non-zero) */
+extern uint64_t heap_free_key TD_HIDDEN;   /* the free-block marker (random, non-zero) */
 
 void heap_init(void);
 
@@ -62,6 +73,8 @@ void *heap_alloc_slow(heap_t *h, unsigned cls);
 /* Called after the owner pushed a block onto s and decremented s->used, when
  * the span was full or became empty. */
 void heap_free_local_slow(heap_t *h, span_t *s);
+/* The same, for a caller that has not decremented s->used yet. */
+void heap_free_local_dec_slow(heap_t *h, span_t *s);
 /* Free a valid block of a slab owned by another heap. */
 void heap_free_remote(heap_t *h, span_t *s, block_t *b);
 
@@ -73,10 +86,19 @@ void heap_thread_flush(void);
 /* Drain pooled heaps' inboxes and give their empty slabs back. */
 void heap_sweep_pool(void);
 
+/* Sum every heap's counters (racy reads of other threads' counters: a
+ * snapshot, not a transaction) and count heaps by state. */
+void heap_counters_merge(heap_counters_t *sum, uint64_t *active_heaps, uint64_t *pooled_heaps);
+/* Counters for large/huge traffic of threads without a heap. */
+void heap_count_large(heap_t *h, size_t bytes, bool alloc);
+/* This thread's bytes allocated and freed since it got its heap. */
+void heap_thread_bytes(uint64_t *allocated, uint64_t *freed);
+
 /* Tier-3 validator of one heap's lists and counts (owner thread only). */
 void heap_validate(heap_t *h);
 
-void heap_prefork(void);
+void heap_prefork_global(void);   /* before huge/page */
+void heap_prefork(void);          /* after page */
 void heap_postfork_parent(void);
 void heap_postfork_child(void);
 
@@ -89,6 +111,7 @@ TD_INLINE void *heap_alloc_small(heap_t *h, unsigned cls) {
     s->free = b->next;
     b->key = 0;
     s->used++;
+    h->cnt.nmalloc[cls]++;
     return b;
   }
   return heap_alloc_slow(h, cls);

@@ -283,6 +283,7 @@ void huge_stats_get(huge_stats_t *out) {
   mutex_unlock(&huge_lock);
 }
 
+void huge_init(void) { mutex_register(&huge_lock); }
 void huge_prefork(void) { mutex_lock(&huge_lock); }
 void huge_postfork_parent(void) { mutex_unlock(&huge_lock); }
 void huge_postfork_child(void) { mutex_postfork_child(&huge_lock); }

@@ -40,6 +40,7 @@ typedef struct huge_stats_s {
 } huge_stats_t;
 void huge_stats_get(huge_stats_t *out);
 
+void huge_init(void);
 void huge_prefork(void);
 void huge_postfork_parent(void);
 void huge_postfork_child(void);

@@ -32,3 +32,18 @@ acquired:
 }
 
 void mutex_unlock_slow(td_mutex_t *m) { os_futex_wake(&m->state, 1); }
+
+static td_mutex_t *registry[MUTEX_REGISTRY_MAX];
+static unsigned nregistered;
+
+/* Called during initialisation only (single-threaded by then: td_init). */
+void mutex_register(td_mutex_t *m) {
+  for (unsigned i = 0; i < nregistered; i++) if (registry[i] == m) return;
+  if (nregistered < MUTEX_REGISTRY_MAX) registry[nregistered++] = m;
+}
+
+unsigned mutex_registered(td_mutex_t **out, unsigned max) {
+  unsigned n = TD_MIN(max, nregistered);
+  for (unsigned i = 0; i < n; i++) out[i] = registry[i];
+  return n;
+}

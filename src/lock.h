@@ -52,6 +52,13 @@ TD_INLINE void mutex_unlock(td_mutex_t *m) {
     mutex_unlock_slow(m);
 }
 
+/* A registry of the allocator's long-lived mutexes, so statistics can report
+ * their contention without knowing the modules. */
+#define MUTEX_REGISTRY_MAX 16
+void mutex_register(td_mutex_t *m);
+/* Copies up to max registered mutex pointers into out; returns how many. */
+unsigned mutex_registered(td_mutex_t **out, unsigned max);
+
 /* After fork, in the child: the lock is free again (the parent's holder was
  * the forking thread, which held it on purpose). */
 TD_INLINE void mutex_postfork_child(td_mutex_t *m) { m->state = 0; }

@@ -8,15 +8,14 @@
 
 static td_mutex_t meta_lock = TD_MUTEX_INIT("meta");
 static uintptr_t bump, bump_end;
-static size_t bytes_mapped, bytes_allocated;
+static size_t bytes_mapped, bytes_allocated, bytes_leaves;
 
 void *meta_alloc_mapping(size_t size) {
   size = td_align_up(size, TD_PAGE);
   void *p = os_map_aligned(size, TD_PAGE);
   if (!p) return NULL;
   os_name(p, size, "tidalloc-meta");
-  __atomic_fetch_add(&bytes_mapped, size, __ATOMIC_RELAXED);
-  __atomic_fetch_add(&bytes_allocated, size, __ATOMIC_RELAXED);
+  __atomic_fetch_add(&bytes_leaves, size, __ATOMIC_RELAXED);
   return p;
 }
 
@@ -56,11 +55,13 @@ void meta_pool_put(meta_pool_t *pool, void *obj) {
   pool->free = obj;
 }
 
-void meta_stats(size_t *mapped, size_t *allocated) {
+void meta_stats(size_t *mapped, size_t *allocated, size_t *separate) {
   *mapped = __atomic_load_n(&bytes_mapped, __ATOMIC_RELAXED);
   *allocated = __atomic_load_n(&bytes_allocated, __ATOMIC_RELAXED);
+  *separate = __atomic_load_n(&bytes_leaves, __ATOMIC_RELAXED);
 }
 
+void meta_init(void) { mutex_register(&meta_lock); }
 void meta_prefork(void) { mutex_lock(&meta_lock); }
 void meta_postfork_parent(void) { mutex_unlock(&meta_lock); }
 void meta_postfork_child(void) { mutex_postfork_child(&meta_lock); }

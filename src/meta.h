@@ -28,9 +28,11 @@ typedef struct meta_pool_s {
 void *meta_pool_get(meta_pool_t *pool);          /* zeroed, or NULL */
 void meta_pool_put(meta_pool_t *pool, void *obj);
 
-/* Bytes mapped for metadata and bytes handed out (both monotonic). */
-void meta_stats(size_t *mapped, size_t *allocated);
+/* Bytes mapped for metadata chunks, bytes handed out from them, and bytes of
+ * separate mappings (meta_alloc_mapping: address space, touched sparsely). */
+void meta_stats(size_t *mapped, size_t *allocated, size_t *separate);
 
+void meta_init(void);
 void meta_prefork(void);
 void meta_postfork_parent(void);
 void meta_postfork_child(void);

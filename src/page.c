@@ -40,6 +40,7 @@ static struct {
 
 void page_init(void) {
   P.span_pool.size = sizeof(span_t);
+  mutex_register(&page_lock);
   uint64_t now = os_now_ns();
   decay_init(&P.decay_dirty, opt.dirty_decay_ms, now);
   decay_init(&P.decay_muzzy, opt.muzzy_decay_ms, now);
@@ -503,8 +504,22 @@ size_t page_purge_all(void) {
 
 /* ---- statistics and validation ---------------------------------------------- */
 
+static void stats_fill(page_stats_t *out);
+
 void page_stats_get(page_stats_t *out) {
   mutex_lock(&page_lock);
+  stats_fill(out);
+  mutex_unlock(&page_lock);
+}
+
+void page_stats_locked(page_stats_t *out, void (*fn)(void *), void *arg) {
+  mutex_lock(&page_lock);
+  stats_fill(out);
+  fn(arg);
+  mutex_unlock(&page_lock);
+}
+
+static void stats_fill(page_stats_t *out) {
   out->mapped = P.mapped_bytes;
   out->units = P.nunits;
   out->active = P.nactive * TD_PAGE;
@@ -519,7 +534,6 @@ void page_stats_get(page_stats_t *out) {
   out->collapses = P.collapses;
   out->collapse_failures = P.collapse_failures;
   out->decommits = P.decommits;
-  mutex_unlock(&page_lock);
 }
 
 static size_t ph_count_check(unit_t *n, unit_t *parent_or_prev, uint64_t min_serial, size_t b) {

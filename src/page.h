@@ -91,6 +91,9 @@ typedef struct page_stats_s {
   uint64_t purge_passes, hugifies, dehugifies, collapses, collapse_failures, decommits;
 } page_stats_t;
 void page_stats_get(page_stats_t *out);
+/* Fill *out and call fn(arg) while the page lock is held, so that no run or
+ * slab changes hands meanwhile (statistics snapshots). */
+void page_stats_locked(page_stats_t *out, void (*fn)(void *), void *arg);
 
 /* Tier-3 validator: recompute every unit's counters and bins; aborts on error. */
 void page_validate(void);

@@ -29,6 +29,7 @@ void pagemap_set(uintptr_t addr, size_t npages, span_t *s) {
   }
 }
 
+void pagemap_init(void) { mutex_register(&pagemap_lock); }
 void pagemap_prefork(void) { mutex_lock(&pagemap_lock); }
 void pagemap_postfork_parent(void) { mutex_unlock(&pagemap_lock); }
 void pagemap_postfork_child(void) { mutex_postfork_child(&pagemap_lock); }

@@ -39,6 +39,7 @@ bool pagemap_reserve(uintptr_t addr, size_t size);
 /* Point `npages` pages from addr at s (leaves must exist). */
 void pagemap_set(uintptr_t addr, size_t npages, span_t *s);
 
+void pagemap_init(void);
 void pagemap_prefork(void);
 void pagemap_postfork_parent(void);
 void pagemap_postfork_child(void);

@@ -16,13 +16,6 @@ void *__libc_memalign(size_t, size_t);
 void *__libc_valloc(size_t);
 void *__libc_pvalloc(size_t);
 
-#ifdef TIDAL_TEST_ON_GLIBC
-size_t tidal_usable_size(const void *p) { return malloc_usable_size((void *)p); }
-const char *tidal_version(void) { return "glibc"; }
-size_t tidal_purge(void) { return malloc_trim(0) ? 1 : 0; }
-void tidal_thread_flush(void) {}
-#endif
-
 static const char *const all_syms[] = {
     "malloc", "free", "calloc", "realloc", "reallocarray", "aligned_alloc", "posix_memalign", "memalign",
     "valloc", "pvalloc", "malloc_usable_size", "free_sized", "free_aligned_sized", "cfree", "malloc_trim",
@@ -179,7 +172,7 @@ static void test_sized_free(void)
         for (size_t i = 0; i < NSIZES && sizes[i] <= (1u << 20); i += 3) {
             size_t n = (sizes[i] + al - 1) & ~(al - 1); /* C17 aligned_alloc: multiple of al */
             TT_CTX("free_aligned_sized align %zu size %zu", al, n);
-            void *p = aligned_alloc(al, n);
+            void *p = tt_aligned_alloc(al, n);
             CHECK_BLOCK(p, n, al, al ^ n);
             free_aligned_sized(p, al, n);
         }
@@ -196,6 +189,8 @@ static void test_sized_free(void)
  * callers) are tidalloc's, and interchangeable with the public ones. */
 static void test_libc_names(void)
 {
+    if (TT_SANITIZED_MALLOC) /* the sanitizers do not replace these: glibc's */
+        return;
     size_t pg = tt_page_size();
     void *p = __libc_malloc(1000);
     CHECK_BLOCK(p, 1000, 16, 1);

@@ -5,14 +5,16 @@
  * patterns, /proc/self/status readers and the stress scale factor.
  *
  * Compile-time switches:
- *   TIDAL_TEST_ON_GLIBC  build the test against the system allocator (to check
- *                        the test's own expectations): skips the identity
- *                        check and supplies the entry points glibc 2.36 lacks.
+ *   TIDAL_TEST_SYSTEM_MALLOC  the test is not linked to tidalloc but runs on
+ *                        the system allocator: glibc (to check the tests' own
+ *                        expectations: compile a test by hand with
+ *                        -DTIDAL_TEST_SYSTEM_MALLOC) or, in ASan/TSan builds,
+ *                        the sanitizer's. Skips the identity check and
+ *                        supplies the entry points glibc 2.36 lacks.
  *   TIDAL_TEST_STATIC    the program links libtidalloc.a into the executable:
  *                        the identity check expects malloc in the executable.
- * Under ASan/TSan the sanitizer runtime replaces malloc, so the identity check
- * is skipped (TT_SANITIZED_MALLOC) and glibc-specific edge cases are not
- * checked (the sanitizers' allocators differ from glibc on purpose).
+ * Under ASan/TSan (TT_SANITIZED_MALLOC) glibc-specific edge cases are not
+ * checked either: the sanitizers' allocators differ from glibc on purpose.
  */
 #ifndef TIDAL_TESTUTIL_H
 #define TIDAL_TESTUTIL_H
@@ -33,17 +35,29 @@
 
 #include "tidalloc.h"
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+/* TT_TSAN: built with ThreadSanitizer; TT_SANITIZED_MALLOC: with ASan or
+ * TSan, whose runtime replaces malloc (gcc and clang spellings). */
+#if defined(__SANITIZE_THREAD__)
+#define TT_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TT_TSAN 1
+#endif
+#endif
+#ifndef TT_TSAN
+#define TT_TSAN 0
+#endif
+#if TT_TSAN || defined(__SANITIZE_ADDRESS__)
 #define TT_SANITIZED_MALLOC 1
 #elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#if __has_feature(address_sanitizer)
 #define TT_SANITIZED_MALLOC 1
 #endif
 #endif
 #ifndef TT_SANITIZED_MALLOC
 #define TT_SANITIZED_MALLOC 0
 #endif
-#if defined(__SANITIZE_THREAD__)
+#if TT_TSAN
 #define TT_SANITIZER_SLOWDOWN 10.0
 #elif TT_SANITIZED_MALLOC
 #define TT_SANITIZER_SLOWDOWN 4.0
@@ -133,6 +147,16 @@ TT_UNUSED static void *tt_hidep(void *x)
 TT_UNUSED static void tt_escape(const void *p)
 {
     __asm__ volatile("" : : "g"(p) : "memory");
+}
+
+/* aligned_alloc for tests that just want an aligned block of n bytes: C17
+ * and glibc accept any n, the sanitizers only multiples of the alignment. */
+TT_UNUSED static void *tt_aligned_alloc(size_t align, size_t n)
+{
+#if TT_SANITIZED_MALLOC
+    n = (n + align - 1) & ~(align - 1);
+#endif
+    return aligned_alloc(align, n);
 }
 
 /* ---------------------------------------------------------------------------
@@ -266,7 +290,7 @@ TT_UNUSED static void tt_fill_range(void *p, size_t from, size_t to, uint64_t ta
         b[i] = tt_pat_byte(tag, i), i++;
     for (; i + 8 <= to; i += 8) {
         uint64_t w = tt_pat_word(tag, i >> 3);
-        memcpy(b + i, &w, 8);
+        __builtin_memcpy(b + i, &w, 8);
     }
     for (; i < to; i++)
         b[i] = tt_pat_byte(tag, i);
@@ -290,7 +314,7 @@ TT_UNUSED static size_t tt_check_range(const void *p, size_t from, size_t to, ui
     }
     for (; i + 8 <= to; i += 8) {
         uint64_t w = tt_pat_word(tag, i >> 3), v;
-        memcpy(&v, b + i, 8);
+        __builtin_memcpy(&v, b + i, 8);
         if (v != w) {
             for (size_t j = i; j < i + 8; j++)
                 if (b[j] != tt_pat_byte(tag, j))
@@ -318,7 +342,7 @@ TT_UNUSED static size_t tt_first_nonzero(const void *p, size_t n)
             return i;
     for (; i + 8 <= n; i += 8) {
         uint64_t v;
-        memcpy(&v, b + i, 8);
+        __builtin_memcpy(&v, b + i, 8);
         if (v)
             break;
     }
@@ -346,6 +370,8 @@ TT_UNUSED static void tt_check_block_at(const char *file, int line, void *p, siz
     size_t us = malloc_usable_size(p);
     if (us < n)
         tt_fail(file, line, "usable >= size", " malloc_usable_size(%p)=%zu < requested %zu", p, us, n);
+    if (TT_SANITIZED_MALLOC) /* they flag use beyond the request (TSan's usable size of 0 bytes is 1) */
+        us = n;
     tt_fill(p, us, tag);
     if (!readback)
         return;
@@ -359,11 +385,15 @@ TT_UNUSED static void tt_check_block_at(const char *file, int line, void *p, siz
  * "The allocator in use really is tidalloc"
  * ------------------------------------------------------------------------- */
 
-#ifdef TIDAL_TEST_ON_GLIBC
-/* Development build against glibc: supply what glibc 2.36 lacks. */
+#ifdef TIDAL_TEST_SYSTEM_MALLOC
+/* Not linked to tidalloc: supply what glibc 2.36 (and the sanitizers) lack. */
 void free_sized(void *p, size_t n) { free(p); }
 void free_aligned_sized(void *p, size_t a, size_t n) { free(p); }
 void cfree(void *p) { free(p); }
+size_t tidal_usable_size(const void *p) { return malloc_usable_size((void *)p); }
+const char *tidal_version(void) { return "glibc"; }
+size_t tidal_purge(void) { return malloc_trim(0) ? 1 : 0; }
+void tidal_thread_flush(void) {}
 #endif
 
 /* Which object defines `sym` in the global lookup scope (what every other
@@ -388,7 +418,7 @@ static const char *const tt_core_syms[] TT_UNUSED = {
  * libtidalloc.so, or with TIDAL_TEST_STATIC the executable itself. */
 TT_UNUSED static void tt_expect_syms_from_tidalloc(const char *const *syms)
 {
-#if defined(TIDAL_TEST_ON_GLIBC) || TT_SANITIZED_MALLOC
+#if defined(TIDAL_TEST_SYSTEM_MALLOC) || TT_SANITIZED_MALLOC
     (void)syms;
 #else
 #ifdef TIDAL_TEST_STATIC
@@ -413,8 +443,8 @@ TT_UNUSED static void tt_expect_syms_from_tidalloc(const char *const *syms)
 /* The first thing each test does: fail unless the allocator is tidalloc. */
 TT_UNUSED static void tt_expect_tidalloc(void)
 {
-#if defined(TIDAL_TEST_ON_GLIBC)
-    printf("note: TIDAL_TEST_ON_GLIBC build, allocator identity not checked\n");
+#if defined(TIDAL_TEST_SYSTEM_MALLOC)
+    printf("note: TIDAL_TEST_SYSTEM_MALLOC build (system or sanitizer malloc): allocator identity not checked\n");
 #elif TT_SANITIZED_MALLOC
     printf("note: sanitizer build, malloc is the sanitizer's; allocator identity not checked\n");
 #else
@@ -427,14 +457,19 @@ TT_UNUSED static void tt_expect_tidalloc(void)
 #endif
     /* tidal_version() looked up dynamically, so that programs which are not
      * linked to tidalloc (LD_PRELOAD) can use this too. */
+#ifdef TIDAL_TEST_STATIC
+    const char *(*ver)(void) = tidal_version; /* not in the dynamic symbol table */
+    size_t (*us)(const void *) = tidal_usable_size;
+#else
     const char *(*ver)(void) = (const char *(*)(void))(uintptr_t)dlsym(RTLD_DEFAULT, "tidal_version");
+    size_t (*us)(const void *) = (size_t(*)(const void *))(uintptr_t)dlsym(RTLD_DEFAULT, "tidal_usable_size");
+#endif
     CHECK(ver != NULL, "tidal_version not found");
     const char *v = ver();
     char want[32];
     snprintf(want, sizeof want, "%d.%d.%d", TIDAL_VERSION_MAJOR, TIDAL_VERSION_MINOR, TIDAL_VERSION_PATCH);
     CHECK(v != NULL && strcmp(v, want) == 0, "tidal_version()=\"%s\", header says %s", v ? v : "(null)", want);
     /* And the blocks really are tidalloc's. */
-    size_t (*us)(const void *) = (size_t(*)(const void *))(uintptr_t)dlsym(RTLD_DEFAULT, "tidal_usable_size");
     CHECK(us != NULL, "tidal_usable_size not found");
     void *p = malloc(tt_hide(100));
     CHECK(p && us(p) >= 100 && us(p) == malloc_usable_size(p), "tidal_usable_size disagrees with malloc");

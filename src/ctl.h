@@ -1,0 +1,27 @@
+/*
+ * ctl.h — the control namespace behind tidal_ctl(), in the spirit of mallctl:
+ * dotted names to read statistics and options, and to act (purge, flush,
+ * background thread).
+ *
+ * What it is: name lookup, length checks and the epoch-refreshed statistics
+ * snapshot. Every number reported comes from stats.h; every option from the
+ * options table (conf.h).
+ * Errors: ENOENT unknown name, EINVAL bad length or value, EPERM writing a
+ * read-only name.
+ * It may call: stats, conf, background, heap, huge, page, lock, os.
+ */
+#ifndef TIDAL_CTL_H
+#define TIDAL_CTL_H
+
+#include "util.h"
+
+/* Set by api.c: give all free memory back (tidal_purge). */
+extern size_t (*ctl_purge_hook)(void);
+void ctl_init(void);
+/* tidal_ctl and tidal_stats_print (api.c exports them after initialising). */
+int ctl_call(const char *name, void *oldp, size_t *oldlenp, const void *newp, size_t newlen);
+void ctl_stats_print(void (*write)(void *, const char *), void *arg, const char *opts);
+/* Print statistics to stderr at exit when opt.stats_print asks for it. */
+void ctl_print_at_exit(void);
+
+#endif

@@ -1,0 +1,62 @@
+/*
+ * stats.h — statistics: one snapshot of everything the layers count, and
+ * its text and JSON renderings.
+ *
+ * What it is: stats_collect() merges the per-heap counters (kept on the fast
+ * paths without locks or atomics) and reads the page layer, huge cache,
+ * metadata, syscall and mutex counters. While it merges it holds the page
+ * lock, so no slab or run changes hands meanwhile: the snapshot keeps
+ * allocated <= active <= resident <= mapped. Printing formats on the stack and
+ * writes through the caller's callback, in chunks; it never allocates.
+ * What it is not: a control interface (ctl.h) or a policy.
+ * It may call: heap, huge, page, background, meta, lock, os, conf, sizeclass.
+ */
+#ifndef TIDAL_STATS_H
+#define TIDAL_STATS_H
+
+#include "heap.h"
+#include "huge.h"
+#include "os.h"
+#include "page.h"
+
+#define STATS_MAX_MUTEXES 16
+
+typedef struct stats_class_s {
+  uint64_t size, requests, frees, live, slabs, capacity;   /* capacity: blocks in its slabs */
+} stats_class_t;
+
+typedef struct stats_mutex_s {
+  const char *name;
+  uint64_t acquisitions, contended, wait_ns;
+} stats_mutex_t;
+
+typedef struct stats_s {
+  /* bytes */
+  size_t allocated;            /* in live blocks (block sizes, not requested sizes) */
+  size_t active;               /* in active page runs and live huge mappings */
+  size_t resident;             /* active + free pages not yet purged + cached huge + metadata (an upper bound) */
+  size_t mapped;               /* reserved regions + huge mappings + metadata mappings */
+  size_t retained;             /* reserved address space that is purged or never used */
+  size_t metadata;             /* metadata handed out */
+  size_t metadata_mapped;
+  size_t pagemap_mapped;       /* pagemap leaves: address space, touched only where pages are in use */
+  size_t small_allocated, large_allocated, huge_allocated;
+  uint64_t large_requests, large_frees;
+  page_stats_t pages;
+  huge_stats_t huge;
+  os_counters_t syscalls;
+  stats_class_t classes[SC_NCLASSES];
+  stats_mutex_t mutexes[STATS_MAX_MUTEXES];
+  unsigned nmutexes;
+  uint64_t heaps_active, heaps_pooled;
+  bool background_running;
+  uint64_t background_wakeups;
+} stats_t;
+
+void stats_collect(stats_t *out);
+
+typedef void (*stats_write_cb)(void *arg, const char *text);
+/* json: JSON document (schema in docs/stats.md); else text. */
+void stats_print(const stats_t *st, stats_write_cb write, void *arg, bool json);
+
+#endif
