@@ -114,7 +114,10 @@ TD_INLINE void *small_alloc(size_t size, unsigned cls) {
   span_t *s = h->cur[cls];
   block_t *b = (block_t *)s->free;
   if (TD_LIKELY(b != NULL)) {
-    s->free = b->next;
+    uintptr_t next = span_link_decode(b->next);
+    if (TD_UNLIKELY(span_link_bad(next))) heap_corrupt(b, s);
+    TD_DASSERT(b->key == heap_marker(b));   /* every free block carries its marker */
+    s->free = next;
     b->key = 0;
     s->used++;
     h->cnt.nmalloc[cls]++;
@@ -131,12 +134,12 @@ static void *large_alloc(size_t size, size_t align, bool zero) {
   s->start = s->base;
   if (zero && !s->zeroed) memset((void *)s->base, 0, size);
   pagemap_set(s->base, 1, s);
-  heap_count_large(tls_heap, s->bytes, true);
+  heap_count_large(tls_heap, s->bytes, true, false);
   return (void *)s->base;
 }
 
 static void large_free(span_t *s) {
-  heap_count_large(tls_heap, s->bytes, false);
+  heap_count_large(tls_heap, s->bytes, false, false);
   pagemap_set(s->base, 1, &span_released);
   s->kind = SPAN_RELEASED;
   page_free(s);
@@ -168,7 +171,7 @@ static TD_NOINLINE void *alloc_generic(size_t size, size_t align, bool zero) {
     p = large_alloc(size, align, zero);
   } else {
     p = huge_alloc(size, align, zero);
-    if (p) heap_count_large(tls_heap, pagemap_lookup(p)->bytes, true);
+    if (p) heap_count_large(tls_heap, pagemap_lookup(p)->bytes, true, true);
   }
   if (TD_UNLIKELY(!p)) errno = ENOMEM;
   return p;
@@ -181,67 +184,118 @@ TD_EXPORT void *malloc(size_t size) {
   return alloc_generic(size, 0, false);
 }
 
-/* What went wrong with a pointer that failed the free checks. */
+/* What went wrong with a pointer that failed the checks of `fn`. */
 static TD_COLD TD_NORETURN void free_bad(const void *p, span_t *s, const char *fn) {
-  if (!s) safety_report("invalid free", p, "not allocated by tidalloc", -1, fn);
+  bool is_free = strcmp(fn, "free") == 0 || strncmp(fn, "free_", 5) == 0 || strncmp(fn, "operator delete", 15) == 0;
+  const char *invalid = is_free ? "invalid free" : "invalid pointer";
+  const char *twice = is_free ? "double free" : "use of a freed block";
+  if (!s) safety_report(invalid, p, "not allocated by tidalloc", -1, fn);
   switch (s->kind) {
     case SPAN_SLAB: {
       uintptr_t off = (uintptr_t)p - s->start;
+      if (off < (uintptr_t)s->capacity * s->size && off >= s->limit && off % s->size == 0)
+        safety_report(invalid, p, "never handed out, size class", (long)s->size, fn);
       if (off >= s->limit || off % s->size)
-        safety_report("invalid free", p, "not the start of a block; size class", (long)s->size, fn);
-      safety_report("double free", p, "size class", (long)s->size, fn);
+        safety_report(invalid, p, "not the start of a block, size class", (long)s->size, fn);
+      safety_report(twice, p, "size class", (long)s->size, fn);
     }
     case SPAN_LARGE:
     case SPAN_HUGE:
-      safety_report("invalid free", p, "inside a block of bytes", (long)s->bytes, fn);
+      safety_report(invalid, p, "inside a block of bytes", (long)s->bytes, fn);
     case SPAN_RELEASED:
-      safety_report("double free", p, "block already given back", -1, fn);
+      safety_report(twice, p, "block already given back", -1, fn);
     default:
-      safety_report("invalid free", p, "unknown block", -1, fn);
+      safety_report(invalid, p, "unknown block", -1, fn);
   }
 }
 
+/* The default checks of a slab block being freed: inside the slab, at the
+ * start of a block (one multiply: off*divc < divc <=> size divides off), and
+ * not already free. */
 TD_INLINE bool slab_block_bad(const span_t *s, const void *p) {
+#if TIDAL_CHECKS
   uintptr_t off = (uintptr_t)p - s->start;
-  return off >= s->limit || off * s->divc >= s->divc || ((const block_t *)p)->key == heap_free_key;
+  return off >= s->limit || off * s->divc >= s->divc || ((const block_t *)p)->key == heap_marker(p);
+#else
+  (void)s; (void)p;
+  return false;
+#endif
 }
 
-static TD_NOINLINE void free_generic(void *p, span_t *s, heap_t *h) {
+static size_t usable_of(span_t *s) {
+  switch (s->kind) {
+    case SPAN_SLAB: return s->size;
+    case SPAN_LARGE:
+    case SPAN_HUGE: return s->bytes;
+    default: return 0;
+  }
+}
+
+/* How free was called: plain, or sized (free_sized, C++ sized delete), or
+ * sized and aligned (free_aligned_sized, aligned sized delete). */
+enum free_mode { FREE_PLAIN, FREE_SIZED, FREE_ALIGNED_SIZED };
+
+/* A size that cannot be the one the block was allocated with: larger than
+ * the block, or (unaligned small blocks) at most half of it, which no request
+ * that lands in this class, nor a realloc that stayed in place, can be. */
+TD_INLINE bool sized_bad(size_t usable, size_t size, bool slab, enum free_mode mode) {
+  return size > usable || (mode == FREE_SIZED && slab && usable > 64 && size <= usable / 2);
+}
+
+static TD_COLD TD_NORETURN void sized_report(const void *p, size_t size, size_t usable, const char *fn) {
+  char detail[96];
+  size_t n = 0;
+  static const char a[] = "size ", b[] = " passed, the block holds";
+  memcpy(detail, a, sizeof a - 1); n += sizeof a - 1;
+  n += fmt_u64(detail + n, size);
+  memcpy(detail + n, b, sizeof b); n += sizeof b - 1;
+  detail[n] = 0;
+  safety_report("mismatched sized free", p, detail, (long)usable, fn);
+}
+
+static TD_NOINLINE void free_generic(void *p, span_t *s, heap_t *h, size_t size, enum free_mode mode, const char *fn) {
   if (!p) return;
   int saved = errno;
-  if (TD_UNLIKELY(!s)) free_bad(p, s, "free");
+  if (TD_UNLIKELY(!s)) free_bad(p, s, fn);
   switch (s->kind) {
     case SPAN_SLAB: {
-      if (TD_UNLIKELY(slab_block_bad(s, p))) free_bad(p, s, "free");
+      if (TD_UNLIKELY(slab_block_bad(s, p))) free_bad(p, s, fn);
+      if (mode != FREE_PLAIN && TD_UNLIKELY(sized_bad(s->size, size, true, mode))) sized_report(p, size, s->size, fn);
       block_t *b = p;
-      b->key = heap_free_key;
+      b->key = heap_marker(b);
       h->cnt.nfree[s->cls]++;    /* heap_empty's counters are never read */
       heap_free_remote(h, s, b);
       break;
     }
     case SPAN_LARGE:
-      if (TD_UNLIKELY(p != (void *)s->start)) free_bad(p, s, "free");
-      large_free(s);
-      break;
     case SPAN_HUGE:
-      if (TD_UNLIKELY(p != (void *)s->start)) free_bad(p, s, "free");
-      heap_count_large(h, s->bytes, false);
-      huge_free(s);
+      if (TD_UNLIKELY(p != (void *)s->start)) free_bad(p, s, fn);
+      if (mode != FREE_PLAIN && TD_UNLIKELY(sized_bad(s->bytes, size, false, mode))) sized_report(p, size, s->bytes, fn);
+      if (s->kind == SPAN_LARGE) {
+        large_free(s);
+      } else {
+        heap_count_large(h, s->bytes, false, true);
+        huge_free(s);
+      }
       break;
     default:
-      free_bad(p, s, "free");
+      free_bad(p, s, fn);
   }
   errno = saved;
 }
 
-TD_EXPORT void free(void *p) {
+/* Every free goes through here; mode is a constant at each call site. */
+TD_INLINE void free_inline(void *p, size_t size, enum free_mode mode, const char *fn) {
   span_t *s = pagemap_lookup(p);
   heap_t *h = tls_heap;
   if (TD_LIKELY(s != NULL && s->owner == h)) {
-    if (TD_UNLIKELY(slab_block_bad(s, p))) free_bad(p, s, "free");
+    if (TD_UNLIKELY(slab_block_bad(s, p))) free_bad(p, s, fn);
+#if TIDAL_CHECKS
+    if (mode != FREE_PLAIN && TD_UNLIKELY(sized_bad(s->size, size, true, mode))) sized_report(p, size, s->size, fn);
+#endif
     block_t *b = p;
-    b->key = heap_free_key;
-    b->next = s->free;
+    b->key = heap_marker(b);
+    b->next = span_link_encode(s->free);
     s->free = (uintptr_t)b;
     h->cnt.nfree[s->cls]++;
     /* Signed <= 1 before the decrement: the span is about to become empty,
@@ -250,8 +304,10 @@ TD_EXPORT void free(void *p) {
     s->used--;
     return;
   }
-  free_generic(p, s, h);
+  free_generic(p, s, h, size, mode, fn);
 }
+
+TD_EXPORT void free(void *p) { free_inline(p, 0, FREE_PLAIN, "free"); }
 
 /* ---- the rest of the family --------------------------------------------------- */
 
@@ -269,15 +325,6 @@ TD_EXPORT void *calloc(size_t n, size_t size) {
   return alloc_generic(total, 0, true);
 }
 
-static size_t usable_of(span_t *s) {
-  switch (s->kind) {
-    case SPAN_SLAB: return s->size;
-    case SPAN_LARGE:
-    case SPAN_HUGE: return s->bytes;
-    default: return 0;
-  }
-}
-
 /* A span for p that a caller may resize or measure; reports misuse. */
 static span_t *span_checked(void *p, const char *fn) {
   span_t *s = pagemap_lookup(p);
@@ -291,9 +338,9 @@ static span_t *span_checked(void *p, const char *fn) {
 }
 
 /* A large or huge block resized in place counts as a free and an allocation. */
-static void realloc_count(size_t old_bytes, size_t new_bytes) {
-  heap_count_large(tls_heap, old_bytes, false);
-  heap_count_large(tls_heap, new_bytes, true);
+static void realloc_count(size_t old_bytes, size_t new_bytes, bool huge) {
+  heap_count_large(tls_heap, old_bytes, false, huge);
+  heap_count_large(tls_heap, new_bytes, true, huge);
 }
 
 static void *realloc_move(void *p, size_t old_usable, size_t size) {
@@ -327,11 +374,11 @@ TD_EXPORT void *realloc(void *p, size_t size) {
         if (want == have) return p;
         if (want < have) {
           page_shrink(s, want);
-          realloc_count(have << TD_PAGE_SHIFT, s->bytes);
+          realloc_count(have << TD_PAGE_SHIFT, s->bytes, false);
           return p;
         }
         if (page_grow(s, want)) {
-          realloc_count(have << TD_PAGE_SHIFT, s->bytes);
+          realloc_count(have << TD_PAGE_SHIFT, s->bytes, false);
           return p;
         }
       }
@@ -342,7 +389,7 @@ TD_EXPORT void *realloc(void *p, size_t size) {
         size_t old = s->bytes;
         void *q = huge_realloc(s, size);
         if (q) {
-          realloc_count(old, s->bytes);
+          realloc_count(old, s->bytes, true);
           return q;
         }
       }
@@ -416,13 +463,14 @@ void free_sized(void *p, size_t size);
 void free_aligned_sized(void *p, size_t align, size_t size);
 void cfree(void *p);
 
-void td_free_sized(void *p, size_t size) {
-  (void)size;
-  free(p);
-}
+void td_free_sized(void *p, size_t size) { free_inline(p, size, FREE_SIZED, "operator delete"); }
+void td_free_aligned_sized(void *p, size_t size) { free_inline(p, size, FREE_ALIGNED_SIZED, "operator delete"); }
 
-TD_EXPORT void free_sized(void *p, size_t size) { td_free_sized(p, size); }
-TD_EXPORT void free_aligned_sized(void *p, size_t align, size_t size) { (void)align; td_free_sized(p, size); }
+TD_EXPORT void free_sized(void *p, size_t size) { free_inline(p, size, FREE_SIZED, "free_sized"); }
+TD_EXPORT void free_aligned_sized(void *p, size_t align, size_t size) {
+  (void)align;
+  free_inline(p, size, FREE_ALIGNED_SIZED, "free_aligned_sized");
+}
 TD_EXPORT void cfree(void *p) { free(p); }
 
 /* ---- releasing memory and glibc's introspection ------------------------------- */

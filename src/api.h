@@ -22,6 +22,7 @@ extern "C" {
 void *td_malloc(size_t size);
 void td_free(void *p);
 void td_free_sized(void *p, size_t size);
+void td_free_aligned_sized(void *p, size_t size);
 /* align: any power of two. Sets errno to ENOMEM on failure. */
 void *td_aligned(size_t align, size_t size);
 

@@ -107,5 +107,5 @@ TD_CXX_EXPORT void operator delete(void *p, std::align_val_t) noexcept { td_free
 TD_CXX_EXPORT void operator delete[](void *p, std::align_val_t) noexcept { td_free(p); }
 TD_CXX_EXPORT void operator delete(void *p, std::align_val_t, const std::nothrow_t &) noexcept { td_free(p); }
 TD_CXX_EXPORT void operator delete[](void *p, std::align_val_t, const std::nothrow_t &) noexcept { td_free(p); }
-TD_CXX_EXPORT void operator delete(void *p, std::size_t n, std::align_val_t) noexcept { td_free_sized(p, n); }
-TD_CXX_EXPORT void operator delete[](void *p, std::size_t n, std::align_val_t) noexcept { td_free_sized(p, n); }
+TD_CXX_EXPORT void operator delete(void *p, std::size_t n, std::align_val_t) noexcept { td_free_aligned_sized(p, n); }
+TD_CXX_EXPORT void operator delete[](void *p, std::size_t n, std::align_val_t) noexcept { td_free_aligned_sized(p, n); }

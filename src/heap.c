@@ -44,10 +44,16 @@ static heap_t *heap_create(uint32_t state) {
   return h;
 }
 
+void heap_corrupt(const void *block, const span_t *s) {
+  safety_report("write after free", block, "corrupted free-list link, size class",
+                s && s->kind == SPAN_SLAB ? (long)s->size : -1, "malloc");
+}
+
 void heap_init(void) {
   uint64_t k;
   do k = os_random64(); while (k == 0);
   heap_free_key = k;
+  span_link_key = (uintptr_t)os_random64() | 1;
   pthread_key_create(&heap_tsd, heap_thread_exit);
   global_heap = heap_create(HEAP_GLOBAL);
   mutex_register(&registry_lock);
@@ -79,11 +85,11 @@ static void slab_init(heap_t *h, span_t *s, unsigned cls) {
   s->cls = (uint16_t)cls;
   s->size = ci->size;
   s->capacity = ci->capacity;
-  s->limit = ci->capacity * ci->size;
+  s->limit = 0;                      /* grows as blocks are carved */
   s->divc = ci->divc;
   s->start = s->base;
   s->bump = s->base;
-  s->bump_end = s->base + s->limit;
+  s->bump_end = s->base + (size_t)ci->capacity * ci->size;
   s->free = 0;
   s->used = 0;
   s->next = s->prev = NULL;
@@ -121,6 +127,7 @@ static void slab_retire(heap_t *h, span_t *s) {
     s->free = 0;
     s->used = 0;
     s->bump = s->bump_end = s->start;   /* nothing to carve until re-initialised */
+    s->limit = 0;
     list_push(&h->span_cache, s);
     h->span_cache_n++;
     return;
@@ -133,10 +140,17 @@ static void slab_carve(span_t *s) {
   uint32_t size = s->size;
   size_t n = TD_MIN((size_t)sc_info[s->cls].batch, (size_t)(s->bump_end - s->bump) / size);
   uintptr_t first = s->bump, p = first;
-  for (size_t i = 1; i < n; i++, p += size) ((block_t *)p)->next = p + size;
-  ((block_t *)p)->next = s->free;
+  /* Carved blocks carry their free marker too: freeing one that was never
+   * handed out is caught like a double free. */
+  for (size_t i = 1; i < n; i++, p += size) {
+    ((block_t *)p)->next = span_link_encode(p + size);
+    ((block_t *)p)->key = heap_marker((void *)p);
+  }
+  ((block_t *)p)->next = span_link_encode(s->free);
+  ((block_t *)p)->key = heap_marker((void *)p);
   s->free = first;
   s->bump = first + n * size;
+  s->limit = (uint32_t)(s->bump - s->start);
 }
 
 /* ---- allocation slow path ------------------------------------------------ */
@@ -221,7 +235,7 @@ void heap_free_local_dec_slow(heap_t *h, span_t *s) {
 
 static void inbox_push(heap_t *dest, block_t *head, block_t *tail) {
   block_t *old = __atomic_load_n(&dest->inbox, __ATOMIC_RELAXED);
-  do tail->next = (uintptr_t)old;
+  do tail->next = span_link_encode((uintptr_t)old);
   while (!__atomic_compare_exchange_n(&dest->inbox, &old, head, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
 }
 
@@ -242,7 +256,7 @@ void heap_free_remote(heap_t *h, span_t *s, block_t *b) {
     if (o->n) outbuf_flush(o);
     o->dest = dest;
   }
-  b->next = (uintptr_t)o->head;
+  b->next = span_link_encode((uintptr_t)o->head);
   o->head = b;
   if (o->n++ == 0) o->tail = b;
   h->out_pending = 1;
@@ -258,10 +272,11 @@ void heap_flush_out(heap_t *h) {
 void heap_collect(heap_t *h) {
   block_t *b = __atomic_exchange_n(&h->inbox, NULL, __ATOMIC_ACQUIRE);
   while (b) {
-    block_t *next = (block_t *)b->next;
+    uintptr_t nx = span_link_decode(b->next);
     span_t *s = pagemap_lookup(b);
-    TD_DASSERT(s && s->owner == h && s->kind == SPAN_SLAB);
-    b->next = s->free;
+    if (TD_UNLIKELY(span_link_bad(nx) || !s || s->owner != h)) heap_corrupt(b, s);
+    block_t *next = (block_t *)nx;
+    b->next = span_link_encode(s->free);
     s->free = (uintptr_t)b;
     if (TD_UNLIKELY((int32_t)--s->used <= 0)) heap_free_local_slow(h, s);
     b = next;
@@ -344,6 +359,8 @@ static void counters_add(heap_counters_t *sum, const heap_counters_t *c) {
   sum->large_nfree += __atomic_load_n(&c->large_nfree, __ATOMIC_RELAXED);
   sum->large_bytes_alloc += __atomic_load_n(&c->large_bytes_alloc, __ATOMIC_RELAXED);
   sum->large_bytes_free += __atomic_load_n(&c->large_bytes_free, __ATOMIC_RELAXED);
+  sum->huge_bytes_alloc += __atomic_load_n(&c->huge_bytes_alloc, __ATOMIC_RELAXED);
+  sum->huge_bytes_free += __atomic_load_n(&c->huge_bytes_free, __ATOMIC_RELAXED);
 }
 
 void heap_counters_merge(heap_counters_t *sum, uint64_t *active_heaps, uint64_t *pooled_heaps) {
@@ -362,18 +379,21 @@ void heap_counters_merge(heap_counters_t *sum, uint64_t *active_heaps, uint64_t 
   if (pooled_heaps) *pooled_heaps = np;
 }
 
-void heap_count_large(heap_t *h, size_t bytes, bool alloc) {
+void heap_count_large(heap_t *h, size_t bytes, bool alloc, bool huge) {
   bool orphan = h == &heap_empty;
   if (orphan) { mutex_lock(&orphan_lock); h = NULL; }
   heap_counters_t *c = orphan ? &orphan_cnt : &h->cnt;
-  if (alloc) { c->large_nmalloc++; c->large_bytes_alloc += bytes; }
-  else { c->large_nfree++; c->large_bytes_free += bytes; }
+  if (alloc) c->large_nmalloc++; else c->large_nfree++;
+  uint64_t *bytes_ctr = huge ? (alloc ? &c->huge_bytes_alloc : &c->huge_bytes_free)
+                             : (alloc ? &c->large_bytes_alloc : &c->large_bytes_free);
+  *bytes_ctr += bytes;
   if (orphan) mutex_unlock(&orphan_lock);
 }
 
 /* Bytes ever handed out and freed through this heap. */
 static void heap_bytes(const heap_t *h, uint64_t *allocated, uint64_t *freed) {
-  uint64_t a = h->cnt.large_bytes_alloc, f = h->cnt.large_bytes_free;
+  uint64_t a = h->cnt.large_bytes_alloc + h->cnt.huge_bytes_alloc;
+  uint64_t f = h->cnt.large_bytes_free + h->cnt.huge_bytes_free;
   for (unsigned k = 1; k < SC_NCLASSES; k++) {
     a += h->cnt.nmalloc[k] * sc_info[k].size;
     f += h->cnt.nfree[k] * sc_info[k].size;
@@ -395,7 +415,7 @@ void heap_thread_bytes(uint64_t *allocated, uint64_t *freed) {
 
 static size_t free_list_len(const span_t *s) {
   size_t n = 0;
-  for (uintptr_t p = s->free; p; p = ((block_t *)p)->next) {
+  for (uintptr_t p = s->free; p; p = span_link_decode(((block_t *)p)->next)) {
     TD_CHECK(p >= s->start && p < s->bump && (p - s->start) % s->size == 0, "corrupt free list", (void *)p, "heap_validate");
     TD_CHECK(++n <= s->capacity, "free list cycle", (void *)s->start, "heap_validate");
   }

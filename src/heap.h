@@ -41,7 +41,8 @@ typedef struct heap_counters_s {
   uint64_t nfree[SC_NCLASSES];                /* blocks freed by this heap's thread */
   uint64_t nslabs[SC_NCLASSES];               /* slabs owned now, per class */
   uint64_t large_nmalloc, large_nfree;        /* large and huge requests */
-  uint64_t large_bytes_alloc, large_bytes_free;
+  uint64_t large_bytes_alloc, large_bytes_free; /* page runs (large) */
+  uint64_t huge_bytes_alloc, huge_bytes_free;   /* own mappings (huge) */
 } heap_counters_t;
 
 typedef struct heap_s heap_t;
@@ -62,7 +63,10 @@ struct heap_s {
 extern __thread heap_t *tls_heap __attribute__((tls_model("initial-exec")));
 extern heap_t heap_empty;        /* a thread's heap before it has one: every cur is empty */
 extern span_t span_empty;        /* empty sentinel span for heap_empty and idle classes */
-extern uint64_t heap_free_key TD_HIDDEN;   /* the free-block marker (random, non-zero) */
+extern uint64_t heap_free_key TD_HIDDEN;   /* the free-block marker secret (random, non-zero) */
+
+/* The marker a free block at address b carries in its key word. */
+TD_INLINE uint64_t heap_marker(const void *b) { return heap_free_key ^ (uint64_t)(uintptr_t)b; }
 
 void heap_init(void);
 
@@ -90,7 +94,7 @@ void heap_sweep_pool(void);
  * snapshot, not a transaction) and count heaps by state. */
 void heap_counters_merge(heap_counters_t *sum, uint64_t *active_heaps, uint64_t *pooled_heaps);
 /* Counters for large/huge traffic of threads without a heap. */
-void heap_count_large(heap_t *h, size_t bytes, bool alloc);
+void heap_count_large(heap_t *h, size_t bytes, bool alloc, bool huge);
 /* This thread's bytes allocated and freed since it got its heap. */
 void heap_thread_bytes(uint64_t *allocated, uint64_t *freed);
 
@@ -104,11 +108,17 @@ void heap_postfork_child(void);
 
 /* ---- inline fast path ---------------------------------------------------- */
 
+/* A free-list link that does not decode to an aligned address. */
+TD_COLD TD_NORETURN void heap_corrupt(const void *block, const span_t *s);
+
 TD_INLINE void *heap_alloc_small(heap_t *h, unsigned cls) {
   span_t *s = h->cur[cls];
   block_t *b = (block_t *)s->free;
   if (TD_LIKELY(b != NULL)) {
-    s->free = b->next;
+    uintptr_t next = span_link_decode(b->next);
+    if (TD_UNLIKELY(span_link_bad(next))) heap_corrupt(b, s);
+    TD_DASSERT(b->key == heap_marker(b));   /* every free block carries its marker */
+    s->free = next;
     b->key = 0;
     s->used++;
     h->cnt.nmalloc[cls]++;

@@ -4,6 +4,7 @@
 
 span_t **pagemap_root[PAGEMAP_ROOT_LEN];
 span_t span_released = { .kind = SPAN_RELEASED };
+uintptr_t span_link_key = 0x9e3779b97f4a7c15ull;   /* replaced at init; always odd */
 static td_mutex_t pagemap_lock = TD_MUTEX_INIT("pagemap");
 
 bool pagemap_reserve(uintptr_t addr, size_t size) {

@@ -27,6 +27,12 @@ TD_COLD void safety_warn(const char *msg1, const char *msg2);
 size_t fmt_u64(char *buf, uint64_t v);
 size_t fmt_hex(char *buf, uint64_t v);
 
+/* TIDAL_CHECKS=0 (cmake -DTIDAL_CHECKS=OFF) compiles the default misuse
+ * checks of the allocation fast paths out: only to measure what they cost. */
+#ifndef TIDAL_CHECKS
+#define TIDAL_CHECKS 1
+#endif
+
 #define TD_CHECK(cond, what, ptr, func) \
   do { if (TD_UNLIKELY(!(cond))) safety_report((what), (ptr), NULL, -1, (func)); } while (0)
 

@@ -10,6 +10,7 @@
 #ifndef TIDAL_SPAN_H
 #define TIDAL_SPAN_H
 
+#include "safety.h"
 #include "util.h"
 
 struct heap_s;
@@ -20,8 +21,16 @@ struct unit_s;
  *   +0                      +8                      +16 ...
  *   | next (encoded link)   | key (= free-marker)   | stale user bytes
  *
- * `key` equals the process-wide secret while the block is free and is zeroed
- * when it is handed out, so freeing a block whose key is set is a double free.
+ * `key` equals the block's marker (a process-wide secret XOR the block's own
+ * address) while the block is free, and is zeroed when it is handed out, so
+ * freeing a block whose key is its marker is a double free. Tying the marker
+ * to the address means stale bytes copied from elsewhere (a realloc or memcpy
+ * of uninitialised memory that once held another free block's header) can
+ * never make a live block look free.
+ * `next` is the next free block XOR a second random secret whose low bit is
+ * set: a link overwritten by a stray write (zeros, a pointer, text) decodes
+ * to an address that is not 16-byte aligned, which is caught when the link is
+ * used (span_link_bad) instead of handing out arbitrary memory.
  */
 typedef struct block_s {
   uintptr_t next;
@@ -44,7 +53,7 @@ struct span_s {
   struct heap_s *owner;       /*  8 owning heap (slabs); NULL for large/huge */
   uintptr_t start;            /* 16 address of block 0 / of the allocation */
   uint32_t used;              /* 24 blocks out (+ CUR_BIAS) | FULL_FLAG: see below */
-  uint32_t limit;             /* 28 capacity * size: offsets >= limit are invalid */
+  uint32_t limit;             /* 28 bytes carved so far: offsets >= limit were never handed out */
   uint64_t divc;              /* 32 ceil(2^64 / size): off*divc < divc <=> size | off */
   uint32_t size;              /* 40 block size (slab) */
   uint16_t cls;               /* 44 size class (slab) */
@@ -61,6 +70,18 @@ struct span_s {
   uint32_t page_index;        /* first page within the unit */
   uint64_t stamp_ns;          /* when it was cached (huge) */
 } TD_ALIGNED(TD_CACHELINE);
+
+extern uintptr_t span_link_key;   /* defined in pagemap.c; random, odd */
+
+#if TIDAL_CHECKS
+TD_INLINE uintptr_t span_link_encode(uintptr_t p) { return p ^ span_link_key; }
+TD_INLINE uintptr_t span_link_decode(uintptr_t v) { return v ^ span_link_key; }
+TD_INLINE bool span_link_bad(uintptr_t p) { return (p & 15) != 0; }
+#else
+TD_INLINE uintptr_t span_link_encode(uintptr_t p) { return p; }
+TD_INLINE uintptr_t span_link_decode(uintptr_t v) { return v; }
+TD_INLINE bool span_link_bad(uintptr_t p) { (void)p; return false; }
+#endif
 
 /* The pagemap target of runs and mappings that were given back, so that a
  * second free of them is recognised as a double free. Defined in pagemap.c. */

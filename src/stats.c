@@ -36,10 +36,10 @@ void stats_collect(stats_t *st) {
   }
   st->large_requests = a.sum.large_nmalloc;
   st->large_frees = a.sum.large_nfree;
-  uint64_t lb = a.sum.large_bytes_alloc > a.sum.large_bytes_free ? a.sum.large_bytes_alloc - a.sum.large_bytes_free : 0;
-  /* large_bytes_* count huge blocks too; the huge cache knows those exactly */
+  /* Large bytes come from counters merged under the page lock; huge bytes
+   * from the huge cache's own snapshot, which also gives their share of active. */
+  st->large_allocated = a.sum.large_bytes_alloc > a.sum.large_bytes_free ? a.sum.large_bytes_alloc - a.sum.large_bytes_free : 0;
   st->huge_allocated = st->huge.live_bytes;
-  st->large_allocated = lb > st->huge_allocated ? lb - st->huge_allocated : 0;
   st->allocated = st->small_allocated + st->large_allocated + st->huge_allocated;
   st->active = st->pages.active + st->huge.live_bytes;
   st->resident = st->active + st->pages.dirty + st->pages.muzzy + st->huge.cached_bytes + st->metadata;
