@@ -52,6 +52,10 @@ PEERS = {
 ALL_ALLOCATORS = ["tidalloc", "glibc", "jemalloc", "mimalloc", "tcmalloc"]
 SUBJECT = "tidalloc"
 BASELINE = "glibc"
+# --variant NAME=LIB[,TIDALLOC_CONF]: extra tidalloc builds or settings,
+# measured in the same run (e.g. checks compiled out, or secure mode).
+VARIANT_CONF = {}
+CURRENT_CONF = None
 
 # Environment variables that tune an allocator; removed so every allocator
 # runs with its defaults.
@@ -214,6 +218,8 @@ def read_status_kb(pid, field):
 
 def clean_env(extra=None, preload=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith(TUNING_PREFIXES)}
+    if CURRENT_CONF:
+        env["TIDALLOC_CONF"] = CURRENT_CONF
     if extra:
         env.update(extra)
     if preload:
@@ -394,6 +400,8 @@ def run_redis(wl, spec, alloc_name, preload, res, timeout):
 
 
 def run_one(wl, alloc_name, alloc_lib, libc_path, rep, args):
+    global CURRENT_CONF
+    CURRENT_CONF = VARIANT_CONF.get(alloc_name)
     res = Result(wl.name, alloc_name, rep)
     preload = alloc_lib
     if alloc_name == BASELINE and wl.libc_preload:
@@ -636,6 +644,9 @@ def parse_args(argv):
                     "(default 600, 120 with --quick)")
     ap.add_argument("--seed", type=int, help="seed of the allocator shuffling (default: time)")
     ap.add_argument("--list", action="store_true", help="list the workloads and exit")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=LIB[,CONF]",
+                    help="also run this tidalloc build (LIB) under NAME, optionally with "
+                    "TIDALLOC_CONF=CONF; repeatable (e.g. tidalloc-nochecks=build-nochecks/libtidalloc.so)")
     args = ap.parse_args(argv)
     args.bin_dir = args.bin_dir or str(Path(args.build_dir) / "bench")
     args.lib = args.lib or str(Path(args.build_dir) / "libtidalloc.so")
@@ -720,6 +731,15 @@ def main(argv):
             else:
                 warn("skipping %s: %s not found (Debian package %s)" % (a, PEERS[a][1], PEERS[a][0]))
     allocs = [a for a in ALL_ALLOCATORS if a in libs]   # fixed display order
+    for v in args.variant:
+        name, _, rest = v.partition("=")
+        lib, _, conf = rest.partition(",")
+        if not name or not os.path.exists(lib):
+            print("bad --variant %s (library %s not found)" % (v, lib), file=sys.stderr)
+            return 2
+        libs[name] = os.path.abspath(lib)
+        VARIANT_CONF[name] = conf or None
+        allocs.insert(allocs.index(SUBJECT) + 1 if SUBJECT in allocs else 0, name)
     if not allocs or not workloads:
         print("nothing to run", file=sys.stderr)
         return 2
@@ -787,6 +807,8 @@ def main(argv):
             versions.append("glibc %s" % info["glibc"])
         elif a == "tidalloc":
             versions.append("tidalloc %s (%s)" % (tidalloc_revision(), libs[a]))
+        elif a in VARIANT_CONF:
+            versions.append("%s: %s%s" % (a, libs[a], ", TIDALLOC_CONF=" + VARIANT_CONF[a] if VARIANT_CONF[a] else ""))
         else:
             versions.append("%s %s" % (a, package_version(PEERS[a][0])))
     failures = [r for r in results if not r.ok]
