@@ -1,4 +1,5 @@
 #include "api.h"
+#include "secure.h"
 #include "ctl.h"
 #include "stats.h"
 #include "background.h"
@@ -42,6 +43,7 @@ static TD_COLD void td_init(void) {
     sizeclass_init();
     page_init();
     huge_init();
+    secure_init();
     heap_init();
     background_init();
     __atomic_store_n(&init_state, INIT_DONE, __ATOMIC_RELEASE);
@@ -64,12 +66,14 @@ TD_INLINE void td_ensure_init(void) {
  * allocation of a process does not pay for it (it would still work lazily). */
 __attribute__((constructor)) static void td_constructor(void) { td_ensure_init(); }
 
-/* Lock order: background → global heap → huge → page → heap registry (and
- * its orphan counters) → pagemap → meta. */
+/* Lock order: background → global heap → secure (classes, quarantines,
+ * zero-size) → huge → page → heap registry (and its orphan counters) →
+ * pagemap → meta. */
 static void td_prefork(void) {
   mutex_lock(&init_lock);
   background_prefork();
   heap_prefork_global();
+  secure_prefork();
   huge_prefork();
   page_prefork();
   heap_prefork();
@@ -83,6 +87,7 @@ static void td_postfork_parent(void) {
   heap_postfork_parent();   /* registry, orphan counters, global heap */
   page_postfork_parent();
   huge_postfork_parent();
+  secure_postfork_parent();
   background_postfork_parent();
   mutex_unlock(&init_lock);
 }
@@ -92,9 +97,16 @@ static void td_postfork_child(void) {
   pagemap_postfork_child();
   page_postfork_child();
   huge_postfork_child();
+  secure_postfork_child();
   heap_postfork_child();
   background_postfork_child();
   mutex_postfork_child(&init_lock);
+}
+
+/* The background thread is started here, at the API layer's slow paths, where
+ * no allocator lock is held (creating a thread allocates). */
+TD_INLINE void maybe_start_background(void) {
+  if (TD_UNLIKELY(background_start_pending())) background_start();
 }
 
 /* ---- the three size paths -------------------------------------------------- */
@@ -103,9 +115,15 @@ static void td_postfork_child(void) {
  * binary's first malloc runs before constructors): recompute it from size. */
 static TD_NOINLINE void *small_slow(size_t size, unsigned cls) {
   td_ensure_init();
+  if (TD_UNLIKELY(opt.secure)) {
+    void *s = secure_alloc(size, 0, false);
+    if (!s) errno = ENOMEM;
+    return s;
+  }
   if (TD_UNLIKELY(cls == 0)) cls = sizeclass_of(size);
   void *p = heap_alloc_slow(tls_heap, cls);
   if (TD_UNLIKELY(!p)) errno = ENOMEM;
+  maybe_start_background();
   return p;
 }
 
@@ -149,6 +167,13 @@ static void large_free(span_t *s) {
 static TD_NOINLINE void *alloc_generic(size_t size, size_t align, bool zero) {
   td_ensure_init();
   void *p;
+  if (TD_UNLIKELY(opt.secure)) {
+    if (size > PTRDIFF_MAX || align > PTRDIFF_MAX / 2 || !(p = secure_alloc(size, align, zero))) {
+      errno = ENOMEM;
+      return NULL;
+    }
+    return p;
+  }
   if (size == 0) size = 1;   /* malloc(0) and friends: a unique, freeable block */
   if (size <= SC_SMALL_MAX && align <= TD_QUANTUM) {
     p = small_alloc(size, sizeclass_of(size));
@@ -173,6 +198,7 @@ static TD_NOINLINE void *alloc_generic(size_t size, size_t align, bool zero) {
     p = huge_alloc(size, align, zero);
     if (p) heap_count_large(tls_heap, pagemap_lookup(p)->bytes, true, true);
   }
+  maybe_start_background();
   if (TD_UNLIKELY(!p)) errno = ENOMEM;
   return p;
 }
@@ -222,11 +248,14 @@ TD_INLINE bool slab_block_bad(const span_t *s, const void *p) {
 #endif
 }
 
-static size_t usable_of(span_t *s) {
+static size_t usable_of(const void *p, span_t *s) {
   switch (s->kind) {
     case SPAN_SLAB: return s->size;
     case SPAN_LARGE:
     case SPAN_HUGE: return s->bytes;
+    case SPAN_SECURE:
+    case SPAN_GUARDED:
+    case SPAN_ZERO: return secure_usable(p, s);
     default: return 0;
   }
 }
@@ -267,6 +296,13 @@ static TD_NOINLINE void free_generic(void *p, span_t *s, heap_t *h, size_t size,
       heap_free_remote(h, s, b);
       break;
     }
+    case SPAN_SECURE:
+    case SPAN_GUARDED:
+    case SPAN_ZERO:
+      secure_check(p, s, fn);
+      if (mode != FREE_PLAIN && TD_UNLIKELY(size > secure_usable(p, s))) sized_report(p, size, secure_usable(p, s), fn);
+      secure_free(p, s, fn);
+      break;
     case SPAN_LARGE:
     case SPAN_HUGE:
       if (TD_UNLIKELY(p != (void *)s->start)) free_bad(p, s, fn);
@@ -281,6 +317,7 @@ static TD_NOINLINE void free_generic(void *p, span_t *s, heap_t *h, size_t size,
     default:
       free_bad(p, s, fn);
   }
+  maybe_start_background();
   errno = saved;
 }
 
@@ -300,7 +337,13 @@ TD_INLINE void free_inline(void *p, size_t size, enum free_mode mode, const char
     h->cnt.nfree[s->cls]++;
     /* Signed <= 1 before the decrement: the span is about to become empty,
      * or it is full (bit 31); the slow path decrements. */
-    if (TD_UNLIKELY((int32_t)s->used <= 1)) { heap_free_local_dec_slow(h, s); return; }
+    if (TD_UNLIKELY((int32_t)s->used <= 1)) {
+      int saved = errno;
+      heap_free_local_dec_slow(h, s);
+      maybe_start_background();
+      errno = saved;
+      return;
+    }
     s->used--;
     return;
   }
@@ -331,6 +374,8 @@ static span_t *span_checked(void *p, const char *fn) {
   if (TD_UNLIKELY(!s)) free_bad(p, s, fn);
   if (s->kind == SPAN_SLAB) {
     if (TD_UNLIKELY(slab_block_bad(s, p))) free_bad(p, s, fn);
+  } else if (s->kind == SPAN_SECURE || s->kind == SPAN_GUARDED || s->kind == SPAN_ZERO) {
+    secure_check(p, s, fn);
   } else if (TD_UNLIKELY((s->kind != SPAN_LARGE && s->kind != SPAN_HUGE) || p != (void *)s->start)) {
     free_bad(p, s, fn);
   }
@@ -384,6 +429,10 @@ TD_EXPORT void *realloc(void *p, size_t size) {
       }
       return realloc_move(p, s->bytes, size);
     }
+    case SPAN_SECURE:
+    case SPAN_GUARDED:
+    case SPAN_ZERO:
+      return realloc_move(p, secure_usable(p, s), size);
     default: /* SPAN_HUGE */
       if (size > TD_LARGE_MAX) {
         size_t old = s->bytes;
@@ -455,7 +504,8 @@ TD_EXPORT void *pvalloc(size_t size) {
 
 TD_EXPORT size_t malloc_usable_size(void *p) {
   if (!p) return 0;
-  return usable_of(span_checked(p, "malloc_usable_size"));
+  span_t *s = span_checked(p, "malloc_usable_size");
+  return usable_of(p, s);
 }
 
 /* Not declared by glibc 2.36's headers. */

@@ -30,7 +30,45 @@ static void *bg_main(void *arg);
 
 static void hooks_install(bool on);
 
-/* Called by page and huge without locks when work is due at `due`. */
+/* Set when work came due before the thread exists; the API layer starts the
+ * thread at its next slow path (background_start_pending), where it holds no
+ * allocator lock: creating a thread allocates, so it must never happen inside
+ * a hook whose caller may hold one. */
+static _Atomic bool start_pending;
+
+bool background_start_pending(void) { return __atomic_load_n(&start_pending, __ATOMIC_RELAXED); }
+
+void background_start(void) {
+  if (!__atomic_exchange_n(&start_pending, false, __ATOMIC_ACQ_REL)) return;
+  mutex_lock(&bg_lock);
+  if (!B.enabled || B.failed || B.running || B.starting) {
+    mutex_unlock(&bg_lock);
+    return;
+  }
+  B.starting = true;
+  B.wake_at = 0;
+  mutex_unlock(&bg_lock);
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);   /* the thread blocks every signal */
+  pthread_t t;
+  int rc = pthread_create(&t, NULL, bg_main, NULL);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  mutex_lock(&bg_lock);
+  B.starting = false;
+  if (rc == 0) {
+    pthread_detach(t);
+    B.thread = t;
+    B.running = true;
+  } else {
+    B.failed = true;               /* fall back to inline work */
+  }
+  mutex_unlock(&bg_lock);
+  if (rc != 0) hooks_install(false);
+}
+
+/* Called by page and huge without their locks (but maybe under a caller's)
+ * when work is due at `due`: wake the thread, or ask for it to be started. */
 static void bg_notify(uint64_t due) {
   mutex_lock(&bg_lock);
   if (!B.enabled || B.failed) {
@@ -38,30 +76,8 @@ static void bg_notify(uint64_t due) {
     return;
   }
   if (!B.running) {
-    if (B.starting) { mutex_unlock(&bg_lock); return; }
-    B.starting = true;
-    B.wake_at = 0;
     mutex_unlock(&bg_lock);
-    /* pthread_create allocates: no allocator lock is held here. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);   /* the thread blocks every signal */
-    pthread_t t;
-    int rc = pthread_create(&t, NULL, bg_main, NULL);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    mutex_lock(&bg_lock);
-    B.starting = false;
-    if (rc == 0) {
-      pthread_detach(t);
-      B.thread = t;
-      B.running = true;
-    } else {
-      B.failed = true;               /* fall back to inline work */
-      mutex_unlock(&bg_lock);
-      hooks_install(false);
-      return;
-    }
-    mutex_unlock(&bg_lock);
+    __atomic_store_n(&start_pending, true, __ATOMIC_RELEASE);
     return;
   }
   bool wake = due < B.wake_at;
@@ -154,6 +170,7 @@ void background_prefork(void) { mutex_lock(&bg_lock); }
 void background_postfork_parent(void) { mutex_unlock(&bg_lock); }
 void background_postfork_child(void) {
   mutex_postfork_child(&bg_lock);
+  start_pending = false;
   /* The thread did not survive: start a new one when work comes. */
   B.running = false;
   B.starting = false;

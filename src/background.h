@@ -23,6 +23,11 @@ void background_enable(bool on);
 bool background_enabled(void);
 /* Whether the thread is running now. */
 bool background_running(void);
+/* Work is waiting for a thread that does not exist yet. Cheap; the API
+ * layer checks it on its slow paths and then calls background_start() while
+ * holding no allocator lock. */
+bool background_start_pending(void);
+void background_start(void);
 /* Number of times the thread woke up (statistics). */
 uint64_t background_wakeups(void);
 

@@ -6,6 +6,12 @@
 
 conf_t opt;
 
+#ifdef TIDAL_SECURE_DEFAULT
+#define TIDAL_SECURE_DEFAULT_STR "true"
+#else
+#define TIDAL_SECURE_DEFAULT_STR "false"
+#endif
+
 static const char *const thp_choices[] = { "default", "always", "never", NULL };
 static const char *const stats_choices[] = { "false", "true", "json", NULL };
 
@@ -32,6 +38,14 @@ const opt_desc_t conf_table[] = {
     "always (mark all heap memory MADV_HUGEPAGE), never (mark it MADV_NOHUGEPAGE, hugify nothing).", OFF(thp) },
   { "stats_print", OPT_ENUM, "false", 0, 2, stats_choices,
     "Print statistics at exit to stderr: false, true (text) or json.", OFF(stats_print) },
+  { "secure", OPT_BOOL, TIDAL_SECURE_DEFAULT_STR, 0, 1, NULL,
+    "Hardened mode: guard pages after every slab and around every large block, a canary after every small "
+    "block (checked on free), zero-on-free with a write-after-free check on reuse, randomized slot choice, "
+    "a bounded quarantine that delays reuse, zero-size blocks that fault on access, and guard pages around "
+    "metadata. Slower; the default checks stay on either way.", OFF(secure) },
+  { "guard_sample", OPT_INT, "0", 0, 1000000000, NULL,
+    "Place about one allocation in N (per thread) against a guard page, so an overflow or use-after-free of "
+    "it faults and is reported with the block's size. 0 turns sampling off (and costs nothing).", OFF(guard_sample) },
 };
 const size_t conf_table_len = TD_ARRAY_LEN(conf_table);
 

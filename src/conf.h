@@ -26,6 +26,8 @@ typedef struct conf_s {
   int64_t thp;                     /* enum opt_thp */
   bool background_thread;
   int64_t stats_print;             /* enum opt_stats_print */
+  bool secure;                     /* hardened mode */
+  int64_t guard_sample;            /* 1 in N allocations against a guard page (0: off) */
 } conf_t;
 
 extern conf_t opt;

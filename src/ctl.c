@@ -61,6 +61,7 @@ static const field_t top_fields[] = {
   F(stats_t, allocated), F(stats_t, active), F(stats_t, resident), F(stats_t, mapped),
   F(stats_t, retained), F(stats_t, metadata), F(stats_t, metadata_mapped), F(stats_t, pagemap_mapped),
   F(stats_t, small_allocated), F(stats_t, large_allocated), F(stats_t, huge_allocated),
+  F(stats_t, secure_allocated), F(stats_t, guarded_mapped),
   F(stats_t, large_requests), F(stats_t, large_frees), F(stats_t, heaps_active), F(stats_t, heaps_pooled),
   F(stats_t, background_wakeups),
 };

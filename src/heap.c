@@ -1,4 +1,6 @@
 #include "heap.h"
+#include "conf.h"
+#include "secure.h"
 #include "lock.h"
 #include "meta.h"
 #include "os.h"
@@ -163,6 +165,7 @@ static heap_t *heap_bind(void) {
   mutex_unlock(&registry_lock);
   if (!h && !(h = heap_create(HEAP_ACTIVE))) return NULL;
   tls_heap = h;                          /* before setspecific, which may allocate */
+  if (!h->sample_left) h->sample_left = opt.guard_sample;
   heap_bytes(h, &tls_base_alloc, &tls_base_freed);
   pthread_setspecific(heap_tsd, h);
   return h;
@@ -198,7 +201,37 @@ static void *heap_refill(heap_t *h, unsigned cls) {
   return heap_alloc_small(h, cls);
 }
 
+/* guard_sample mode: cur[] stays empty so that every allocation comes here
+ * and is counted; the real current spans wait in parked[]. */
+static void *heap_alloc_sampling(heap_t *h, unsigned cls) {
+  if (--h->sample_left <= 0) {
+    h->sample_left = opt.guard_sample;
+    void *g = secure_guarded_alloc(sc_info[cls].size, 0, false);
+    if (g) return g;
+  }
+  span_t *s = h->parked[cls] ? h->parked[cls] : &span_empty;
+  h->cur[cls] = s;
+  void *p;
+  block_t *b = (block_t *)s->free;
+  if (b) {
+    uintptr_t next = span_link_decode(b->next);
+    if (TD_UNLIKELY(span_link_bad(next))) heap_corrupt(b, s);
+    s->free = next;
+    b->key = 0;
+    s->used++;
+    h->cnt.nmalloc[cls]++;
+    p = b;
+  } else {
+    p = heap_refill(h, cls);
+  }
+  h->parked[cls] = h->cur[cls];
+  h->cur[cls] = &span_empty;
+  return p;
+}
+
 void *heap_alloc_slow(heap_t *h, unsigned cls) {
+  if (TD_UNLIKELY(opt.guard_sample > 0) && h != &heap_empty && h->state == HEAP_ACTIVE)
+    return heap_alloc_sampling(h, cls);
   if (TD_UNLIKELY(h == &heap_empty)) {
     h = heap_bind();
     if (!h) {

@@ -56,6 +56,8 @@ struct heap_s {
   uint32_t state;
   uint32_t span_cache_n;
   span_t *span_cache;                         /* empty slabs kept for reuse */
+  span_t *parked[SC_NCLASSES];                /* guard_sample mode: the current spans, kept off cur[] */
+  int64_t sample_left;                        /* guard_sample mode: allocations before the next sample */
   heap_t *all_next, *pool_next;
   _Atomic(block_t *) inbox TD_ALIGNED(TD_CACHELINE);   /* remote frees */
 };

@@ -1,4 +1,5 @@
 #include "meta.h"
+#include "conf.h"
 #include "lock.h"
 #include "os.h"
 
@@ -6,13 +7,24 @@
 
 #define META_CHUNK ((size_t)256 << 10)
 
+/* Metadata memory; in the hardened mode with an inaccessible page on each
+ * side, so that a stray write from user memory cannot reach it. */
+static void *meta_map(size_t size) {
+  if (!opt.secure) return os_map_aligned(size, TD_PAGE);
+  uint8_t *m = os_map_aligned(size + 2 * TD_PAGE, TD_PAGE);
+  if (!m) return NULL;
+  os_protect(m, TD_PAGE, false);
+  os_protect(m + TD_PAGE + size, TD_PAGE, false);
+  return m + TD_PAGE;
+}
+
 static td_mutex_t meta_lock = TD_MUTEX_INIT("meta");
 static uintptr_t bump, bump_end;
 static size_t bytes_mapped, bytes_allocated, bytes_leaves;
 
 void *meta_alloc_mapping(size_t size) {
   size = td_align_up(size, TD_PAGE);
-  void *p = os_map_aligned(size, TD_PAGE);
+  void *p = meta_map(size);
   if (!p) return NULL;
   os_name(p, size, "tidalloc-meta");
   __atomic_fetch_add(&bytes_leaves, size, __ATOMIC_RELAXED);
@@ -26,7 +38,7 @@ void *meta_alloc(size_t size, size_t align) {
   uintptr_t p = td_align_up(bump, align);
   if (p + size > bump_end || bump == 0) {
     size_t chunk = TD_MAX(META_CHUNK, td_align_up(size + align, TD_PAGE));
-    void *m = os_map_aligned(chunk, TD_PAGE);
+    void *m = meta_map(chunk);
     if (!m) { mutex_unlock(&meta_lock); return NULL; }
     os_name(m, chunk, "tidalloc-meta");
     __atomic_fetch_add(&bytes_mapped, chunk, __ATOMIC_RELAXED);

@@ -165,6 +165,21 @@ void *os_map_aligned(size_t size, size_t align) {
   return (void *)start;
 }
 
+bool os_protect(void *addr, size_t size, bool accessible) {
+  int saved = errno;
+  bool ok = mprotect(addr, size, accessible ? PROT_READ | PROT_WRITE : PROT_NONE) == 0;
+  errno = saved;
+  return ok;
+}
+
+void *os_reserve_none(size_t size) {
+  int saved = errno;
+  COUNT(cnt_maps);
+  void *p = mmap(NULL, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  errno = saved;
+  return p == MAP_FAILED ? NULL : p;
+}
+
 void *os_remap(void *addr, size_t old_size, size_t new_size) {
   COUNT(cnt_remaps);
   void *p = mremap(addr, old_size, new_size, MREMAP_MAYMOVE);

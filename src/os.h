@@ -51,6 +51,11 @@ TD_INLINE bool os_hugify(void *addr, size_t size, os_huge_t how) { return os_hoo
 TD_INLINE bool os_commit(void *addr, size_t size, bool commit) { return os_hooks->commit(addr, size, commit); }
 TD_INLINE uint64_t os_now_ns(void) { return os_hooks->now_ns(); }
 
+/* Make a range inaccessible (guard) or accessible again. */
+bool os_protect(void *addr, size_t size, bool accessible);
+/* Reserve address space that faults on any access (PROT_NONE). */
+void *os_reserve_none(size_t size);
+
 /* mremap(MREMAP_MAYMOVE); NULL on failure (old mapping untouched). */
 void *os_remap(void *addr, size_t old_size, size_t new_size);
 /* Label a mapping in /proc/PID/maps as [anon:NAME] where the kernel allows. */

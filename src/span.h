@@ -37,7 +37,12 @@ typedef struct block_s {
   uint64_t key;
 } block_t;
 
-enum span_kind { SPAN_NONE = 0, SPAN_SLAB = 1, SPAN_LARGE = 2, SPAN_HUGE = 3, SPAN_RELEASED = 4 };
+enum span_kind {
+  SPAN_NONE = 0, SPAN_SLAB = 1, SPAN_LARGE = 2, SPAN_HUGE = 3, SPAN_RELEASED = 4,
+  SPAN_SECURE = 5,    /* hardened-mode slab (secure.c) */
+  SPAN_GUARDED = 6,   /* a block alone in a mapping between guard pages (secure.c) */
+  SPAN_ZERO = 7,      /* hardened-mode zero-size blocks: inaccessible addresses */
+};
 
 /* `used` counts blocks handed out (including blocks freed by other threads
  * that the owner has not collected yet), plus SPAN_CUR_BIAS while the span is
@@ -69,6 +74,7 @@ struct span_s {
   uint32_t capacity;          /* blocks in a slab */
   uint32_t page_index;        /* first page within the unit */
   uint64_t stamp_ns;          /* when it was cached (huge) */
+  size_t req_size;            /* requested size (guarded blocks) */
 } TD_ALIGNED(TD_CACHELINE);
 
 extern uintptr_t span_link_key;   /* defined in pagemap.c; random, odd */

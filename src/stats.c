@@ -4,6 +4,7 @@
 #include "lock.h"
 #include "meta.h"
 #include "safety.h"
+#include "secure.h"
 
 #include <string.h>
 
@@ -40,10 +41,12 @@ void stats_collect(stats_t *st) {
    * from the huge cache's own snapshot, which also gives their share of active. */
   st->large_allocated = a.sum.large_bytes_alloc > a.sum.large_bytes_free ? a.sum.large_bytes_alloc - a.sum.large_bytes_free : 0;
   st->huge_allocated = st->huge.live_bytes;
-  st->allocated = st->small_allocated + st->large_allocated + st->huge_allocated;
-  st->active = st->pages.active + st->huge.live_bytes;
+  secure_stats(&st->secure_allocated, &st->guarded_mapped);
+  st->allocated = st->small_allocated + st->large_allocated + st->huge_allocated + st->secure_allocated;
+  st->active = st->pages.active + st->huge.live_bytes + st->guarded_mapped;
   st->resident = st->active + st->pages.dirty + st->pages.muzzy + st->huge.cached_bytes + st->metadata;
-  st->mapped = st->pages.mapped + st->huge.live_bytes + st->huge.cached_bytes + st->metadata_mapped + st->pagemap_mapped;
+  st->mapped = st->pages.mapped + st->huge.live_bytes + st->huge.cached_bytes + st->metadata_mapped +
+               st->pagemap_mapped + st->guarded_mapped;
   size_t used_region = st->pages.active + st->pages.dirty + st->pages.muzzy;
   st->retained = st->pages.mapped > used_region ? st->pages.mapped - used_region : 0;
 
@@ -126,6 +129,8 @@ static void print_json(const stats_t *st, out_t *o) {
   j_u64(&j, "retained", st->retained);
   j_u64(&j, "metadata", st->metadata);
   j_u64(&j, "pagemap_mapped", st->pagemap_mapped);
+  j_u64(&j, "secure_allocated", st->secure_allocated);
+  j_u64(&j, "guarded_mapped", st->guarded_mapped);
   j_open(&j, "options");
   for (size_t i = 0; i < conf_table_len; i++) {
     const opt_desc_t *d = &conf_table[i];

@@ -41,6 +41,8 @@ typedef struct stats_s {
   size_t metadata_mapped;
   size_t pagemap_mapped;       /* pagemap leaves: address space, touched only where pages are in use */
   size_t small_allocated, large_allocated, huge_allocated;
+  size_t secure_allocated;     /* hardened-mode and sampled guarded blocks */
+  size_t guarded_mapped;       /* their guard-page mappings (outside the page layer) */
   uint64_t large_requests, large_frees;
   page_stats_t pages;
   huge_stats_t huge;

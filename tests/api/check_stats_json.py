@@ -8,7 +8,8 @@ import sys
 INT = "int"
 SCHEMA = {
     "version": str, "allocated": INT, "active": INT, "resident": INT, "mapped": INT,
-    "retained": INT, "metadata": INT, "pagemap_mapped": INT, "options": dict,
+    "retained": INT, "metadata": INT, "pagemap_mapped": INT, "secure_allocated": INT,
+    "guarded_mapped": INT, "options": dict,
     "small": {"allocated": INT, "classes": [{
         "class": INT, "size": INT, "requests": INT, "frees": INT, "live": INT, "slabs": INT,
         "utilization": float}]},
@@ -27,7 +28,7 @@ SCHEMA = {
 }
 OPTIONS = {"background_thread": bool, "dirty_decay_ms": INT, "muzzy_decay_ms": INT,
            "dirty_mult": float, "hugify_threshold": float, "hugify_delay_ms": INT,
-           "thp": str, "stats_print": str}
+           "thp": str, "stats_print": str, "secure": bool, "guard_sample": INT}
 
 
 def check(value, schema, path, errors):

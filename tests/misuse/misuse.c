@@ -124,6 +124,44 @@ static int run(const char *c) {
     *(void **)p = q + 8;       /* an attacker's fake link */
     hide(malloc(80));
     hide(malloc(80));
+  /* ---- hardened mode and sampling ---- */
+  } else if (!strcmp(c, "overflow_into_canary")) {
+    char *p = hide(malloc(40));
+    memset(p, 'A', 48);          /* 8 bytes past the block */
+    free(p);
+  } else if (!strcmp(c, "write_after_free_reuse")) {
+    /* A write to a freed block, found when the block is handed out again. */
+    enum { N = 3000 };
+    static void *blk[N], *more[N];
+    for (int i = 0; i < N; i++) blk[i] = hide(malloc(64));
+    char *p = hide(malloc(64));
+    free(p);
+    p[32] = 1;
+    for (int i = 0; i < N; i++) free(blk[i]);                 /* past any quarantine */
+    for (int i = 0; i < N; i++) more[i] = hide(malloc(64));  /* reuses the freed slots */
+    for (int i = 0; i < N; i++) free(more[i]);
+  } else if (!strcmp(c, "double_free_after_reuse")) {
+    void *p = hide(malloc(48));
+    free(p);
+    hide(malloc(48));            /* usually the same block again, unless quarantined */
+    free(p);
+  } else if (!strcmp(c, "overflow_large_guard")) {
+    char *p = hide(malloc(100000));
+    p[100000 + 64] = 1;
+  } else if (!strcmp(c, "use_after_free_large")) {
+    char *p = hide(malloc(100000));
+    free(p);
+    p[10] = 1;
+  } else if (!strcmp(c, "zero_size_access")) {
+    char *p = hide(malloc(0));
+    p[0] = 1;
+  } else if (!strcmp(c, "overflow_small_sampled")) {
+    char *p = hide(malloc(100));
+    p[120] = 1;
+  } else if (!strcmp(c, "use_after_free_sampled")) {
+    char *p = hide(malloc(100));
+    free(p);
+    p[0] = 1;
   /* ---- self-checks: must exit 0 ---- */
   } else if (!strcmp(c, "ok_overflow_calloc")) {
     errno = 0;

@@ -1,0 +1,444 @@
+#include "secure.h"
+#include "conf.h"
+#include "lock.h"
+#include "meta.h"
+#include "os.h"
+#include "page.h"
+#include "pagemap.h"
+#include "safety.h"
+#include "sizeclass.h"
+
+#include <signal.h>
+#include <string.h>
+
+#define CANARY_BYTES      8
+#define QUARANTINE_SLOTS  1024
+#define QUARANTINE_BYTES  ((size_t)4 << 20)
+#define GUARDED_SLOTS     64                  /* freed guarded mappings kept inaccessible */
+#define RANDOM_WALK       8                   /* pick among the first free slots */
+#define ZERO_REGION       ((size_t)16 << 20)  /* zero-size block addresses per region */
+
+/* ---- per-class secure slabs --------------------------------------------- */
+
+typedef struct sclass_s {
+  td_mutex_t lock;
+  span_t *cur;          /* slab to allocate from */
+  span_t *partial;      /* slabs with free blocks (linked by next/prev) */
+} sclass_t;
+
+static sclass_t sclasses[SC_NCLASSES];
+static uint64_t canary_key;
+static __thread uint64_t tls_rand __attribute__((tls_model("initial-exec")));
+
+/* ---- quarantines ------------------------------------------------------- */
+
+static td_mutex_t q_lock = TD_MUTEX_INIT("secure_quarantine");
+static void *q_ring[QUARANTINE_SLOTS];
+static unsigned q_head, q_count;
+static size_t q_bytes;
+
+static td_mutex_t g_lock = TD_MUTEX_INIT("secure_guarded");
+static span_t *g_ring[GUARDED_SLOTS];
+static unsigned g_head, g_count;
+
+/* ---- zero-size blocks --------------------------------------------------- */
+
+static td_mutex_t z_lock = TD_MUTEX_INIT("secure_zero");
+static span_t *z_span;          /* the current region */
+static uint64_t *z_freed;       /* one bit per 16-byte slot: freed */
+
+static size_t live_bytes, guarded_bytes;   /* atomics */
+
+void secure_stats(size_t *live, size_t *guarded_mapped) {
+  *live = __atomic_load_n(&live_bytes, __ATOMIC_RELAXED);
+  *guarded_mapped = __atomic_load_n(&guarded_bytes, __ATOMIC_RELAXED);
+}
+
+static uint64_t rand64(void) {
+  if (!tls_rand) tls_rand = os_random64() | 1;
+  tls_rand ^= tls_rand << 13; tls_rand ^= tls_rand >> 7; tls_rand ^= tls_rand << 17;
+  return tls_rand;
+}
+
+static uint64_t canary_of(const void *slot) { return canary_key ^ (uint64_t)(uintptr_t)slot; }
+static uint64_t marker_of(const void *b) { return canary_key * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)b; }
+
+/* ---- the fault reporter ------------------------------------------------- */
+
+static struct sigaction old_segv;
+
+static void segv_handler(int sig, siginfo_t *si, void *ctx) {
+  (void)ctx;
+  uintptr_t a = (uintptr_t)si->si_addr;
+  span_t *s = pagemap_lookup((void *)a);
+  if (s && s->kind == SPAN_GUARDED) {
+    char detail[160];
+    size_t n = 0;
+    uintptr_t start = s->start, end = s->start + s->req_size;
+    const char *what;
+    if (!s->used) {
+      what = "use after free";
+      memcpy(detail, "inside a freed block of ", 24); n = 24;
+    } else if (a >= end) {
+      what = "heap buffer overflow";
+      n += fmt_u64(detail + n, a - end);
+      memcpy(detail + n, " bytes past a block of ", 23); n += 23;
+    } else {
+      what = "heap buffer underflow";
+      n += fmt_u64(detail + n, start - a);
+      memcpy(detail + n, " bytes before a block of ", 24); n += 24;
+    }
+    n += fmt_u64(detail + n, s->req_size);
+    memcpy(detail + n, " bytes at ", 10); n += 10;
+    n += fmt_hex(detail + n, start);
+    detail[n] = 0;
+    char line[256];
+    size_t m = 0;
+    static const char pre[] = "tidalloc: ";
+    memcpy(line, pre, sizeof pre - 1); m += sizeof pre - 1;
+    memcpy(line + m, what, strlen(what)); m += strlen(what);
+    memcpy(line + m, " at ", 4); m += 4;
+    m += fmt_hex(line + m, a);
+    line[m++] = ' '; line[m++] = '(';
+    memcpy(line + m, detail, n); m += n;
+    line[m++] = ')'; line[m++] = '\n';
+    os_write_stderr(line, m);
+  }
+  /* Let the fault take its course: the previous (usually default) action. */
+  sigaction(SIGSEGV, &old_segv, NULL);
+  (void)sig;
+}
+
+void secure_init(void) {
+  canary_key = os_random64();
+  for (unsigned c = 0; c < SC_NCLASSES; c++) {
+    sclasses[c].lock = (td_mutex_t)TD_MUTEX_INIT("secure_class");
+  }
+  if (opt.secure || opt.guard_sample > 0) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = segv_handler;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGSEGV, &sa, &old_segv);
+    mutex_register(&q_lock);
+    mutex_register(&g_lock);
+  }
+}
+
+/* ---- guarded blocks -------------------------------------------------------- */
+/*
+ *   base                                                         base+bytes
+ *   | guard page | ...... data pages ...... [block right-aligned] | guard page |
+ *                                           ^start      start+req_size ^
+ */
+void *secure_guarded_alloc(size_t size, size_t align, bool zero) {
+  (void)zero;   /* fresh mappings are zero */
+  if (align < TD_QUANTUM) align = TD_QUANTUM;
+  size_t need = size ? size : 1;
+  if (need > PTRDIFF_MAX - 4 * TD_PAGE - align) return NULL;
+  size_t data = td_align_up(need + (align > TD_PAGE ? align : 0), TD_PAGE);
+  size_t bytes = data + 2 * TD_PAGE;
+  void *m = os_map_aligned(bytes, TD_PAGE);
+  if (!m) return NULL;
+  span_t *s = page_span_get();
+  if (!s || !pagemap_reserve((uintptr_t)m, bytes)) {
+    if (s) page_span_put(s);
+    os_unmap(m, bytes);
+    return NULL;
+  }
+  uintptr_t base = (uintptr_t)m, data_end = base + TD_PAGE + data;
+  os_protect(m, TD_PAGE, false);
+  os_protect((void *)data_end, TD_PAGE, false);
+  os_name(m, bytes, "tidalloc-guarded");
+  s->kind = SPAN_GUARDED;
+  s->owner = NULL;
+  s->base = base;
+  s->bytes = bytes;
+  s->req_size = size;
+  s->start = td_align_down(data_end - td_align_up(need, TD_QUANTUM), align);
+  s->used = 1;
+  pagemap_set(base, bytes >> TD_PAGE_SHIFT, s);
+  __atomic_fetch_add(&guarded_bytes, bytes, __ATOMIC_RELAXED);
+  __atomic_fetch_add(&live_bytes, secure_usable((void *)s->start, s), __ATOMIC_RELAXED);
+  return (void *)s->start;
+}
+
+static void guarded_free(void *p, span_t *s, const char *fn) {
+  if ((uintptr_t)p != s->start) safety_report("invalid free", p, "inside a guarded block of bytes", (long)s->req_size, fn);
+  if (!s->used) safety_report("double free", p, "guarded block of bytes", (long)s->req_size, fn);
+  s->used = 0;
+  __atomic_fetch_sub(&live_bytes, secure_usable(p, s), __ATOMIC_RELAXED);
+  /* Keep it inaccessible for a while: a use after free faults. */
+  os_protect((void *)(s->base + TD_PAGE), s->bytes - 2 * TD_PAGE, false);
+  span_t *evict = NULL;
+  mutex_lock(&g_lock);
+  if (g_count == GUARDED_SLOTS) {
+    evict = g_ring[g_head];
+    g_head = (g_head + 1) % GUARDED_SLOTS;
+    g_count--;
+  }
+  g_ring[(g_head + g_count) % GUARDED_SLOTS] = s;
+  g_count++;
+  mutex_unlock(&g_lock);
+  if (evict) {
+    __atomic_fetch_sub(&guarded_bytes, evict->bytes, __ATOMIC_RELAXED);
+    pagemap_set(evict->base, evict->bytes >> TD_PAGE_SHIFT, &span_released);
+    os_unmap((void *)evict->base, evict->bytes);
+    page_span_put(evict);
+  }
+}
+
+/* ---- zero-size blocks ------------------------------------------------------ */
+
+static void *zero_alloc(void) {
+  mutex_lock(&z_lock);
+  if (!z_span || z_span->bump >= z_span->base + z_span->bytes) {
+    void *m = os_reserve_none(ZERO_REGION);
+    span_t *s = m ? page_span_get() : NULL;
+    uint64_t *bits = s ? meta_alloc(ZERO_REGION / TD_QUANTUM / 8, 64) : NULL;
+    if (!bits || !pagemap_reserve((uintptr_t)m, ZERO_REGION)) {
+      mutex_unlock(&z_lock);
+      return NULL;
+    }
+    s->kind = SPAN_ZERO;
+    s->base = s->start = s->bump = (uintptr_t)m;
+    s->bytes = ZERO_REGION;
+    s->free = (uintptr_t)bits;      /* the freed-slot bitmap */
+    pagemap_set(s->base, ZERO_REGION >> TD_PAGE_SHIFT, s);
+    z_span = s;
+    z_freed = bits;
+  }
+  void *p = (void *)z_span->bump;
+  z_span->bump += TD_QUANTUM;
+  mutex_unlock(&z_lock);
+  return p;
+}
+
+static void zero_free(void *p, span_t *s, const char *fn) {
+  uintptr_t off = (uintptr_t)p - s->start;
+  if (off % TD_QUANTUM || (uintptr_t)p >= s->bump)
+    safety_report("invalid free", p, "inside the zero-size region", -1, fn);
+  uint64_t *bits = (uint64_t *)s->free;
+  size_t slot = off / TD_QUANTUM;
+  mutex_lock(&z_lock);
+  bool was = (bits[slot / 64] >> (slot % 64)) & 1;
+  bits[slot / 64] |= 1ull << (slot % 64);
+  mutex_unlock(&z_lock);
+  if (was) safety_report("double free", p, "zero-size block", -1, fn);
+}
+
+/* ---- secure slabs ---------------------------------------------------------- */
+
+static void list_push(span_t **head, span_t *s) {
+  s->prev = NULL;
+  s->next = *head;
+  if (*head) (*head)->prev = s;
+  *head = s;
+}
+
+static void list_remove(span_t **head, span_t *s) {
+  if (s->prev) s->prev->next = s->next; else *head = s->next;
+  if (s->next) s->next->prev = s->prev;
+  s->next = s->prev = NULL;
+}
+
+/* A new secure slab: zeroed blocks on a free list, and a guard page after it. */
+static span_t *sslab_new(unsigned cls) {
+  const sc_info_t *ci = &sc_info[cls];
+  span_t *s = page_alloc(ci->pages + 1, 1);
+  if (!s) return NULL;
+  size_t data = (size_t)ci->pages * TD_PAGE;
+  if (!s->zeroed) memset((void *)s->base, 0, data);
+  os_protect((void *)(s->base + data), TD_PAGE, false);
+  s->kind = SPAN_SECURE;
+  s->owner = NULL;
+  s->cls = (uint16_t)cls;
+  s->size = ci->size;
+  s->capacity = ci->capacity;
+  s->limit = ci->capacity * ci->size;
+  s->divc = ci->divc;
+  s->start = s->base;
+  s->used = 0;
+  s->free = 0;
+  for (size_t i = ci->capacity; i-- > 0;) {
+    block_t *b = (block_t *)(s->start + i * ci->size);
+    b->next = span_link_encode(s->free);
+    b->key = marker_of(b);
+    s->free = (uintptr_t)b;
+  }
+  pagemap_set(s->base, s->bytes >> TD_PAGE_SHIFT, s);
+  return s;
+}
+
+static void sslab_release(span_t *s) {
+  size_t data = (size_t)sc_info[s->cls].pages * TD_PAGE;
+  os_protect((void *)(s->base + data), TD_PAGE, true);
+  pagemap_set(s->base, s->bytes >> TD_PAGE_SHIFT, &span_released);
+  s->kind = SPAN_RELEASED;
+  page_free(s);
+}
+
+static bool block_is_zero(const uint8_t *p, size_t from, size_t to) {
+  for (size_t i = from; i < to; i += 8) {
+    uint64_t w;
+    memcpy(&w, p + i, 8);
+    if (w) return false;
+  }
+  return true;
+}
+
+static void *sslab_alloc(unsigned cls) {
+  sclass_t *k = &sclasses[cls];
+  mutex_lock(&k->lock);
+  span_t *s = k->cur;
+  if (!s) {
+    s = k->partial;
+    if (s) list_remove(&k->partial, s);
+    else if (!(s = sslab_new(cls))) { mutex_unlock(&k->lock); return NULL; }
+    k->cur = s;
+  }
+  /* Randomized slot: unlink one of the first few free blocks. */
+  unsigned walk = (unsigned)(rand64() % RANDOM_WALK);
+  block_t *prev = NULL, *b = (block_t *)s->free;
+  for (unsigned i = 0; i < walk; i++) {
+    uintptr_t nx = span_link_decode(b->next);
+    if (!nx) break;
+    prev = b;
+    b = (block_t *)nx;
+  }
+  uintptr_t next = span_link_decode(b->next);
+  if (span_link_bad(next) || b->key != marker_of(b)) safety_report("write after free", b, "corrupted free-list link, size class", (long)s->size, "malloc");
+  if (prev) prev->next = span_link_encode(next); else s->free = next;
+  /* Everything past the link and marker was zeroed on free. */
+  if (!block_is_zero((const uint8_t *)b, 16, s->size))
+    safety_report("write after free", b, "a freed block was written to, size class", (long)s->size, "malloc");
+  if (++s->used == s->capacity) k->cur = NULL;   /* full: on no list */
+  mutex_unlock(&k->lock);
+  __atomic_fetch_add(&live_bytes, s->size - CANARY_BYTES, __ATOMIC_RELAXED);
+  b->next = 0;
+  b->key = 0;
+  uint8_t *end = (uint8_t *)b + s->size - CANARY_BYTES;
+  uint64_t c = canary_of(end);
+  memcpy(end, &c, 8);
+  return b;
+}
+
+/* A block leaves quarantine: back on its slab's free list. */
+static void sslab_release_block(block_t *b) {
+  span_t *s = pagemap_lookup(b);
+  sclass_t *k = &sclasses[s->cls];
+  mutex_lock(&k->lock);
+  bool was_full = s->free == 0 && s != k->cur;
+  b->next = span_link_encode(s->free);
+  s->free = (uintptr_t)b;
+  s->used--;
+  if (s->used == 0 && s != k->cur) {
+    if (!was_full) list_remove(&k->partial, s);
+    mutex_unlock(&k->lock);
+    sslab_release(s);
+    return;
+  }
+  if (was_full) list_push(&k->partial, s);
+  mutex_unlock(&k->lock);
+}
+
+static void sslab_free(void *p, span_t *s, const char *fn) {
+  uintptr_t off = (uintptr_t)p - s->start;
+  if (off >= s->limit || off % s->size) safety_report("invalid free", p, "not the start of a block, size class", (long)s->size, fn);
+  block_t *b = p;
+  if (b->key == marker_of(b)) safety_report("double free", p, "size class", (long)s->size, fn);
+  uint8_t *end = (uint8_t *)p + s->size - CANARY_BYTES;
+  uint64_t c;
+  memcpy(&c, end, 8);
+  if (c != canary_of(end)) safety_report("heap buffer overflow", p, "canary after the block overwritten, size class", (long)s->size, fn);
+  memset(p, 0, s->size);          /* zero on free */
+  __atomic_fetch_sub(&live_bytes, s->size - CANARY_BYTES, __ATOMIC_RELAXED);
+  b->key = marker_of(b);          /* a second free while quarantined is caught */
+  void *evict[8];
+  unsigned nevict = 0;
+  mutex_lock(&q_lock);
+  q_ring[(q_head + q_count) % QUARANTINE_SLOTS] = p;
+  q_count++;
+  q_bytes += s->size;
+  while ((q_count > QUARANTINE_SLOTS - 1 || q_bytes > QUARANTINE_BYTES) && nevict < 8) {
+    void *old = q_ring[q_head];
+    q_head = (q_head + 1) % QUARANTINE_SLOTS;
+    q_count--;
+    q_bytes -= pagemap_lookup(old)->size;
+    evict[nevict++] = old;
+  }
+  mutex_unlock(&q_lock);
+  for (unsigned i = 0; i < nevict; i++) sslab_release_block(evict[i]);
+}
+
+/* ---- entry points --------------------------------------------------------- */
+
+void *secure_alloc(size_t size, size_t align, bool zero) {
+  if (size == 0 && align <= TD_QUANTUM) return zero_alloc();
+  if (size == 0) size = 1;   /* an aligned zero-size request: a real, aligned block */
+  if (align < TD_QUANTUM) align = TD_QUANTUM;
+  if (size <= SC_SMALL_MAX - CANARY_BYTES && align <= TD_PAGE) {
+    unsigned cls = align <= TD_QUANTUM ? sizeclass_of(size + CANARY_BYTES) : sizeclass_of_aligned(size + CANARY_BYTES, align);
+    if (cls) {
+      void *p = sslab_alloc(cls);
+      (void)zero;   /* secure blocks are handed out zeroed (but for the canary) */
+      return p;
+    }
+  }
+  return secure_guarded_alloc(size, align, zero);
+}
+
+void secure_check(const void *p, span_t *s, const char *fn) {
+  bool is_free = strncmp(fn, "free", 4) == 0 || strncmp(fn, "operator delete", 15) == 0;
+  const char *invalid = is_free ? "invalid free" : "invalid pointer";
+  const char *twice = is_free ? "double free" : "use of a freed block";
+  if (s->kind == SPAN_SECURE) {
+    uintptr_t off = (uintptr_t)p - s->start;
+    if (off >= s->limit || off % s->size) safety_report(invalid, p, "not the start of a block, size class", (long)s->size, fn);
+    if (((const block_t *)p)->key == marker_of(p)) safety_report(twice, p, "size class", (long)s->size, fn);
+  } else if (s->kind == SPAN_GUARDED) {
+    if ((uintptr_t)p != s->start) safety_report(invalid, p, "inside a guarded block of bytes", (long)s->req_size, fn);
+    if (!s->used) safety_report(twice, p, "guarded block of bytes", (long)s->req_size, fn);
+  }
+}
+
+void secure_free(void *p, span_t *s, const char *fn) {
+  switch (s->kind) {
+    case SPAN_SECURE: sslab_free(p, s, fn); break;
+    case SPAN_GUARDED: guarded_free(p, s, fn); break;
+    default: zero_free(p, s, fn); break;
+  }
+}
+
+size_t secure_usable(const void *p, const span_t *s) {
+  (void)p;
+  switch (s->kind) {
+    case SPAN_SECURE: return s->size - CANARY_BYTES;
+    case SPAN_GUARDED: return s->base + s->bytes - TD_PAGE - s->start;   /* up to the guard */
+    default: return 0;
+  }
+}
+
+/* ---- fork ---------------------------------------------------------------- */
+
+void secure_prefork(void) {
+  for (unsigned c = 0; c < SC_NCLASSES; c++) mutex_lock(&sclasses[c].lock);
+  mutex_lock(&q_lock);
+  mutex_lock(&g_lock);
+  mutex_lock(&z_lock);
+}
+
+void secure_postfork_parent(void) {
+  mutex_unlock(&z_lock);
+  mutex_unlock(&g_lock);
+  mutex_unlock(&q_lock);
+  for (unsigned c = SC_NCLASSES; c-- > 0;) mutex_unlock(&sclasses[c].lock);
+}
+
+void secure_postfork_child(void) {
+  mutex_postfork_child(&z_lock);
+  mutex_postfork_child(&g_lock);
+  mutex_postfork_child(&q_lock);
+  for (unsigned c = 0; c < SC_NCLASSES; c++) mutex_postfork_child(&sclasses[c].lock);
+}
