@@ -622,10 +622,15 @@ TD_EXPORT size_t tidal_usable_size(const void *p) { return malloc_usable_size((v
 
 /* ---- aliases ---------------------------------------------------------------------- */
 
+#if defined(__clang__)
+#define TD_COPY_ATTRS(target)
+#else
+#define TD_COPY_ATTRS(target) copy(target)
+#endif
 #define TD_ALIAS(name, target) \
-  __typeof__(target) name __attribute__((alias(#target), copy(target)))
+  __typeof__(target) name __attribute__((alias(#target), TD_COPY_ATTRS(target)))
 #define TD_ALIAS_EXPORT(name, target) \
-  __typeof__(target) name __attribute__((alias(#target), copy(target), visibility("default")))
+  __typeof__(target) name __attribute__((alias(#target), TD_COPY_ATTRS(target), visibility("default")))
 
 TD_ALIAS(td_malloc, malloc);
 TD_ALIAS(td_free, free);

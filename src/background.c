@@ -22,7 +22,7 @@ static struct {
   bool failed;             /* could not create it: stay inline */
   uint64_t wake_at;        /* when the thread plans to wake */
   uint64_t wakeups;
-  _Atomic uint32_t seq;    /* futex word: bumped to wake the thread */
+  uint32_t seq;            /* futex word: bumped to wake the thread (__atomic_*) */
   pthread_t thread;
 } B;
 
@@ -34,7 +34,7 @@ static void hooks_install(bool on);
  * thread at its next slow path (background_start_pending), where it holds no
  * allocator lock: creating a thread allocates, so it must never happen inside
  * a hook whose caller may hold one. */
-static _Atomic bool start_pending;
+static bool start_pending;   /* accessed with __atomic_* only */
 
 bool background_start_pending(void) { return __atomic_load_n(&start_pending, __ATOMIC_RELAXED); }
 

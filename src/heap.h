@@ -59,7 +59,7 @@ struct heap_s {
   span_t *parked[SC_NCLASSES];                /* guard_sample mode: the current spans, kept off cur[] */
   int64_t sample_left;                        /* guard_sample mode: allocations before the next sample */
   heap_t *all_next, *pool_next;
-  _Atomic(block_t *) inbox TD_ALIGNED(TD_CACHELINE);   /* remote frees */
+  block_t *inbox TD_ALIGNED(TD_CACHELINE);   /* remote frees (accessed with __atomic_* only) */
 };
 
 extern __thread heap_t *tls_heap __attribute__((tls_model("initial-exec")));

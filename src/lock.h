@@ -15,7 +15,7 @@
 #include "util.h"
 
 typedef struct td_mutex_s {
-  _Atomic uint32_t state;      /* 0 unlocked, 1 locked, 2 locked and contended */
+  uint32_t state;              /* 0 unlocked, 1 locked, 2 contended; __atomic_* only */
   uint32_t spin_limit;
   /* Statistics, written only by the holder. */
   uint64_t n_lock;             /* acquisitions */

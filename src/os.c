@@ -25,7 +25,7 @@
 #define MADV_COLLAPSE 25
 #endif
 
-static _Atomic uint64_t cnt_maps, cnt_unmaps, cnt_lazy, cnt_now, cnt_huge, cnt_dehuge, cnt_collapse, cnt_remaps, cnt_commits;
+static uint64_t cnt_maps, cnt_unmaps, cnt_lazy, cnt_now, cnt_huge, cnt_dehuge, cnt_collapse, cnt_remaps, cnt_commits;
 os_system_t os_system = { .thp_enabled = 1, .max_ptes_none = 511, .lazy_free = true };
 #define COUNT(c) __atomic_fetch_add(&(c), 1, __ATOMIC_RELAXED)
 
@@ -192,13 +192,13 @@ void os_name(void *addr, size_t size, const char *name) {
   errno = saved;
 }
 
-void os_futex_wait(_Atomic uint32_t *addr, uint32_t expected) {
+void os_futex_wait(uint32_t *addr, uint32_t expected) {
   int saved = errno;
   syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, expected, NULL, NULL, 0);
   errno = saved;
 }
 
-void os_futex_wait_timeout(_Atomic uint32_t *addr, uint32_t expected, uint64_t timeout_ns) {
+void os_futex_wait_timeout(uint32_t *addr, uint32_t expected, uint64_t timeout_ns) {
   if (timeout_ns == UINT64_MAX) {
     os_futex_wait(addr, expected);
     return;
@@ -209,7 +209,7 @@ void os_futex_wait_timeout(_Atomic uint32_t *addr, uint32_t expected, uint64_t t
   errno = saved;
 }
 
-void os_futex_wake(_Atomic uint32_t *addr, int count) {
+void os_futex_wake(uint32_t *addr, int count) {
   int saved = errno;
   syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, count, NULL, NULL, 0);
   errno = saved;

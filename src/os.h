@@ -61,10 +61,10 @@ void *os_remap(void *addr, size_t old_size, size_t new_size);
 /* Label a mapping in /proc/PID/maps as [anon:NAME] where the kernel allows. */
 void os_name(void *addr, size_t size, const char *name);
 
-void os_futex_wait(_Atomic uint32_t *addr, uint32_t expected);
+void os_futex_wait(uint32_t *addr, uint32_t expected);
 /* Wait at most timeout_ns (UINT64_MAX: no limit). */
-void os_futex_wait_timeout(_Atomic uint32_t *addr, uint32_t expected, uint64_t timeout_ns);
-void os_futex_wake(_Atomic uint32_t *addr, int count);
+void os_futex_wait_timeout(uint32_t *addr, uint32_t expected, uint64_t timeout_ns);
+void os_futex_wake(uint32_t *addr, int count);
 void os_yield(void);
 
 uint64_t os_random64(void);
