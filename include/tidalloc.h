@@ -58,6 +58,39 @@ int tidal_ctl(const char *name, void *oldp, size_t *oldlenp, const void *newp, s
 typedef void (*tidal_write_cb)(void *arg, const char *text);
 void tidal_stats_print(tidal_write_cb write, void *arg, const char *opts);
 
+/* ---- Memory pressure: cleaners and object caches ------------------------
+ * When memory runs short (PSI, the cgroup's limit or pressure events, the
+ * memory_limit option, or tidal_release), tidalloc drains caches, cheapest
+ * first: its own (thread caches, cached mappings, dirty and lazily freed
+ * pages), then, at critical pressure or when asked for more, the
+ * application's registered cleaners. */
+
+/* A cleaner releases cached memory: asked for bytes_wanted, it returns the
+ * bytes it released (0 if it keeps everything, e.g. at its retain floor). It
+ * may allocate and free; it must not call tidal_release. */
+typedef size_t (*tidal_cleaner_fn)(void *arg, size_t bytes_wanted);
+
+/* Returns an id (>= 0) for tidal_cleaner_unregister, or -1 when full. */
+int tidal_cleaner_register(const char *name, tidal_cleaner_fn fn, void *arg);
+/* Returns 0, or -1 for an unknown id. */
+int tidal_cleaner_unregister(int id);
+
+/* Release about `bytes` now (SIZE_MAX: everything that can go): tidalloc's
+ * caches first, then the application's cleaners. Returns bytes released. */
+size_t tidal_release(size_t bytes);
+
+/* Fixed-size objects carved from 2 MiB, hugepage-aligned slabs, so that a
+ * drain gives whole hugepages back. Thread-safe. `retain` objects stay
+ * available through every drain. Registered as a cleaner while it exists. */
+typedef struct tidal_objcache tidal_objcache_t;
+tidal_objcache_t *tidal_objcache_create(const char *name, size_t size, size_t align, size_t retain);
+void *tidal_objcache_alloc(tidal_objcache_t *cache);
+void tidal_objcache_free(tidal_objcache_t *cache, void *obj);
+/* Give back whole empty slabs while keeping `retain` free objects; returns bytes. */
+size_t tidal_objcache_drain(tidal_objcache_t *cache, size_t bytes_wanted);
+/* Every object must have been freed. */
+void tidal_objcache_destroy(tidal_objcache_t *cache);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,4 +1,5 @@
 #include "api.h"
+#include "pressure.h"
 #include "secure.h"
 #include "ctl.h"
 #include "stats.h"
@@ -72,6 +73,7 @@ __attribute__((constructor)) static void td_constructor(void) { td_ensure_init()
 static void td_prefork(void) {
   mutex_lock(&init_lock);
   background_prefork();
+  pressure_prefork();
   heap_prefork_global();
   secure_prefork();
   huge_prefork();
@@ -88,6 +90,7 @@ static void td_postfork_parent(void) {
   page_postfork_parent();
   huge_postfork_parent();
   secure_postfork_parent();
+  pressure_postfork_parent();
   background_postfork_parent();
   mutex_unlock(&init_lock);
 }
@@ -99,6 +102,7 @@ static void td_postfork_child(void) {
   huge_postfork_child();
   secure_postfork_child();
   heap_postfork_child();
+  pressure_postfork_child();
   background_postfork_child();
   mutex_postfork_child(&init_lock);
 }

@@ -5,7 +5,9 @@
 #include "lock.h"
 #include "os.h"
 #include "page.h"
+#include "pressure.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -23,6 +25,7 @@ static struct {
   uint64_t wake_at;        /* when the thread plans to wake */
   uint64_t wakeups;
   uint32_t seq;            /* futex word: bumped to wake the thread (__atomic_*) */
+  int efd;                 /* eventfd the thread polls (with the pressure sources); -1: use the futex */
   pthread_t thread;
 } B;
 
@@ -81,12 +84,16 @@ static void bg_notify(uint64_t due) {
     return;
   }
   bool wake = due < B.wake_at;
+  int efd = B.efd;
   if (wake) {
     B.wake_at = due;
     __atomic_fetch_add(&B.seq, 1, __ATOMIC_RELEASE);
   }
   mutex_unlock(&bg_lock);
-  if (wake) os_futex_wake(&B.seq, 1);
+  if (wake) {
+    if (efd >= 0) os_eventfd_signal(efd);
+    else os_futex_wake(&B.seq, 1);
+  }
 }
 
 static void hooks_install(bool on) {
@@ -97,6 +104,15 @@ static void hooks_install(bool on) {
 static void *bg_main(void *arg) {
   (void)arg;
   prctl(PR_SET_NAME, "tidalloc-bg", 0, 0, 0);
+  struct pollfd fds[1 + PRESSURE_MAX_FDS];
+  int nfds = 0;
+  mutex_lock(&bg_lock);
+  int efd = B.efd;
+  mutex_unlock(&bg_lock);
+  if (efd >= 0) {
+    fds[0] = (struct pollfd){ .fd = efd, .events = POLLIN };
+    nfds = 1 + pressure_pollfds(fds + 1, PRESSURE_MAX_FDS);
+  }
   for (;;) {
     mutex_lock(&bg_lock);
     if (!B.enabled) {
@@ -112,6 +128,8 @@ static void *bg_main(void *arg) {
     uint64_t next = page_deferred_work(now, true);
     uint64_t hnext = huge_deferred_work(now);
     if (hnext < next) next = hnext;
+    uint64_t pnext = pressure_periodic(now);
+    if (pnext < next) next = pnext;
     heap_sweep_pool();
 
     now = os_now_ns();
@@ -120,14 +138,31 @@ static void *bg_main(void *arg) {
     uint32_t seq = __atomic_load_n(&B.seq, __ATOMIC_ACQUIRE);
     B.wake_at = next;
     mutex_unlock(&bg_lock);
-    if (next > now) os_futex_wait_timeout(&B.seq, seq, next - now);
+    if (next <= now) continue;
+    if (nfds) {
+      /* Sleep until the deadline, a wake-up, or a pressure event. */
+      uint64_t ms = (next - now + 999999) / 1000000;
+      int rc = poll(fds, (nfds_t)nfds, (int)TD_MIN(ms, (uint64_t)INT32_MAX));
+      if (rc > 0) {
+        if (fds[0].revents) os_eventfd_drain(efd);
+        pressure_handle_events(fds + 1, nfds - 1);
+      }
+    } else {
+      os_futex_wait_timeout(&B.seq, seq, next - now);
+    }
   }
 }
 
 void background_init(void) {
   mutex_register(&bg_lock);
   B.enabled = opt.background_thread;
-  if (B.enabled) hooks_install(true);
+  B.efd = -1;
+  if (!B.enabled) return;
+  hooks_install(true);
+  pressure_init();
+  B.efd = os_eventfd();
+  /* Watching for pressure needs the thread even before there is other work. */
+  if (pressure_watching()) __atomic_store_n(&start_pending, true, __ATOMIC_RELEASE);
 }
 
 void background_enable(bool on) {
@@ -141,7 +176,8 @@ void background_enable(bool on) {
   } else if (!on && was) {
     hooks_install(false);
     __atomic_fetch_add(&B.seq, 1, __ATOMIC_RELEASE);
-    os_futex_wake(&B.seq, 1);     /* it sees !enabled and exits */
+    if (B.efd >= 0) os_eventfd_signal(B.efd);   /* it sees !enabled and exits */
+    else os_futex_wake(&B.seq, 1);
   }
 }
 

@@ -9,7 +9,10 @@
  * of pooled heaps. After fork the child starts its own when it needs one.
  * If the thread cannot be created (or background_thread:false), the same work
  * runs inline in the allocation slow paths.
- * It may call: page, huge, heap, conf, lock, os.
+ * It also watches memory pressure (pressure.h): it sleeps in poll() on an
+ * eventfd (its wake-up) and the pressure sources, and runs the periodic
+ * limit checks.
+ * It may call: pressure, page, huge, heap, conf, lock, os.
  */
 #ifndef TIDAL_BACKGROUND_H
 #define TIDAL_BACKGROUND_H

@@ -43,6 +43,13 @@ const opt_desc_t conf_table[] = {
     "block (checked on free), zero-on-free with a write-after-free check on reuse, randomized slot choice, "
     "a bounded quarantine that delays reuse, zero-size blocks that fault on access, and guard pages around "
     "metadata. Slower; the default checks stay on either way.", OFF(secure) },
+  { "pressure", OPT_BOOL, "true", 0, 1, NULL,
+    "Watch for memory pressure from the background thread (PSI triggers, the cgroup's pressure events and its "
+    "limit) and drain caches when it comes: tidalloc's own at first, the application's cleaners too when it "
+    "is critical.", OFF(pressure) },
+  { "memory_limit", OPT_INT, "0", 0, INT64_MAX, NULL,
+    "Soft limit on the memory tidalloc keeps resident, in bytes (suffixes k, m, g); above it caches are "
+    "drained as under pressure. 0: none.", OFF(memory_limit) },
   { "guard_sample", OPT_INT, "0", 0, 1000000000, NULL,
     "Place about one allocation in N (per thread) against a guard page, so an overflow or use-after-free of "
     "it faults and is reported with the block's size. 0 turns sampling off (and costs nothing).", OFF(guard_sample) },
@@ -88,6 +95,23 @@ static bool parse_num(const char *s, size_t len, int64_t scale, int64_t *out) {
   return true;
 }
 
+/* An integer with an optional k/m/g suffix (powers of 1024). */
+static bool parse_int_suffixed(const char *s, size_t len, int64_t *out) {
+  int64_t mult = 1;
+  if (len > 1) {
+    char c = s[len - 1];
+    if (c == 'k' || c == 'K') mult = (int64_t)1 << 10;
+    else if (c == 'm' || c == 'M') mult = (int64_t)1 << 20;
+    else if (c == 'g' || c == 'G') mult = (int64_t)1 << 30;
+    if (mult != 1) len--;
+  }
+  int64_t v;
+  if (!parse_num(s, len, 1, &v)) return false;
+  if (v > INT64_MAX / mult || v < INT64_MIN / mult) return false;
+  *out = v * mult;
+  return true;
+}
+
 bool conf_set(const opt_desc_t *d, const char *value, size_t len) {
   int64_t v;
   switch (d->type) {
@@ -98,7 +122,8 @@ bool conf_set(const opt_desc_t *d, const char *value, size_t len) {
       return true;
     case OPT_INT:
     case OPT_MILLI:
-      if (!parse_num(value, len, d->type == OPT_MILLI ? 1000 : 1, &v) || v < d->min || v > d->max) return false;
+      if (!(d->type == OPT_MILLI ? parse_num(value, len, 1000, &v) : parse_int_suffixed(value, len, &v)) ||
+          v < d->min || v > d->max) return false;
       *slot_int(d) = v;
       return true;
     case OPT_ENUM:

@@ -27,6 +27,8 @@ typedef struct conf_s {
   bool background_thread;
   int64_t stats_print;             /* enum opt_stats_print */
   bool secure;                     /* hardened mode */
+  bool pressure;                   /* watch memory pressure in the background thread */
+  int64_t memory_limit;            /* soft limit on resident bytes (0: none) */
   int64_t guard_sample;            /* 1 in N allocations against a guard page (0: off) */
 } conf_t;
 

@@ -85,6 +85,10 @@ static const field_t class_fields[] = {
   F(stats_class_t, size), F(stats_class_t, requests), F(stats_class_t, frees), F(stats_class_t, live),
   F(stats_class_t, slabs), F(stats_class_t, capacity),
 };
+static const field_t pressure_fields[] = {
+  F(pressure_stats_t, events_psi), F(pressure_stats_t, events_cgroup), F(pressure_stats_t, events_limit),
+  F(pressure_stats_t, events_explicit), F(pressure_stats_t, drains), F(pressure_stats_t, released),
+};
 static const field_t mutex_fields[] = {
   F(stats_mutex_t, acquisitions), F(stats_mutex_t, contended), F(stats_mutex_t, wait_ns),
 };
@@ -130,6 +134,17 @@ static int ctl_stats(const char *rest, void *oldp, size_t *oldlenp) {
     return read_field(mutex_fields, TD_ARRAY_LEN(mutex_fields), &snap.mutexes[i], rest, oldp, oldlenp);
   }
   if (strcmp(rest, "background_running") == 0) return read_bool(oldp, oldlenp, snap.background_running);
+  if (prefix(&rest, "pressure.")) {
+    if (prefix(&rest, "cleaners.")) {
+      if (strcmp(rest, "count") == 0) return read_u64(oldp, oldlenp, snap.pressure.ncleaners);
+      if (!index_of(&rest, &i) || i >= snap.pressure.ncleaners) return ENOENT;
+      if (strcmp(rest, "name") == 0) return read_str(oldp, oldlenp, snap.pressure.cleaners[i].name);
+      if (strcmp(rest, "calls") == 0) return read_u64(oldp, oldlenp, snap.pressure.cleaners[i].calls);
+      if (strcmp(rest, "released") == 0) return read_u64(oldp, oldlenp, snap.pressure.cleaners[i].released);
+      return ENOENT;
+    }
+    return read_field(pressure_fields, TD_ARRAY_LEN(pressure_fields), &snap.pressure, rest, oldp, oldlenp);
+  }
   return read_field(top_fields, TD_ARRAY_LEN(top_fields), &snap, rest, oldp, oldlenp);
 }
 

@@ -103,8 +103,55 @@ const os_hooks_t *os_hooks_set(const os_hooks_t *hooks) {
   return old;
 }
 
+long os_read_file(const char *path, char *buf, size_t cap);
+#define read_small_file os_read_file
+
+int os_eventfd(void) {
+  int saved = errno;
+  int fd = (int)syscall(SYS_eventfd2, 0, O_CLOEXEC | O_NONBLOCK);
+  errno = saved;
+  return fd;
+}
+
+void os_eventfd_signal(int fd) {
+  int saved = errno;
+  uint64_t one = 1;
+  ssize_t n = write(fd, &one, sizeof one);
+  (void)n;
+  errno = saved;
+}
+
+void os_eventfd_drain(int fd) {
+  int saved = errno;
+  uint64_t v;
+  ssize_t n = read(fd, &v, sizeof v);
+  (void)n;
+  errno = saved;
+}
+
+int os_open_rw(const char *path) {
+  int saved = errno;
+  int fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  errno = saved;
+  return fd;
+}
+
+bool os_write_str(int fd, const char *s) {
+  int saved = errno;
+  size_t len = strlen(s);
+  bool ok = write(fd, s, len + 1) >= (ssize_t)len;   /* PSI wants the NUL */
+  errno = saved;
+  return ok;
+}
+
+void os_close(int fd) {
+  int saved = errno;
+  close(fd);
+  errno = saved;
+}
+
 /* Read a small sysfs/procfs file into buf (NUL-terminated); length or -1. */
-static long read_small_file(const char *path, char *buf, size_t cap) {
+long os_read_file(const char *path, char *buf, size_t cap) {
   int saved = errno;
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   long n = -1;

@@ -65,6 +65,17 @@ void os_futex_wait(uint32_t *addr, uint32_t expected);
 /* Wait at most timeout_ns (UINT64_MAX: no limit). */
 void os_futex_wait_timeout(uint32_t *addr, uint32_t expected, uint64_t timeout_ns);
 void os_futex_wake(uint32_t *addr, int count);
+
+/* Event sources for the background thread. */
+int os_eventfd(void);                        /* -1 on failure */
+void os_eventfd_signal(int fd);
+void os_eventfd_drain(int fd);
+/* Open a file read-write/non-blocking (PSI triggers, cgroup control files). */
+int os_open_rw(const char *path);
+bool os_write_str(int fd, const char *s);
+/* Read a small text file into buf (NUL-terminated); bytes read or -1. */
+long os_read_file(const char *path, char *buf, size_t cap);
+void os_close(int fd);
 void os_yield(void);
 
 uint64_t os_random64(void);

@@ -42,6 +42,7 @@ enum span_kind {
   SPAN_SECURE = 5,    /* hardened-mode slab (secure.c) */
   SPAN_GUARDED = 6,   /* a block alone in a mapping between guard pages (secure.c) */
   SPAN_ZERO = 7,      /* hardened-mode zero-size blocks: inaccessible addresses */
+  SPAN_OBJCACHE = 8,  /* a 2 MiB slab of an application object cache (objcache.c) */
 };
 
 /* `used` counts blocks handed out (including blocks freed by other threads
@@ -75,6 +76,7 @@ struct span_s {
   uint32_t page_index;        /* first page within the unit */
   uint64_t stamp_ns;          /* when it was cached (huge) */
   size_t req_size;            /* requested size (guarded blocks) */
+  void *cache;                /* owning object cache (objcache slabs) */
 } TD_ALIGNED(TD_CACHELINE);
 
 extern uintptr_t span_link_key;   /* defined in pagemap.c; random, odd */

@@ -59,6 +59,7 @@ void stats_collect(stats_t *st) {
                                       __atomic_load_n(&m->wait_ns, __ATOMIC_RELAXED) };
   }
   st->nmutexes = nmutexes;
+  pressure_stats_get(&st->pressure);
   st->background_running = background_running();
   st->background_wakeups = background_wakeups();
 }
@@ -216,6 +217,25 @@ static void print_json(const stats_t *st, out_t *o) {
     j_close(&j);
   }
   out_str(o, "]");
+  j_open(&j, "pressure");
+  j_u64(&j, "events_psi", st->pressure.events_psi);
+  j_u64(&j, "events_cgroup", st->pressure.events_cgroup);
+  j_u64(&j, "events_limit", st->pressure.events_limit);
+  j_u64(&j, "events_explicit", st->pressure.events_explicit);
+  j_u64(&j, "drains", st->pressure.drains);
+  j_u64(&j, "released", st->pressure.released);
+  j_key(&j, "cleaners");
+  out_str(o, "[");
+  for (unsigned i = 0; i < st->pressure.ncleaners; i++) {
+    out_str(o, i ? ",{" : "{");
+    j.first = true;
+    j_str(&j, "name", st->pressure.cleaners[i].name);
+    j_u64(&j, "calls", st->pressure.cleaners[i].calls);
+    j_u64(&j, "released", st->pressure.cleaners[i].released);
+    j_close(&j);
+  }
+  out_str(o, "]");
+  j_close(&j);
   j_open(&j, "threads");
   j_u64(&j, "heaps_active", st->heaps_active);
   j_u64(&j, "heaps_pooled", st->heaps_pooled);
@@ -286,6 +306,19 @@ static void print_text(const stats_t *st, out_t *o) {
   out_u64(o, st->syscalls.hugifies);
   out_str(o, ", mremap ");
   out_u64(o, st->syscalls.remaps);
+  out_str(o, "\npressure: events psi ");
+  out_u64(o, st->pressure.events_psi);
+  out_str(o, ", cgroup ");
+  out_u64(o, st->pressure.events_cgroup);
+  out_str(o, ", limit ");
+  out_u64(o, st->pressure.events_limit);
+  out_str(o, ", explicit ");
+  out_u64(o, st->pressure.events_explicit);
+  out_str(o, "; drains ");
+  out_u64(o, st->pressure.drains);
+  out_str(o, ", released ");
+  out_u64(o, st->pressure.released);
+  out_str(o, " B");
   out_str(o, "\nthreads: heaps active ");
   out_u64(o, st->heaps_active);
   out_str(o, ", pooled ");

@@ -18,6 +18,7 @@
 #include "huge.h"
 #include "os.h"
 #include "page.h"
+#include "pressure.h"
 
 #define STATS_MAX_MUTEXES 16
 
@@ -51,6 +52,7 @@ typedef struct stats_s {
   stats_mutex_t mutexes[STATS_MAX_MUTEXES];
   unsigned nmutexes;
   uint64_t heaps_active, heaps_pooled;
+  pressure_stats_t pressure;
   bool background_running;
   uint64_t background_wakeups;
 } stats_t;

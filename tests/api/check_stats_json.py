@@ -23,12 +23,16 @@ SCHEMA = {
                                   "madvise_hugepage", "madvise_nohugepage", "madvise_collapse",
                                   "mremap", "commit")},
     "mutexes": [{"name": str, "acquisitions": INT, "contended": INT, "wait_ns": INT}],
+    "pressure": {"events_psi": INT, "events_cgroup": INT, "events_limit": INT, "events_explicit": INT,
+                 "drains": INT, "released": INT,
+                 "cleaners": [{"name": str, "calls": INT, "released": INT}]},
     "threads": {"heaps_active": INT, "heaps_pooled": INT, "background_running": bool,
                 "background_wakeups": INT},
 }
 OPTIONS = {"background_thread": bool, "dirty_decay_ms": INT, "muzzy_decay_ms": INT,
            "dirty_mult": float, "hugify_threshold": float, "hugify_delay_ms": INT,
-           "thp": str, "stats_print": str, "secure": bool, "guard_sample": INT}
+           "thp": str, "stats_print": str, "secure": bool, "guard_sample": INT,
+           "pressure": bool, "memory_limit": INT}
 
 
 def check(value, schema, path, errors):

@@ -1,0 +1,176 @@
+#include "objcache.h"
+#include "conf.h"
+#include "lock.h"
+#include "meta.h"
+#include "os.h"
+#include "page.h"
+#include "pagemap.h"
+#include "safety.h"
+#include "span.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* The slab of an object cache: its descriptor (a span_t, in metadata) holds
+ * the free list; the 2 MiB mapping holds only objects.
+ *
+ *   base (2 MiB aligned)                                        base + 2 MiB
+ *   | obj 0 | obj 1 | ... | obj capacity-1 | tail (< one object) |
+ */
+struct tidal_objcache {
+  td_mutex_t lock;
+  char name[32];
+  size_t size;             /* object size (rounded to the alignment) */
+  size_t per_slab;         /* objects per slab */
+  size_t retain;           /* free objects a drain leaves */
+  span_t *partial, *full, *empty;
+  size_t nslabs, nempty, nfree;
+  int cleaner_id;
+};
+
+static void list_push(span_t **head, span_t *s) {
+  s->prev = NULL;
+  s->next = *head;
+  if (*head) (*head)->prev = s;
+  *head = s;
+}
+
+static void list_remove(span_t **head, span_t *s) {
+  if (s->prev) s->prev->next = s->next; else *head = s->next;
+  if (s->next) s->next->prev = s->prev;
+  s->next = s->prev = NULL;
+}
+
+static size_t cleaner(void *arg, size_t want) { return tidal_objcache_drain(arg, want); }
+
+TD_EXPORT tidal_objcache_t *tidal_objcache_create(const char *name, size_t size, size_t align, size_t retain) {
+  if (align < 8) align = 8;
+  if (!td_is_pow2(align) || align > TD_PAGE || size == 0 || size > TD_UNIT / 2) return NULL;
+  free(malloc(1));   /* the allocator is initialised */
+  tidal_objcache_t *c = meta_alloc(sizeof *c, TD_CACHELINE);
+  if (!c) return NULL;
+  c->lock = (td_mutex_t)TD_MUTEX_INIT("objcache");
+  strncpy(c->name, name ? name : "objcache", sizeof c->name - 1);
+  c->size = td_align_up(size, align);
+  c->per_slab = TD_UNIT / c->size;
+  c->retain = retain;
+  c->cleaner_id = tidal_cleaner_register(c->name, cleaner, c);
+  return c;
+}
+
+static span_t *slab_new(tidal_objcache_t *c) {
+  void *m = os_map_aligned(TD_UNIT, TD_UNIT);
+  if (!m) return NULL;
+  span_t *s = page_span_get();
+  if (!s || !pagemap_reserve((uintptr_t)m, TD_PAGE)) {
+    if (s) page_span_put(s);
+    os_unmap(m, TD_UNIT);
+    return NULL;
+  }
+  os_name(m, TD_UNIT, "tidalloc-objcache");
+  if (os_system.thp_enabled && opt.thp != THP_NEVER) os_hugify(m, TD_UNIT, OS_HUGE_ON);   /* dense by design */
+  s->kind = SPAN_OBJCACHE;
+  s->cache = c;
+  s->base = s->start = s->bump = (uintptr_t)m;
+  s->bump_end = s->base + c->per_slab * c->size;
+  s->bytes = TD_UNIT;
+  s->free = 0;
+  s->used = 0;
+  pagemap_set(s->base, 1, s);
+  c->nslabs++;
+  c->nfree += c->per_slab;
+  return s;
+}
+
+TD_EXPORT void *tidal_objcache_alloc(tidal_objcache_t *c) {
+  mutex_lock(&c->lock);
+  span_t *s = c->partial;
+  if (!s && (s = c->empty)) {
+    list_remove(&c->empty, s);
+    c->nempty--;
+    list_push(&c->partial, s);
+  }
+  if (!s) {
+    if (!(s = slab_new(c))) { mutex_unlock(&c->lock); return NULL; }
+    list_push(&c->partial, s);
+  }
+  void *p;
+  if (s->free) {
+    p = (void *)s->free;
+    s->free = span_link_decode(*(uintptr_t *)p);
+  } else {
+    p = (void *)s->bump;
+    s->bump += c->size;
+  }
+  s->used++;
+  c->nfree--;
+  if (s->used == c->per_slab) {
+    list_remove(&c->partial, s);
+    list_push(&c->full, s);
+  }
+  mutex_unlock(&c->lock);
+  return p;
+}
+
+TD_EXPORT void tidal_objcache_free(tidal_objcache_t *c, void *p) {
+  if (!p) return;
+  span_t *s = pagemap_lookup((void *)td_align_down((uintptr_t)p, TD_UNIT));
+  if (!s || s->kind != SPAN_OBJCACHE || s->cache != c || ((uintptr_t)p - s->start) % c->size ||
+      (uintptr_t)p >= s->bump)
+    safety_report("invalid free", p, "not an object of this cache", -1, "tidal_objcache_free");
+  mutex_lock(&c->lock);
+  *(uintptr_t *)p = span_link_encode(s->free);
+  s->free = (uintptr_t)p;
+  c->nfree++;
+  if (s->used-- == c->per_slab) {
+    list_remove(&c->full, s);
+    list_push(&c->partial, s);
+  }
+  if (s->used == 0) {
+    list_remove(&c->partial, s);
+    list_push(&c->empty, s);
+    c->nempty++;
+  }
+  mutex_unlock(&c->lock);
+}
+
+TD_EXPORT size_t tidal_objcache_drain(tidal_objcache_t *c, size_t want) {
+  size_t got = 0;
+  span_t *dead = NULL;
+  mutex_lock(&c->lock);
+  while (c->empty && got < want && c->nfree >= c->retain + c->per_slab) {
+    span_t *s = c->empty;
+    list_remove(&c->empty, s);
+    c->nempty--;
+    c->nslabs--;
+    c->nfree -= c->per_slab;
+    s->next = dead;
+    dead = s;
+    got += TD_UNIT;
+  }
+  mutex_unlock(&c->lock);
+  while (dead) {
+    span_t *s = dead;
+    dead = s->next;
+    pagemap_set(s->base, 1, &span_released);
+    os_unmap((void *)s->base, TD_UNIT);
+    page_span_put(s);
+  }
+  return got;
+}
+
+TD_EXPORT void tidal_objcache_destroy(tidal_objcache_t *c) {
+  if (!c) return;
+  tidal_cleaner_unregister(c->cleaner_id);
+  span_t *lists[3] = { c->partial, c->full, c->empty };
+  for (int k = 0; k < 3; k++) {
+    for (span_t *s = lists[k], *nx; s; s = nx) {
+      nx = s->next;
+      pagemap_set(s->base, 1, &span_released);
+      os_unmap((void *)s->base, TD_UNIT);
+      page_span_put(s);
+    }
+  }
+  /* the descriptor itself is metadata: not reclaimed (a few dozen bytes) */
+  memset(c, 0, sizeof *c);
+}
