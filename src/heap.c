@@ -62,21 +62,6 @@ void heap_init(void) {
   mutex_register(&global_lock);
 }
 
-/* ---- lists of spans (doubly linked through next/prev) -------------------- */
-
-static void list_push(span_t **head, span_t *s) {
-  s->prev = NULL;
-  s->next = *head;
-  if (*head) (*head)->prev = s;
-  *head = s;
-}
-
-static void list_remove(span_t **head, span_t *s) {
-  if (s->prev) s->prev->next = s->next; else *head = s->next;
-  if (s->next) s->next->prev = s->prev;
-  s->next = s->prev = NULL;
-}
-
 /* ---- slab spans ----------------------------------------------------------- */
 
 static void slab_init(heap_t *h, span_t *s, unsigned cls) {
@@ -109,7 +94,7 @@ static span_t *slab_new(heap_t *h, unsigned cls) {
   size_t pages = sc_info[cls].pages;
   for (span_t *s = h->span_cache; s; s = s->next) {
     if (s->bytes == pages * TD_PAGE) {
-      list_remove(&h->span_cache, s);
+      span_list_remove(&h->span_cache, s);
       h->span_cache_n--;
       slab_init(h, s, cls);
       return s;
@@ -130,7 +115,7 @@ static void slab_retire(heap_t *h, span_t *s) {
     s->used = 0;
     s->bump = s->bump_end = s->start;   /* nothing to carve until re-initialised */
     s->limit = 0;
-    list_push(&h->span_cache, s);
+    span_list_push(&h->span_cache, s);
     h->span_cache_n++;
     return;
   }
@@ -189,7 +174,7 @@ static void *heap_refill(heap_t *h, unsigned cls) {
   }
   s = h->partial[cls];
   if (s) {
-    list_remove(&h->partial[cls], s);
+    span_list_remove(&h->partial[cls], s);
   } else if (!(s = slab_new(h, cls))) {
     h->cur[cls] = &span_empty;
     return NULL;
@@ -253,12 +238,12 @@ void heap_free_local_slow(heap_t *h, span_t *s) {
   if (s->used & SPAN_FULL_FLAG) {
     s->used &= ~SPAN_FULL_FLAG;
     if (s->used == 0) slab_retire(h, s);
-    else list_push(&h->partial[s->cls], s);
+    else span_list_push(&h->partial[s->cls], s);
     return;
   }
   /* used == 0: a partial span (a current span holds the bias) */
   TD_DASSERT(s != h->cur[s->cls]);
-  list_remove(&h->partial[s->cls], s);
+  span_list_remove(&h->partial[s->cls], s);
   slab_retire(h, s);
 }
 
@@ -320,7 +305,7 @@ void heap_collect(heap_t *h) {
 static void heap_trim(heap_t *h) {
   while (h->span_cache) {
     span_t *s = h->span_cache;
-    list_remove(&h->span_cache, s);
+    span_list_remove(&h->span_cache, s);
     slab_release(s);
   }
   h->span_cache_n = 0;

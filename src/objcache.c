@@ -28,19 +28,6 @@ struct tidal_objcache {
   int cleaner_id;
 };
 
-static void list_push(span_t **head, span_t *s) {
-  s->prev = NULL;
-  s->next = *head;
-  if (*head) (*head)->prev = s;
-  *head = s;
-}
-
-static void list_remove(span_t **head, span_t *s) {
-  if (s->prev) s->prev->next = s->next; else *head = s->next;
-  if (s->next) s->next->prev = s->prev;
-  s->next = s->prev = NULL;
-}
-
 static size_t cleaner(void *arg, size_t want) { return tidal_objcache_drain(arg, want); }
 
 TD_EXPORT tidal_objcache_t *tidal_objcache_create(const char *name, size_t size, size_t align, size_t retain) {
@@ -86,13 +73,13 @@ TD_EXPORT void *tidal_objcache_alloc(tidal_objcache_t *c) {
   mutex_lock(&c->lock);
   span_t *s = c->partial;
   if (!s && (s = c->empty)) {
-    list_remove(&c->empty, s);
+    span_list_remove(&c->empty, s);
     c->nempty--;
-    list_push(&c->partial, s);
+    span_list_push(&c->partial, s);
   }
   if (!s) {
     if (!(s = slab_new(c))) { mutex_unlock(&c->lock); return NULL; }
-    list_push(&c->partial, s);
+    span_list_push(&c->partial, s);
   }
   void *p;
   if (s->free) {
@@ -105,8 +92,8 @@ TD_EXPORT void *tidal_objcache_alloc(tidal_objcache_t *c) {
   s->used++;
   c->nfree--;
   if (s->used == c->per_slab) {
-    list_remove(&c->partial, s);
-    list_push(&c->full, s);
+    span_list_remove(&c->partial, s);
+    span_list_push(&c->full, s);
   }
   mutex_unlock(&c->lock);
   return p;
@@ -123,12 +110,12 @@ TD_EXPORT void tidal_objcache_free(tidal_objcache_t *c, void *p) {
   s->free = (uintptr_t)p;
   c->nfree++;
   if (s->used-- == c->per_slab) {
-    list_remove(&c->full, s);
-    list_push(&c->partial, s);
+    span_list_remove(&c->full, s);
+    span_list_push(&c->partial, s);
   }
   if (s->used == 0) {
-    list_remove(&c->partial, s);
-    list_push(&c->empty, s);
+    span_list_remove(&c->partial, s);
+    span_list_push(&c->empty, s);
     c->nempty++;
   }
   mutex_unlock(&c->lock);
@@ -140,7 +127,7 @@ TD_EXPORT size_t tidal_objcache_drain(tidal_objcache_t *c, size_t want) {
   mutex_lock(&c->lock);
   while (c->empty && got < want && c->nfree >= c->retain + c->per_slab) {
     span_t *s = c->empty;
-    list_remove(&c->empty, s);
+    span_list_remove(&c->empty, s);
     c->nempty--;
     c->nslabs--;
     c->nfree -= c->per_slab;

@@ -169,7 +169,9 @@ static void guarded_free(void *p, span_t *s, const char *fn) {
   if (!s->used) safety_report("double free", p, "guarded block of bytes", (long)s->req_size, fn);
   s->used = 0;
   __atomic_fetch_sub(&live_bytes, secure_usable(p, s), __ATOMIC_RELAXED);
-  /* Keep it inaccessible for a while: a use after free faults. */
+  /* Keep it inaccessible for a while (a use after free faults), without
+   * keeping its memory: the pages are dropped now. */
+  os_purge((void *)(s->base + TD_PAGE), s->bytes - 2 * TD_PAGE, OS_PURGE_NOW);
   os_protect((void *)(s->base + TD_PAGE), s->bytes - 2 * TD_PAGE, false);
   span_t *evict = NULL;
   mutex_lock(&g_lock);
@@ -230,19 +232,6 @@ static void zero_free(void *p, span_t *s, const char *fn) {
 
 /* ---- secure slabs ---------------------------------------------------------- */
 
-static void list_push(span_t **head, span_t *s) {
-  s->prev = NULL;
-  s->next = *head;
-  if (*head) (*head)->prev = s;
-  *head = s;
-}
-
-static void list_remove(span_t **head, span_t *s) {
-  if (s->prev) s->prev->next = s->next; else *head = s->next;
-  if (s->next) s->next->prev = s->prev;
-  s->next = s->prev = NULL;
-}
-
 /* A new secure slab: zeroed blocks on a free list, and a guard page after it. */
 static span_t *sslab_new(unsigned cls) {
   const sc_info_t *ci = &sc_info[cls];
@@ -294,7 +283,7 @@ static void *sslab_alloc(unsigned cls) {
   span_t *s = k->cur;
   if (!s) {
     s = k->partial;
-    if (s) list_remove(&k->partial, s);
+    if (s) span_list_remove(&k->partial, s);
     else if (!(s = sslab_new(cls))) { mutex_unlock(&k->lock); return NULL; }
     k->cur = s;
   }
@@ -334,12 +323,12 @@ static void sslab_release_block(block_t *b) {
   s->free = (uintptr_t)b;
   s->used--;
   if (s->used == 0 && s != k->cur) {
-    if (!was_full) list_remove(&k->partial, s);
+    if (!was_full) span_list_remove(&k->partial, s);
     mutex_unlock(&k->lock);
     sslab_release(s);
     return;
   }
-  if (was_full) list_push(&k->partial, s);
+  if (was_full) span_list_push(&k->partial, s);
   mutex_unlock(&k->lock);
 }
 

@@ -79,6 +79,21 @@ struct span_s {
   void *cache;                /* owning object cache (objcache slabs) */
 } TD_ALIGNED(TD_CACHELINE);
 
+/* Doubly linked lists of spans through next/prev (heap partial lists and
+ * span caches, secure slab lists, object cache slab lists). */
+TD_INLINE void span_list_push(span_t **head, span_t *s) {
+  s->prev = NULL;
+  s->next = *head;
+  if (*head) (*head)->prev = s;
+  *head = s;
+}
+
+TD_INLINE void span_list_remove(span_t **head, span_t *s) {
+  if (s->prev) s->prev->next = s->next; else *head = s->next;
+  if (s->next) s->next->prev = s->prev;
+  s->next = s->prev = NULL;
+}
+
 extern uintptr_t span_link_key;   /* defined in pagemap.c; random, odd */
 
 #if TIDAL_CHECKS
