@@ -325,6 +325,14 @@ static TD_NOINLINE void free_generic(void *p, span_t *s, heap_t *h, size_t size,
   errno = saved;
 }
 
+/* A local free that empties or un-fills its span (the slow part of the fast path). */
+static TD_NOINLINE void free_local_last(heap_t *h, span_t *s) {
+  int saved = errno;
+  heap_free_local_dec_slow(h, s);
+  maybe_start_background();
+  errno = saved;
+}
+
 /* Every free goes through here; mode is a constant at each call site. */
 TD_INLINE void free_inline(void *p, size_t size, enum free_mode mode, const char *fn) {
   span_t *s = pagemap_lookup(p);
@@ -342,10 +350,7 @@ TD_INLINE void free_inline(void *p, size_t size, enum free_mode mode, const char
     /* Signed <= 1 before the decrement: the span is about to become empty,
      * or it is full (bit 31); the slow path decrements. */
     if (TD_UNLIKELY((int32_t)s->used <= 1)) {
-      int saved = errno;
-      heap_free_local_dec_slow(h, s);
-      maybe_start_background();
-      errno = saved;
+      free_local_last(h, s);   /* out of line: keeps this path free of spills */
       return;
     }
     s->used--;

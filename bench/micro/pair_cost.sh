@@ -4,9 +4,13 @@
 set -euo pipefail
 bin=$1; lib=$2; size=${3:-32}
 d=/usr/lib/x86_64-linux-gnu
+# callgrind counts every thread; tidalloc's background thread (periodic purge
+# and pressure checks) would add work proportional to run time, so it is off
+# here: the difference between the two runs is then the malloc+free loop alone.
 count() {  # $1 = preload or "", $2 = iterations
   local out; out=$(mktemp)
-  env ${1:+LD_PRELOAD=$1} valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" "$2" "$size" >/dev/null 2>&1
+  env ${1:+LD_PRELOAD=$1} TIDALLOC_CONF=background_thread:false \
+    valgrind --tool=callgrind --callgrind-out-file="$out" "$bin" "$2" "$size" >/dev/null 2>&1
   awk '/^summary:/ {print $2}' "$out"; rm -f "$out"
 }
 printf '%-10s %s\n' allocator "instructions/pair (malloc($size)+free, loop included)"
