@@ -3,10 +3,11 @@
 # tcmalloc on our workloads and real programs (see bench/README.md), with two
 # tidalloc variants in the same interleaved run (the default checks compiled
 # out, to show their cost; and the hardened mode), then the memory-pressure
-# scenario. Usage: scripts/bench.sh [bench/run.py options]   e.g. --quick, --reps 5
+# scenario and the idle-return / hugepage-coverage measurements.
+# Usage: scripts/bench.sh [bench/run.py options]   e.g. --quick, --reps 5
 # Installs what it needs on Debian, builds Release trees in $BUILD_DIR
 # (default build-bench) and $BUILD_DIR-nochecks, and writes
-# bench/results/{results.csv,summary.md,bench.png,pressure.md}.
+# bench/results/{results.csv,summary.md,bench.png,pressure.md,hugepage.md,idle_rss.png}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh bench
@@ -22,5 +23,6 @@ cmake --build "$build-nochecks" -j"$(nproc)" --target tidalloc
 case " $* " in
   *" --quick "*) ;;   # the pressure scenario takes a couple of minutes: not in quick runs
   *) bench/pressure/two_process.sh "$build/bench/pressure_pair" "$PWD/$build/libtidalloc.so" 2048 1536 1280 \
-       bench/results/pressure.md || echo "pressure scenario skipped (needs root and a cgroup memory controller)" ;;
+       bench/results/pressure.md || echo "pressure scenario skipped (needs root and a cgroup memory controller)"
+     bench/hugepage/run.sh "$build/bench/idle_coverage" "$PWD/$build/libtidalloc.so" bench/results ;;
 esac

@@ -142,7 +142,7 @@ TD_INLINE void *small_alloc(size_t size, unsigned cls) {
     s->free = next;
     b->key = 0;
     s->used++;
-    h->cnt.nmalloc[cls]++;
+    HEAP_COUNT(h->cnt.nmalloc[cls]);
     return b;
   }
   return small_slow(size, cls);
@@ -346,7 +346,7 @@ TD_INLINE void free_inline(void *p, size_t size, enum free_mode mode, const char
     b->key = heap_marker(b);
     b->next = span_link_encode(s->free);
     s->free = (uintptr_t)b;
-    h->cnt.nfree[s->cls]++;
+    HEAP_COUNT(h->cnt.nfree[s->cls]);
     /* Signed <= 1 before the decrement: the span is about to become empty,
      * or it is full (bit 31); the slow path decrements. */
     if (TD_UNLIKELY((int32_t)s->used <= 1)) {

@@ -35,7 +35,17 @@ typedef struct outbuf_s {
 enum heap_state { HEAP_ACTIVE = 1, HEAP_POOLED, HEAP_DEAD, HEAP_GLOBAL };
 
 /* Counters of one heap, merged on read (statistics). Small blocks are counted
- * on the fast paths (one increment each); large and huge ones on their paths. */
+ * on the fast paths (one increment each); large and huge ones on their paths.
+ * TIDAL_STATS=0 (cmake -DTIDAL_STATS=OFF) compiles the fast-path increments
+ * out, only to measure what they cost. */
+#ifndef TIDAL_STATS
+#define TIDAL_STATS 1
+#endif
+#if TIDAL_STATS
+#define HEAP_COUNT(x) ((x)++)
+#else
+#define HEAP_COUNT(x) ((void)0)
+#endif
 typedef struct heap_counters_s {
   uint64_t nmalloc[SC_NCLASSES];              /* blocks handed out, per class */
   uint64_t nfree[SC_NCLASSES];                /* blocks freed by this heap's thread */
@@ -123,7 +133,7 @@ TD_INLINE void *heap_alloc_small(heap_t *h, unsigned cls) {
     s->free = next;
     b->key = 0;
     s->used++;
-    h->cnt.nmalloc[cls]++;
+    HEAP_COUNT(h->cnt.nmalloc[cls]);
     return b;
   }
   return heap_alloc_slow(h, cls);

@@ -160,7 +160,11 @@ static void unit_update(unit_t *u) {
   if (purgeable && !u->on_purge_list) { DLIST_PUSH(P.purge_list, u, purge_next, purge_prev); u->on_purge_list = 1; }
   if (!purgeable && u->on_purge_list) { DLIST_REMOVE(P.purge_list, u, purge_next, purge_prev); u->on_purge_list = 0; }
   if (P.hugify_enabled) {
-    bool dense = !u->hugified && u->nactive >= P.dense_pages;
+    /* Hysteresis: a unit becomes a candidate at the threshold and stays one
+     * through small dips (down to 7/8 of it), so churn does not keep
+     * restarting its delay. */
+    size_t need = u->on_dense_list ? P.dense_pages - P.dense_pages / 8 : P.dense_pages;
+    bool dense = !u->hugified && u->nactive >= need;
     if (dense && !u->on_dense_list) {
       DLIST_PUSH(P.dense_list, u, dense_next, dense_prev);
       u->on_dense_list = 1;
@@ -467,14 +471,17 @@ uint64_t page_deferred_work(uint64_t now, bool may_collapse) {
     if (u->busy) continue;
     uint64_t due = u->dense_since_ns + delay;
     if (now < due) { if (due < next_hugify) next_hugify = due; continue; }
+    if (may_collapse && ncollapse == COLLAPSE_PER_PASS) {
+      next_hugify = now;   /* more are due: leave them for the next pass, which comes at once */
+      break;
+    }
     DLIST_REMOVE(P.dense_list, u, dense_next, dense_prev);
     u->on_dense_list = 0;
     os_hugify((void *)u->base, TD_UNIT, OS_HUGE_ON);
     u->hugified = 1;
     P.nhugified++;
     P.hugifies++;
-    if (may_collapse && ncollapse < COLLAPSE_PER_PASS) collapse[ncollapse++] = u->base;
-    else if (may_collapse) next_hugify = now;   /* more to collapse: come back soon */
+    if (may_collapse) collapse[ncollapse++] = u->base;
   }
   uint64_t next = TD_MIN(decay_deadline(&P.decay_dirty, P.ndirty), decay_deadline(&P.decay_muzzy, P.nmuzzy));
   next = TD_MIN(next, next_hugify);
