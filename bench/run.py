@@ -568,6 +568,10 @@ def write_plot(path, agg, workloads, allocs):
     allocs = [a for a in allocs if a != ref]      # the reference is the line at 1
     colors = {"tidalloc": "#d62728", "glibc": "#7f7f7f", "jemalloc": "#1f77b4",
               "mimalloc": "#2ca02c", "tcmalloc": "#ff7f0e"}
+    extra = iter(["#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"])   # variants
+    for a in allocs:
+        if a not in colors:
+            colors[a] = next(extra, None)
     if not allocs:
         return False
     fig, axes = plt.subplots(2, 1, figsize=(max(9, 1.0 * (len(names) + 1) + 2), 9))
@@ -644,6 +648,7 @@ def parse_args(argv):
                     "(default 600, 120 with --quick)")
     ap.add_argument("--seed", type=int, help="seed of the allocator shuffling (default: time)")
     ap.add_argument("--list", action="store_true", help="list the workloads and exit")
+    ap.add_argument("--replot", metavar="CSV", help="only redraw bench.png in --out from a results.csv")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=LIB[,CONF]",
                     help="also run this tidalloc build (LIB) under NAME, optionally with "
                     "TIDALLOC_CONF=CONF; repeatable (e.g. tidalloc-nochecks=build-nochecks/libtidalloc.so)")
@@ -658,8 +663,30 @@ def parse_args(argv):
     return args
 
 
+def replot(args):
+    results, order = [], []
+    with open(args.replot) as f:
+        for row in csv.DictReader(f):
+            r = Result(row["workload"], row["allocator"], int(row["rep"]))
+            r.seconds, r.maxrss_kb = float(row["seconds"]), int(row["maxrss_kb"])
+            r.ok, r.checksum, r.error = row["ok"] == "1", row["checksum"], row["error"]
+            results.append(r)
+            if r.allocator not in order:
+                order.append(r.allocator)
+    names = {r.workload for r in results}
+    workloads = [w for w in WORKLOADS if w.name in names]
+    base = [a for a in ALL_ALLOCATORS if a in order]
+    allocs = base[:1] + [a for a in order if a not in ALL_ALLOCATORS] + base[1:]
+    agg = aggregate(results, workloads, allocs)
+    ok = write_plot(Path(args.out) / "bench.png", agg, workloads, allocs)
+    print("wrote %s" % (Path(args.out) / "bench.png") if ok else "no plot")
+    return 0 if ok else 1
+
+
 def main(argv):
     args = parse_args(argv)
+    if args.replot:
+        return replot(args)
     if args.list:
         for w in WORKLOADS:
             print("%-15s %s" % (w.name, w.desc))
