@@ -1,4 +1,5 @@
 #include "api.h"
+#include "objcache.h"
 #include "pressure.h"
 #include "secure.h"
 #include "ctl.h"
@@ -67,31 +68,37 @@ TD_INLINE void td_ensure_init(void) {
  * allocation of a process does not pay for it (it would still work lazily). */
 __attribute__((constructor)) static void td_constructor(void) { td_ensure_init(); }
 
-/* Lock order: background → global heap → secure (classes, quarantines,
- * zero-size) → huge → page → heap registry (and its orphan counters) →
- * pagemap → meta. */
+/* Lock order: ctl → global heap → secure (classes, quarantines, zero-size)
+ * → huge → object caches → page → heap registry (and its orphan counters) →
+ * pagemap → meta → pressure registry → background. The last two are leaves:
+ * they are taken under the others (the work hook runs while a caller holds a
+ * lock) and never hold another lock themselves. */
 static void td_prefork(void) {
   mutex_lock(&init_lock);
-  background_prefork();
-  pressure_prefork();
+  ctl_prefork();
   heap_prefork_global();
   secure_prefork();
   huge_prefork();
+  objcache_prefork();
   page_prefork();
   heap_prefork();
   pagemap_prefork();
   meta_prefork();
+  pressure_prefork();
+  background_prefork();
 }
 
 static void td_postfork_parent(void) {
+  background_postfork_parent();
+  pressure_postfork_parent();
   meta_postfork_parent();
   pagemap_postfork_parent();
   heap_postfork_parent();   /* registry, orphan counters, global heap */
   page_postfork_parent();
+  objcache_postfork_parent();
   huge_postfork_parent();
   secure_postfork_parent();
-  pressure_postfork_parent();
-  background_postfork_parent();
+  ctl_postfork_parent();
   mutex_unlock(&init_lock);
 }
 
@@ -99,11 +106,13 @@ static void td_postfork_child(void) {
   meta_postfork_child();
   pagemap_postfork_child();
   page_postfork_child();
+  objcache_postfork_child();
   huge_postfork_child();
   secure_postfork_child();
   heap_postfork_child();
   pressure_postfork_child();
   background_postfork_child();
+  ctl_postfork_child();
   mutex_postfork_child(&init_lock);
 }
 
@@ -126,8 +135,8 @@ static TD_NOINLINE void *small_slow(size_t size, unsigned cls) {
   }
   if (TD_UNLIKELY(cls == 0)) cls = sizeclass_of(size);
   void *p = heap_alloc_slow(tls_heap, cls);
-  if (TD_UNLIKELY(!p)) errno = ENOMEM;
   maybe_start_background();
+  if (TD_UNLIKELY(!p)) errno = ENOMEM;
   return p;
 }
 
@@ -547,6 +556,11 @@ TD_EXPORT void tidal_thread_flush(void) { heap_thread_flush(); }
 TD_EXPORT int tidal_ctl(const char *name, void *oldp, size_t *oldlenp, const void *newp, size_t newlen) {
   td_ensure_init();
   return ctl_call(name, oldp, oldlenp, newp, newlen);
+}
+
+TD_EXPORT tidal_objcache_t *tidal_objcache_create(const char *name, size_t size, size_t align, size_t retain) {
+  td_ensure_init();
+  return objcache_create(name, size, align, retain);
 }
 
 TD_EXPORT void tidal_stats_print(tidal_write_cb write, void *arg, const char *opts) {

@@ -10,7 +10,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
-#include <sys/prctl.h>
 
 #define NEVER UINT64_MAX
 /* Even with nothing due, look around this often (pooled heaps' inboxes). */
@@ -51,12 +50,11 @@ void background_start(void) {
   B.starting = true;
   B.wake_at = 0;
   mutex_unlock(&bg_lock);
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);   /* the thread blocks every signal */
+  sigset_t old;
+  os_block_signals(&old);   /* the thread starts with every signal blocked */
   pthread_t t;
   int rc = pthread_create(&t, NULL, bg_main, NULL);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  os_restore_signals(&old);
   mutex_lock(&bg_lock);
   B.starting = false;
   if (rc == 0) {
@@ -103,7 +101,7 @@ static void hooks_install(bool on) {
 
 static void *bg_main(void *arg) {
   (void)arg;
-  prctl(PR_SET_NAME, "tidalloc-bg", 0, 0, 0);
+  os_thread_name("tidalloc-bg");
   struct pollfd fds[1 + PRESSURE_MAX_FDS];
   int nfds = 0;
   mutex_lock(&bg_lock);
@@ -142,7 +140,7 @@ static void *bg_main(void *arg) {
     if (nfds) {
       /* Sleep until the deadline, a wake-up, or a pressure event. */
       uint64_t ms = (next - now + 999999) / 1000000;
-      int rc = poll(fds, (nfds_t)nfds, (int)TD_MIN(ms, (uint64_t)INT32_MAX));
+      int rc = os_poll(fds, (unsigned)nfds, (int)TD_MIN(ms, (uint64_t)INT32_MAX));
       if (rc > 0) {
         if (fds[0].revents) os_eventfd_drain(efd);
         pressure_handle_events(fds + 1, nfds - 1);

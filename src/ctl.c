@@ -241,3 +241,7 @@ static void print_at_exit(void) {
 void ctl_print_at_exit(void) {
   if (opt.stats_print != STATS_PRINT_OFF) atexit(print_at_exit);
 }
+
+void ctl_prefork(void) { mutex_lock(&ctl_lock); }
+void ctl_postfork_parent(void) { mutex_unlock(&ctl_lock); }
+void ctl_postfork_child(void) { mutex_postfork_child(&ctl_lock); }

@@ -18,6 +18,9 @@
 /* Set by api.c: give all free memory back (tidal_purge). */
 extern size_t (*ctl_purge_hook)(void);
 void ctl_init(void);
+void ctl_prefork(void);
+void ctl_postfork_parent(void);
+void ctl_postfork_child(void);
 /* tidal_ctl and tidal_stats_print (api.c exports them after initialising). */
 int ctl_call(const char *name, void *oldp, size_t *oldlenp, const void *newp, size_t newlen);
 void ctl_stats_print(void (*write)(void *, const char *), void *arg, const char *opts);

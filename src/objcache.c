@@ -30,10 +30,22 @@ struct tidal_objcache {
 
 static size_t cleaner(void *arg, size_t want) { return tidal_objcache_drain(arg, want); }
 
-TD_EXPORT tidal_objcache_t *tidal_objcache_create(const char *name, size_t size, size_t align, size_t retain) {
-  if (align < 8) align = 8;
+/* All caches ever created (descriptors are never freed), for fork. */
+#define OBJCACHE_MAX 256
+static td_mutex_t all_lock = TD_MUTEX_INIT("objcache_registry");
+static tidal_objcache_t *all_caches[OBJCACHE_MAX];
+static unsigned ncaches;
+
+/* A free object's second word holds this marker (double-free detection). */
+static uintptr_t obj_marker(const void *p) { return ~(uintptr_t)p ^ span_link_key; }
+
+tidal_objcache_t *objcache_create(const char *name, size_t size, size_t align, size_t retain) {
+  if (align < 16) align = 16;   /* room for the link and the free marker */
   if (!td_is_pow2(align) || align > TD_PAGE || size == 0 || size > TD_UNIT / 2) return NULL;
-  free(malloc(1));   /* the allocator is initialised */
+  mutex_lock(&all_lock);
+  bool room = ncaches < OBJCACHE_MAX;
+  mutex_unlock(&all_lock);
+  if (!room) return NULL;
   tidal_objcache_t *c = meta_alloc(sizeof *c, TD_CACHELINE);
   if (!c) return NULL;
   c->lock = (td_mutex_t)TD_MUTEX_INIT("objcache");
@@ -42,7 +54,25 @@ TD_EXPORT tidal_objcache_t *tidal_objcache_create(const char *name, size_t size,
   c->per_slab = TD_UNIT / c->size;
   c->retain = retain;
   c->cleaner_id = tidal_cleaner_register(c->name, cleaner, c);
+  mutex_lock(&all_lock);
+  all_caches[ncaches++] = c;
+  mutex_unlock(&all_lock);
   return c;
+}
+
+void objcache_prefork(void) {
+  mutex_lock(&all_lock);
+  for (unsigned i = 0; i < ncaches; i++) mutex_lock(&all_caches[i]->lock);
+}
+
+void objcache_postfork_parent(void) {
+  for (unsigned i = ncaches; i-- > 0;) mutex_unlock(&all_caches[i]->lock);
+  mutex_unlock(&all_lock);
+}
+
+void objcache_postfork_child(void) {
+  for (unsigned i = 0; i < ncaches; i++) mutex_postfork_child(&all_caches[i]->lock);
+  mutex_postfork_child(&all_lock);
 }
 
 static span_t *slab_new(tidal_objcache_t *c) {
@@ -85,6 +115,7 @@ TD_EXPORT void *tidal_objcache_alloc(tidal_objcache_t *c) {
   if (s->free) {
     p = (void *)s->free;
     s->free = span_link_decode(*(uintptr_t *)p);
+    ((uintptr_t *)p)[1] = 0;   /* no longer marked free */
   } else {
     p = (void *)s->bump;
     s->bump += c->size;
@@ -106,7 +137,12 @@ TD_EXPORT void tidal_objcache_free(tidal_objcache_t *c, void *p) {
       (uintptr_t)p >= s->bump)
     safety_report("invalid free", p, "not an object of this cache", -1, "tidal_objcache_free");
   mutex_lock(&c->lock);
+  if (((uintptr_t *)p)[1] == obj_marker(p) || s->used == 0) {
+    mutex_unlock(&c->lock);
+    safety_report("double free", p, "object of cache, bytes", (long)c->size, "tidal_objcache_free");
+  }
   *(uintptr_t *)p = span_link_encode(s->free);
+  ((uintptr_t *)p)[1] = obj_marker(p);
   s->free = (uintptr_t)p;
   c->nfree++;
   if (s->used-- == c->per_slab) {
@@ -149,6 +185,7 @@ TD_EXPORT size_t tidal_objcache_drain(tidal_objcache_t *c, size_t want) {
 TD_EXPORT void tidal_objcache_destroy(tidal_objcache_t *c) {
   if (!c) return;
   tidal_cleaner_unregister(c->cleaner_id);
+  mutex_lock(&c->lock);
   span_t *lists[3] = { c->partial, c->full, c->empty };
   for (int k = 0; k < 3; k++) {
     for (span_t *s = lists[k], *nx; s; s = nx) {
@@ -158,6 +195,7 @@ TD_EXPORT void tidal_objcache_destroy(tidal_objcache_t *c) {
       page_span_put(s);
     }
   }
-  /* the descriptor itself is metadata: not reclaimed (a few dozen bytes) */
-  memset(c, 0, sizeof *c);
+  c->partial = c->full = c->empty = NULL;
+  c->nslabs = c->nempty = c->nfree = 0;
+  mutex_unlock(&c->lock);   /* the descriptor stays (metadata), empty */
 }

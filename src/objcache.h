@@ -12,4 +12,11 @@
 #ifndef TIDAL_OBJCACHE_H
 #define TIDAL_OBJCACHE_H
 #include "tidalloc.h"
+
+/* tidal_objcache_create without initialising the allocator (api.c does that). */
+tidal_objcache_t *objcache_create(const char *name, size_t size, size_t align, size_t retain);
+/* Every cache's lock: after huge, before page in the fork order. */
+void objcache_prefork(void);
+void objcache_postfork_parent(void);
+void objcache_postfork_child(void);
 #endif

@@ -1,6 +1,9 @@
 #include "os.h"
 
 #include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <sched.h>
@@ -150,6 +153,34 @@ void os_close(int fd) {
   errno = saved;
 }
 
+int os_poll(struct pollfd *fds, unsigned n, int timeout_ms) {
+  int saved = errno;
+  int rc = poll(fds, (nfds_t)n, timeout_ms);
+  errno = saved;
+  return rc;
+}
+
+void os_thread_name(const char *name) { prctl(PR_SET_NAME, name, 0, 0, 0); }
+
+void os_block_signals(void *old) {
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, (sigset_t *)old);
+}
+
+void os_restore_signals(const void *old) { pthread_sigmask(SIG_SETMASK, (const sigset_t *)old, NULL); }
+
+void os_catch_segv(void (*handler)(int, void *, void *), void *old) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = (void (*)(int, siginfo_t *, void *))handler;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGSEGV, &sa, (struct sigaction *)old);
+}
+
+void os_restore_segv(const void *old) { sigaction(SIGSEGV, (const struct sigaction *)old, NULL); }
+
 /* Read a small sysfs/procfs file into buf (NUL-terminated); length or -1. */
 long os_read_file(const char *path, char *buf, size_t cap) {
   int saved = errno;
@@ -229,7 +260,9 @@ void *os_reserve_none(size_t size) {
 
 void *os_remap(void *addr, size_t old_size, size_t new_size) {
   COUNT(cnt_remaps);
+  int saved = errno;
   void *p = mremap(addr, old_size, new_size, MREMAP_MAYMOVE);
+  errno = saved;
   return p == MAP_FAILED ? NULL : p;
 }
 

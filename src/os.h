@@ -76,6 +76,19 @@ bool os_write_str(int fd, const char *s);
 /* Read a small text file into buf (NUL-terminated); bytes read or -1. */
 long os_read_file(const char *path, char *buf, size_t cap);
 void os_close(int fd);
+/* poll(2) on the given fds for at most timeout_ms (-1: no limit). */
+struct pollfd;
+int os_poll(struct pollfd *fds, unsigned n, int timeout_ms);
+/* Name the calling thread (shown by ps/top). */
+void os_thread_name(const char *name);
+/* Block every signal in the calling thread; the old mask goes to *old
+ * (a sigset_t, passed as void* to keep <signal.h> out of this header). */
+void os_block_signals(void *old);
+void os_restore_signals(const void *old);
+/* Install a SA_SIGINFO handler for SIGSEGV, saving the old action in *old
+ * (a struct sigaction); os_restore_segv puts it back. */
+void os_catch_segv(void (*handler)(int, void *, void *), void *old);
+void os_restore_segv(const void *old);
 void os_yield(void);
 
 uint64_t os_random64(void);

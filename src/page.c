@@ -376,7 +376,7 @@ static unit_t *purge_pick(enum stage st) {
   uint64_t best_score = UINT64_MAX;
   for (unit_t *u = P.purge_list; u; u = u->purge_next) {
     size_t n = st == STAGE_DIRTY ? u->ndirty : u->nmuzzy;
-    if (!n || u->busy) continue;
+    if (!n || u->busy || u->collapsing) continue;
     uint64_t score = ((uint64_t)u->hugified << 40) | ((uint64_t)u->nactive << 20) | (uint64_t)(TD_UNIT_PAGES - n);
     if (score < best_score) { best = u; best_score = score; }
   }
@@ -481,7 +481,7 @@ uint64_t page_deferred_work(uint64_t now, bool may_collapse) {
     u->hugified = 1;
     P.nhugified++;
     P.hugifies++;
-    if (may_collapse) collapse[ncollapse++] = u->base;
+    if (may_collapse) { collapse[ncollapse++] = u->base; u->collapsing = 1; }
   }
   uint64_t next = TD_MIN(decay_deadline(&P.decay_dirty, P.ndirty), decay_deadline(&P.decay_muzzy, P.nmuzzy));
   next = TD_MIN(next, next_hugify);
@@ -492,6 +492,8 @@ uint64_t page_deferred_work(uint64_t now, bool may_collapse) {
     bool ok = os_hugify((void *)collapse[i], TD_UNIT, OS_HUGE_COLLAPSE);
     mutex_lock(&page_lock);
     if (ok) P.collapses++; else P.collapse_failures++;
+    for (unit_t *u = P.all_units; u; u = u->all_next)
+      if (u->base == collapse[i]) { u->collapsing = 0; break; }
     mutex_unlock(&page_lock);
   }
   return next;
@@ -587,6 +589,13 @@ void page_postfork_parent(void) { mutex_unlock(&page_lock); }
 void page_postfork_child(void) {
   mutex_postfork_child(&page_lock);
   /* The background thread did not survive the fork; the hook stays, so the
-   * next work that comes due starts a new one. */
+   * next work that comes due starts a new one. Units another thread was
+   * purging or collapsing stay usable: their bitmaps are still right. */
   P.told_due = NEVER;
+  for (unit_t *u = P.all_units; u; u = u->all_next) {
+    if (!u->busy && !u->collapsing) continue;
+    u->busy = 0;
+    u->collapsing = 0;
+    unit_update(u);
+  }
 }

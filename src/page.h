@@ -42,6 +42,7 @@ struct unit_s {
   uint16_t bin;               /* bin index, or UNIT_UNLISTED */
   uint8_t hugified;           /* MADV_HUGEPAGE applied */
   uint8_t busy;               /* taken out of the bins while being purged */
+  uint8_t collapsing;         /* MADV_COLLAPSE in progress: not to be purged */
   uint8_t committed;          /* usable (always 1 unless strict overcommit) */
   uint8_t on_purge_list, on_dense_list;
   uint64_t serial;            /* age: lower is older */

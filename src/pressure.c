@@ -213,10 +213,14 @@ int pressure_pollfds(struct pollfd *fds, int max) {
   return n;
 }
 
-void pressure_handle_events(const struct pollfd *fds, int n) {
+void pressure_handle_events(struct pollfd *fds, int n) {
   enum pressure_level level = PRESSURE_NONE;
   for (int i = 0; i < n && i < W.nfds; i++) {
-    if (!fds[i].revents) continue;
+    if (fds[i].revents & (POLLERR | POLLNVAL | POLLHUP)) {
+      fds[i].fd = -1;   /* a broken source: poll ignores it from now on */
+      continue;
+    }
+    if (!(fds[i].revents & (POLLPRI | POLLIN))) continue;
     int kind = W.kind[i];
     if (kind >= SRC_CG1_MEDIUM) { os_eventfd_drain(fds[i].fd); __atomic_fetch_add(&S.events_cgroup, 1, __ATOMIC_RELAXED); }
     else __atomic_fetch_add(&S.events_psi, 1, __ATOMIC_RELAXED);
@@ -246,8 +250,8 @@ uint64_t pressure_periodic(uint64_t now) {
     uint64_t high = read_u64_file(W.cg_high, &ok3);
     if (ok3 && high && (!ok2 || high < limit)) limit = high;
     if (ok1 && ok2 && limit) {
-      if (usage * 1000 >= limit * NEAR_CRITICAL_PERMILLE) level = PRESSURE_CRITICAL;
-      else if (usage * 1000 >= limit * NEAR_SOME_PERMILLE) level = PRESSURE_SOME;
+      if (usage >= limit / 1000 * NEAR_CRITICAL_PERMILLE) level = PRESSURE_CRITICAL;   /* no overflow */
+      else if (usage >= limit / 1000 * NEAR_SOME_PERMILLE) level = PRESSURE_SOME;
     }
   }
   if (opt.memory_limit > 0 && own_resident() > (uint64_t)opt.memory_limit) {

@@ -31,7 +31,7 @@ bool pressure_watching(void);
 /* The event fds to poll, with what each means; returns how many. */
 int pressure_pollfds(struct pollfd *fds, int max);
 /* After poll(): handle the sources that fired. */
-void pressure_handle_events(const struct pollfd *fds, int n);
+void pressure_handle_events(struct pollfd *fds, int n);
 /* Periodic checks (cgroup limit, memory_limit) due at `now`; returns when
  * the next check is due (UINT64_MAX: none). */
 uint64_t pressure_periodic(uint64_t now);

@@ -67,9 +67,9 @@ static uint64_t marker_of(const void *b) { return canary_key * 0x9e3779b97f4a7c1
 
 static struct sigaction old_segv;
 
-static void segv_handler(int sig, siginfo_t *si, void *ctx) {
+static void segv_handler(int sig, void *info, void *ctx) {
   (void)ctx;
-  uintptr_t a = (uintptr_t)si->si_addr;
+  uintptr_t a = (uintptr_t)((siginfo_t *)info)->si_addr;
   span_t *s = pagemap_lookup((void *)a);
   if (s && s->kind == SPAN_GUARDED) {
     char detail[160];
@@ -105,7 +105,7 @@ static void segv_handler(int sig, siginfo_t *si, void *ctx) {
     os_write_stderr(line, m);
   }
   /* Let the fault take its course: the previous (usually default) action. */
-  sigaction(SIGSEGV, &old_segv, NULL);
+  os_restore_segv(&old_segv);
   (void)sig;
 }
 
@@ -115,12 +115,7 @@ void secure_init(void) {
     sclasses[c].lock = (td_mutex_t)TD_MUTEX_INIT("secure_class");
   }
   if (opt.secure || opt.guard_sample > 0) {
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = segv_handler;
-    sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGSEGV, &sa, &old_segv);
+    os_catch_segv(segv_handler, &old_segv);
     mutex_register(&q_lock);
     mutex_register(&g_lock);
   }

@@ -14,6 +14,10 @@
 
 void free_sized(void *p, size_t size);
 void tidal_thread_flush(void);
+typedef struct tidal_objcache tidal_objcache_t;
+tidal_objcache_t *tidal_objcache_create(const char *name, size_t size, size_t align, size_t retain);
+void *tidal_objcache_alloc(tidal_objcache_t *cache);
+void tidal_objcache_free(tidal_objcache_t *cache, void *obj);
 void _ZdlPvm(void *p, size_t size);   /* operator delete(void *, size_t) */
 
 /* Keep the compiler from reasoning about our pointers. */
@@ -124,6 +128,12 @@ static int run(const char *c) {
     *(void **)p = q + 8;       /* an attacker's fake link */
     hide(malloc(80));
     hide(malloc(80));
+  } else if (!strcmp(c, "objcache_double_free")) {
+    tidal_objcache_t *oc = tidal_objcache_create("misuse", 64, 16, 0);
+    void *a = tidal_objcache_alloc(oc), *b = tidal_objcache_alloc(oc);
+    tidal_objcache_free(oc, a);
+    tidal_objcache_free(oc, b);
+    tidal_objcache_free(oc, a);
   /* ---- hardened mode and sampling ---- */
   } else if (!strcmp(c, "overflow_into_canary")) {
     char *p = hide(malloc(40));
