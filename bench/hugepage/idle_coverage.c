@@ -14,16 +14,7 @@
 #include <string.h>
 #include <time.h>
 
-static long rollup_kb(const char *field) {
-  FILE *f = fopen("/proc/self/smaps_rollup", "r");
-  char line[256];
-  long v = 0;
-  size_t n = strlen(field);
-  while (f && fgets(line, sizeof line, f))
-    if (!strncmp(line, field, n)) v = atol(line + n);
-  if (f) fclose(f);
-  return v;
-}
+#include "../tools/smaps.h"
 
 static uint64_t ms_now(void) {
   struct timespec ts;

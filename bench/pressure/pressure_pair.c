@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "../tools/smaps.h"
 #include <unistd.h>
 
 static volatile sig_atomic_t stop;
@@ -24,17 +26,6 @@ static uint64_t now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static long rollup_kb(const char *field) {
-  FILE *f = fopen("/proc/self/smaps_rollup", "r");
-  char line[256];
-  long v = 0;
-  size_t n = strlen(field);
-  while (f && fgets(line, sizeof line, f))
-    if (!strncmp(line, field, n)) v = atol(line + n);
-  if (f) fclose(f);
-  return v;
 }
 
 static long resident_kb(void) { return rollup_kb("Rss:") - rollup_kb("LazyFree:"); }
