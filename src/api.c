@@ -142,19 +142,8 @@ static TD_NOINLINE void *small_slow(size_t size, unsigned cls) {
 
 TD_INLINE void *small_alloc(size_t size, unsigned cls) {
   heap_t *h = tls_heap;
-  span_t *s = h->cur[cls];
-  block_t *b = (block_t *)s->free;
-  if (TD_LIKELY(b != NULL)) {
-    uintptr_t next = span_link_decode(b->next);
-    if (TD_UNLIKELY(span_link_bad(next))) heap_corrupt(b, s);
-    TD_DASSERT(b->key == heap_marker(b));   /* every free block carries its marker */
-    s->free = next;
-    b->key = 0;
-    s->used++;
-    HEAP_COUNT(h->cnt.nmalloc[cls]);
-    return b;
-  }
-  return small_slow(size, cls);
+  void *p = heap_pop(h, h->cur[cls], cls);
+  return TD_LIKELY(p != NULL) ? p : small_slow(size, cls);
 }
 
 static void *large_alloc(size_t size, size_t align, bool zero) {
@@ -225,9 +214,8 @@ TD_EXPORT void *malloc(size_t size) {
 
 /* What went wrong with a pointer that failed the checks of `fn`. */
 static TD_COLD TD_NORETURN void free_bad(const void *p, span_t *s, const char *fn) {
-  bool is_free = strcmp(fn, "free") == 0 || strncmp(fn, "free_", 5) == 0 || strncmp(fn, "operator delete", 15) == 0;
-  const char *invalid = is_free ? "invalid free" : "invalid pointer";
-  const char *twice = is_free ? "double free" : "use of a freed block";
+  const char *invalid, *twice;
+  safety_misuse_words(fn, &invalid, &twice);
   if (!s) safety_report(invalid, p, "not allocated by tidalloc", -1, fn);
   switch (s->kind) {
     case SPAN_SLAB: {

@@ -196,19 +196,8 @@ static void *heap_alloc_sampling(heap_t *h, unsigned cls) {
   }
   span_t *s = h->parked[cls] ? h->parked[cls] : &span_empty;
   h->cur[cls] = s;
-  void *p;
-  block_t *b = (block_t *)s->free;
-  if (b) {
-    uintptr_t next = span_link_decode(b->next);
-    if (TD_UNLIKELY(span_link_bad(next))) heap_corrupt(b, s);
-    s->free = next;
-    b->key = 0;
-    s->used++;
-    h->cnt.nmalloc[cls]++;
-    p = b;
-  } else {
-    p = heap_refill(h, cls);
-  }
+  void *p = heap_pop(h, s, cls);
+  if (!p) p = heap_refill(h, cls);
   h->parked[cls] = h->cur[cls];
   h->cur[cls] = &span_empty;
   return p;

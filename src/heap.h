@@ -123,20 +123,24 @@ void heap_postfork_child(void);
 /* A free-list link that does not decode to an aligned address. */
 TD_COLD TD_NORETURN void heap_corrupt(const void *block, const span_t *s);
 
-TD_INLINE void *heap_alloc_small(heap_t *h, unsigned cls) {
-  span_t *s = h->cur[cls];
+/* The one pop of a block from the free list of span s (of class cls) of heap
+ * h: NULL when the list is empty. Every allocation fast path is this. */
+TD_INLINE void *heap_pop(heap_t *h, span_t *s, unsigned cls) {
   block_t *b = (block_t *)s->free;
-  if (TD_LIKELY(b != NULL)) {
-    uintptr_t next = span_link_decode(b->next);
-    if (TD_UNLIKELY(span_link_bad(next))) heap_corrupt(b, s);
-    TD_DASSERT(b->key == heap_marker(b));   /* every free block carries its marker */
-    s->free = next;
-    b->key = 0;
-    s->used++;
-    HEAP_COUNT(h->cnt.nmalloc[cls]);
-    return b;
-  }
-  return heap_alloc_slow(h, cls);
+  if (TD_UNLIKELY(b == NULL)) return NULL;
+  uintptr_t next = span_link_decode(b->next);
+  if (TD_UNLIKELY(span_link_bad(next))) heap_corrupt(b, s);
+  TD_DASSERT(b->key == heap_marker(b));   /* every free block carries its marker */
+  s->free = next;
+  b->key = 0;
+  s->used++;
+  HEAP_COUNT(h->cnt.nmalloc[cls]);
+  return b;
+}
+
+TD_INLINE void *heap_alloc_small(heap_t *h, unsigned cls) {
+  void *p = heap_pop(h, h->cur[cls], cls);
+  return TD_LIKELY(p != NULL) ? p : heap_alloc_slow(h, cls);
 }
 
 #endif

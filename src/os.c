@@ -295,8 +295,6 @@ void os_futex_wake(uint32_t *addr, int count) {
   errno = saved;
 }
 
-void os_yield(void) { sched_yield(); }
-
 uint64_t os_random64(void) {
   uint64_t v = 0;
   int saved = errno;

@@ -89,7 +89,6 @@ void os_restore_signals(const void *old);
  * (a struct sigaction); os_restore_segv puts it back. */
 void os_catch_segv(void (*handler)(int, void *, void *), void *old);
 void os_restore_segv(const void *old);
-void os_yield(void);
 
 uint64_t os_random64(void);
 const char *os_getenv(const char *name);   /* secure_getenv: NULL for setuid programs */

@@ -73,6 +73,12 @@ void safety_assert_fail(const char *file, int line_no, const char *expr) {
   abort();
 }
 
+void safety_misuse_words(const char *fn, const char **invalid, const char **twice) {
+  bool is_free = strncmp(fn, "free", 4) == 0 || strncmp(fn, "operator delete", 15) == 0;
+  *invalid = is_free ? "invalid free" : "invalid pointer";
+  *twice = is_free ? "double free" : "use of a freed block";
+}
+
 void safety_warn(const char *msg1, const char *msg2) {
   char line[512];
   size_t at = 0, cap = sizeof line - 1;

@@ -20,6 +20,10 @@
 TD_COLD TD_NORETURN void safety_report(const char *what, const void *ptr, const char *detail,
                                        long num, const char *func);
 TD_COLD TD_NORETURN void safety_assert_fail(const char *file, int line, const char *expr);
+/* How a misused pointer is named for the function fn: free and its kin say
+ * "invalid free" / "double free"; realloc, malloc_usable_size and the like
+ * "invalid pointer" / "use of a freed block". */
+void safety_misuse_words(const char *fn, const char **invalid, const char **twice);
 /* Print a warning line (no abort). */
 TD_COLD void safety_warn(const char *msg1, const char *msg2);
 

@@ -374,9 +374,8 @@ void *secure_alloc(size_t size, size_t align, bool zero) {
 }
 
 void secure_check(const void *p, span_t *s, const char *fn) {
-  bool is_free = strncmp(fn, "free", 4) == 0 || strncmp(fn, "operator delete", 15) == 0;
-  const char *invalid = is_free ? "invalid free" : "invalid pointer";
-  const char *twice = is_free ? "double free" : "use of a freed block";
+  const char *invalid, *twice;
+  safety_misuse_words(fn, &invalid, &twice);
   if (s->kind == SPAN_SECURE) {
     uintptr_t off = (uintptr_t)p - s->start;
     if (off >= s->limit || off % s->size) safety_report(invalid, p, "not the start of a block, size class", (long)s->size, fn);
