@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- initialisation ------------------------------------------------------- */
 
@@ -52,6 +53,9 @@ static TD_COLD void td_init(void) {
     mutex_unlock(&init_lock);
     /* May allocate: allowed now that the allocator works. */
     pthread_atfork(td_prefork, td_postfork_parent, td_postfork_child);
+    /* The main thread's heap has a destructor that tells the background
+     * thread when main leaves with pthread_exit (background.h). */
+    if (os_gettid() == getpid()) heap_thread_bind();
     ctl_purge_hook = tidal_purge;
     ctl_init();
     ctl_print_at_exit();
@@ -293,7 +297,6 @@ static TD_NOINLINE void free_generic(void *p, span_t *s, heap_t *h, size_t size,
       if (mode != FREE_PLAIN && TD_UNLIKELY(sized_bad(s->size, size, true, mode))) sized_report(p, size, s->size, fn);
       block_t *b = p;
       b->key = heap_marker(b);
-      h->cnt.nfree[s->cls]++;    /* heap_empty's counters are never read */
       heap_free_remote(h, s, b);
       break;
     }
@@ -551,6 +554,26 @@ TD_EXPORT tidal_objcache_t *tidal_objcache_create(const char *name, size_t size,
   return objcache_create(name, size, align, retain);
 }
 
+TD_EXPORT void *tidal_objcache_alloc(tidal_objcache_t *c) { return objcache_alloc(c); }
+TD_EXPORT void tidal_objcache_free(tidal_objcache_t *c, void *obj) { objcache_free(c, obj); }
+TD_EXPORT size_t tidal_objcache_drain(tidal_objcache_t *c, size_t want) { return objcache_drain(c, want); }
+TD_EXPORT void tidal_objcache_destroy(tidal_objcache_t *c) { objcache_destroy(c); }
+
+TD_EXPORT int tidal_cleaner_register(const char *name, tidal_cleaner_fn fn, void *arg) {
+  td_ensure_init();
+  return pressure_cleaner_register(name, fn, arg);
+}
+
+TD_EXPORT int tidal_cleaner_unregister(int id) {
+  td_ensure_init();
+  return pressure_cleaner_unregister(id);
+}
+
+TD_EXPORT size_t tidal_release(size_t bytes) {
+  td_ensure_init();
+  return pressure_release(bytes);
+}
+
 TD_EXPORT void tidal_stats_print(tidal_write_cb write, void *arg, const char *opts) {
   td_ensure_init();
   ctl_stats_print(write, arg, opts);
@@ -573,7 +596,7 @@ TD_EXPORT struct mallinfo2 mallinfo2(void) {
   mi.hblks = st.huge.live_count;
   mi.hblkhd = st.huge.live_bytes;
   mi.uordblks = st.allocated;                    /* bytes in live blocks */
-  mi.fordblks = st.resident - st.allocated;      /* resident but not allocated */
+  mi.fordblks = st.resident > st.allocated ? st.resident - st.allocated : 0;   /* resident but not allocated */
   mi.keepcost = st.pages.dirty + st.pages.muzzy; /* what malloc_trim could release */
   return mi;
 }
@@ -638,13 +661,19 @@ TD_EXPORT size_t tidal_usable_size(const void *p) { return malloc_usable_size((v
 #else
 #define TD_COPY_ATTRS(target) copy(target)
 #endif
+/* The target's name is macro-expanded before it is quoted, so a build that
+ * renames the entry points (-Dmalloc=…, the ThreadSanitizer build) still
+ * aliases the right symbols. */
+#define TD_STR_(x) #x
+#define TD_STR(x) TD_STR_(x)
 #define TD_ALIAS(name, target) \
-  __typeof__(target) name __attribute__((alias(#target), TD_COPY_ATTRS(target)))
+  __typeof__(target) name __attribute__((alias(TD_STR(target)), TD_COPY_ATTRS(target)))
 #define TD_ALIAS_EXPORT(name, target) \
-  __typeof__(target) name __attribute__((alias(#target), TD_COPY_ATTRS(target), visibility("default")))
+  __typeof__(target) name __attribute__((alias(TD_STR(target)), TD_COPY_ATTRS(target), visibility("default")))
 
 TD_ALIAS(td_malloc, malloc);
 TD_ALIAS(td_free, free);
+#ifndef TIDAL_NO_GLIBC_ALIASES
 TD_ALIAS_EXPORT(__libc_malloc, malloc);
 TD_ALIAS_EXPORT(__libc_free, free);
 TD_ALIAS_EXPORT(__libc_calloc, calloc);
@@ -653,3 +682,4 @@ TD_ALIAS_EXPORT(__libc_memalign, memalign);
 TD_ALIAS_EXPORT(__libc_valloc, valloc);
 TD_ALIAS_EXPORT(__libc_pvalloc, pvalloc);
 TD_ALIAS_EXPORT(__posix_memalign, posix_memalign);
+#endif

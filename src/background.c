@@ -13,23 +13,37 @@
 
 #define NEVER UINT64_MAX
 /* Even with nothing due, look around this often (pooled heaps' inboxes). */
-#define IDLE_CHECK_NS (30ull * 1000000000ull)
+#define IDLE_CHECK_NS     (30ull * 1000000000ull)
+/* While the main thread has left (pthread_exit), or for a while after any
+ * thread exits, check this often whether only tidalloc's threads are left. */
+#define LIVENESS_CHECK_NS (50ull * 1000000ull)
+#define LIVENESS_WATCH_NS (1000ull * 1000000ull)
 
+/* bg_lock guards every member but the futex word `seq` (bumped with
+ * __atomic_* to wake the worker). It is a leaf: taken under other allocator
+ * locks (the work hooks), it never holds one itself. */
 static td_mutex_t bg_lock = TD_MUTEX_INIT("background");
 static struct {
   bool enabled;            /* option / ctl */
-  bool running;            /* the thread exists */
+  bool running;            /* the worker exists */
   bool starting;           /* pthread_create in progress (guards re-entry) */
   bool failed;             /* could not create it: stay inline */
-  uint64_t wake_at;        /* when the thread plans to wake */
+  uint64_t wake_at;        /* when the worker plans to wake */
   uint64_t wakeups;
-  uint32_t seq;            /* futex word: bumped to wake the thread (__atomic_*) */
-  int efd;                 /* eventfd the thread polls (with the pressure sources); -1: use the futex */
-  pthread_t thread;
-} B;
+  uint64_t watch_until;    /* check liveness often until then (a thread exited) */
+  int pressure;            /* enum pressure_level the watcher saw, for the worker to drain */
+  /* The pressure watcher: its thread id and the read end of its wake-up
+   * pipe, both valid while watch_tid != 0 (it clears them under bg_lock
+   * before it exits). */
+  int watch_tid, watch_fd;
+  bool watch_stop;
+  bool watch_started;      /* spawned and not yet joined */
+  bool watch_alive;        /* spawned and not yet returned */
+  pthread_t watcher;
+  uint32_t seq;
+} bg;
 
-static void *bg_main(void *arg);
-
+static void *worker_main(void *arg);
 static void hooks_install(bool on);
 
 /* Set when work came due before the thread exists; the API layer starts the
@@ -40,162 +54,250 @@ static bool start_pending;   /* accessed with __atomic_* only */
 
 bool background_start_pending(void) { return __atomic_load_n(&start_pending, __ATOMIC_RELAXED); }
 
+/* A thread with every signal blocked: signals are the program's business.
+ * detached: the worker; joinable: the watcher (the worker joins it). */
+static int thread_spawn(pthread_t *t, void *(*fn)(void *), bool detached) {
+  sigset_t old;
+  os_block_signals(&old);
+  int rc = pthread_create(t, NULL, fn, NULL);
+  os_restore_signals(&old);
+  if (rc == 0 && detached) pthread_detach(*t);
+  return rc;
+}
+
 void background_start(void) {
   if (!__atomic_exchange_n(&start_pending, false, __ATOMIC_ACQ_REL)) return;
   mutex_lock(&bg_lock);
-  if (!B.enabled || B.failed || B.running || B.starting) {
+  if (!bg.enabled || bg.failed || bg.running || bg.starting) {
     mutex_unlock(&bg_lock);
     return;
   }
-  B.starting = true;
-  B.wake_at = 0;
+  bg.starting = true;
+  bg.wake_at = 0;
   mutex_unlock(&bg_lock);
-  sigset_t old;
-  os_block_signals(&old);   /* the thread starts with every signal blocked */
   pthread_t t;
-  int rc = pthread_create(&t, NULL, bg_main, NULL);
-  os_restore_signals(&old);
+  int rc = thread_spawn(&t, worker_main, true);
   mutex_lock(&bg_lock);
-  B.starting = false;
-  if (rc == 0) {
-    pthread_detach(t);
-    B.thread = t;
-    B.running = true;
-  } else {
-    B.failed = true;               /* fall back to inline work */
-  }
+  bg.starting = false;
+  if (rc == 0) bg.running = true;
+  else bg.failed = true;               /* fall back to inline work */
   mutex_unlock(&bg_lock);
   if (rc != 0) hooks_install(false);
 }
 
-/* Called by page and huge without their locks (but maybe under a caller's)
- * when work is due at `due`: wake the thread, or ask for it to be started. */
+/* Wake the worker (bg_lock held). A private futex: no descriptor, no signal,
+ * not a cancellation point, and nothing another process can see. */
+static void wake_locked(void) {
+  __atomic_fetch_add(&bg.seq, 1, __ATOMIC_RELEASE);
+  os_futex_wake(&bg.seq, 1);
+}
+
+/* Called by page, huge and pressure without their locks (but maybe under a
+ * caller's) when work is due at `due`: wake the worker, or ask for it to be
+ * started. */
 static void bg_notify(uint64_t due) {
   mutex_lock(&bg_lock);
-  if (!B.enabled || B.failed) {
-    mutex_unlock(&bg_lock);
-    return;
-  }
-  if (!B.running) {
-    mutex_unlock(&bg_lock);
-    __atomic_store_n(&start_pending, true, __ATOMIC_RELEASE);
-    return;
-  }
-  bool wake = due < B.wake_at;
-  int efd = B.efd;
-  if (wake) {
-    B.wake_at = due;
-    __atomic_fetch_add(&B.seq, 1, __ATOMIC_RELEASE);
+  if (bg.enabled && !bg.failed) {
+    if (!bg.running) {
+      __atomic_store_n(&start_pending, true, __ATOMIC_RELEASE);
+    } else if (due < bg.wake_at) {
+      bg.wake_at = due;
+      wake_locked();
+    }
   }
   mutex_unlock(&bg_lock);
-  if (wake) {
-    if (efd >= 0) os_eventfd_signal(efd);
-    else os_futex_wake(&B.seq, 1);
+}
+
+/* A thread is exiting (heap's thread-exit hook): if it was the last of the
+ * program's, the worker must notice and leave, or it would keep the process
+ * alive. */
+static void bg_thread_exited(void) {
+  mutex_lock(&bg_lock);
+  if (bg.running) {
+    bg.watch_until = os_now_ns() + LIVENESS_WATCH_NS;
+    wake_locked();
   }
+  mutex_unlock(&bg_lock);
 }
 
 static void hooks_install(bool on) {
   page_set_work_hook(on ? bg_notify : NULL);
   huge_set_work_hook(on ? bg_notify : NULL);
+  pressure_set_work_hook(on ? bg_notify : NULL);
 }
 
-static void *bg_main(void *arg) {
+/* ---- the pressure watcher --------------------------------------------------- */
+
+/* It sleeps in poll() on the pressure sources (no wake-ups while idle) and
+ * hands what it sees to the worker, which drains: application cleaners run
+ * on the worker, whose descriptor table is the program's. Its own table is
+ * private, so the program can neither close nor reuse its descriptors and a
+ * fork never copies them. The worker stops it through its wake-up pipe,
+ * opened by path (/proc/self/task/TID/fd/N). */
+static void *watcher_main(void *arg) {
+  (void)arg;
+  os_thread_name("tidalloc-psi");
+  struct pollfd fds[1 + PRESSURE_MAX_FDS];
+  int pipefd[2] = { -1, -1 }, n = 0;
+  if (os_fd_table_private() && os_pipe_nonblock(pipefd) == 0) {
+    fds[0] = (struct pollfd){ .fd = pipefd[0], .events = POLLIN };
+    n = pressure_open_events(fds + 1, PRESSURE_MAX_FDS);
+    /* The write end stays open (a pipe without writers polls as hung up);
+     * the worker writes through the read end's path. */
+  }
+  mutex_lock(&bg_lock);
+  bool stop = bg.watch_stop || n == 0;
+  if (!stop) { bg.watch_tid = os_gettid(); bg.watch_fd = pipefd[0]; }
+  mutex_unlock(&bg_lock);
+  while (!stop) {
+    if (os_poll(fds, (unsigned)(1 + n), -1) > 0) {
+      if (fds[0].revents) os_drain_fd(fds[0].fd);
+      enum pressure_level level = pressure_read_events(fds + 1, n);
+      mutex_lock(&bg_lock);
+      if ((int)level > bg.pressure) { bg.pressure = (int)level; wake_locked(); }
+      mutex_unlock(&bg_lock);
+    }
+    mutex_lock(&bg_lock);
+    stop = bg.watch_stop;
+    mutex_unlock(&bg_lock);
+  }
+  mutex_lock(&bg_lock);
+  bg.watch_tid = 0;      /* from now on nobody writes to its pipe */
+  bg.watch_alive = false;
+  mutex_unlock(&bg_lock);
+  return NULL;   /* its private table, and the descriptors in it, go with it */
+}
+
+static void watcher_start(void) {
+  if (!pressure_has_events()) return;
+  mutex_lock(&bg_lock);
+  bool start = !bg.watch_started;
+  bg.watch_started = bg.watch_alive = true;
+  bg.watch_stop = false;
+  mutex_unlock(&bg_lock);
+  if (start && thread_spawn(&bg.watcher, watcher_main, false) != 0) {
+    mutex_lock(&bg_lock);
+    bg.watch_started = bg.watch_alive = false;
+    mutex_unlock(&bg_lock);
+  }
+}
+
+/* Stop the watcher and wait until it is gone (worker only). */
+static void watcher_stop(void) {
+  mutex_lock(&bg_lock);
+  bool started = bg.watch_started;
+  bg.watch_stop = true;
+  if (bg.watch_tid) os_thread_fd_poke(bg.watch_tid, bg.watch_fd);   /* under the lock: tid still names it */
+  mutex_unlock(&bg_lock);
+  if (!started) return;
+  pthread_join(bg.watcher, NULL);
+  mutex_lock(&bg_lock);
+  bg.watch_started = false;
+  mutex_unlock(&bg_lock);
+}
+
+/* ---- the worker --------------------------------------------------------------- */
+
+/* One round of deferred work; returns when the next is due. */
+static uint64_t worker_round(int pressure) {
+  if (pressure) pressure_drain(SIZE_MAX, (enum pressure_level)pressure);
+  uint64_t now = os_now_ns();
+  uint64_t next = page_deferred_work(now, true);
+  next = TD_MIN(next, huge_deferred_work(now));
+  next = TD_MIN(next, pressure_periodic(now));
+  heap_sweep_pool();
+  return next;
+}
+
+/* Whether the worker must leave: switched off, or the program's threads are
+ * all gone (a main thread that left with pthread_exit keeps the process
+ * running until every other thread has: ours must never be what keeps it
+ * alive, or, with every signal blocked here, what makes it deaf to SIGTERM).
+ * *main_gone: poll liveness often. */
+static bool worker_must_leave(bool *main_gone) {
+  mutex_lock(&bg_lock);
+  bool on = bg.enabled;
+  long ours = 1 + bg.watch_alive;
+  mutex_unlock(&bg_lock);
+  if (!on) return true;
+  long n = os_thread_census(main_gone);
+  /* Left: the zombie main thread and tidalloc's own. */
+  return *main_gone && n >= 0 && n <= 1 + ours;
+}
+
+static void *worker_main(void *arg) {
   (void)arg;
   os_thread_name("tidalloc-bg");
-  struct pollfd fds[1 + PRESSURE_MAX_FDS];
-  int nfds = 0;
-  mutex_lock(&bg_lock);
-  int efd = B.efd;
-  mutex_unlock(&bg_lock);
-  if (efd >= 0) {
-    fds[0] = (struct pollfd){ .fd = efd, .events = POLLIN };
-    nfds = 1 + pressure_pollfds(fds + 1, PRESSURE_MAX_FDS);
-  }
+  watcher_start();
   for (;;) {
+    bool main_gone = false;
+    if (worker_must_leave(&main_gone)) break;
     mutex_lock(&bg_lock);
-    if (!B.enabled) {
-      B.running = false;
-      mutex_unlock(&bg_lock);
-      return NULL;
-    }
-    B.wakeups++;
-    B.wake_at = 0;   /* working: any notification may be skipped */
+    bg.wakeups++;
+    bg.wake_at = 0;   /* working: any notification may be skipped */
+    int pressure = bg.pressure;
+    bg.pressure = PRESSURE_NONE;
+    bool watch = os_now_ns() < bg.watch_until || main_gone;
     mutex_unlock(&bg_lock);
 
+    uint64_t next = worker_round(pressure);
     uint64_t now = os_now_ns();
-    uint64_t next = page_deferred_work(now, true);
-    uint64_t hnext = huge_deferred_work(now);
-    if (hnext < next) next = hnext;
-    uint64_t pnext = pressure_periodic(now);
-    if (pnext < next) next = pnext;
-    heap_sweep_pool();
-
-    now = os_now_ns();
     if (next == NEVER || next > now + IDLE_CHECK_NS) next = now + IDLE_CHECK_NS;
+    if (watch) next = TD_MIN(next, now + LIVENESS_CHECK_NS);
     mutex_lock(&bg_lock);
-    uint32_t seq = __atomic_load_n(&B.seq, __ATOMIC_ACQUIRE);
-    B.wake_at = next;
+    uint32_t seq = __atomic_load_n(&bg.seq, __ATOMIC_ACQUIRE);
+    bg.wake_at = next;
+    bool more = bg.pressure != PRESSURE_NONE;
     mutex_unlock(&bg_lock);
-    if (next <= now) continue;
-    if (nfds) {
-      /* Sleep until the deadline, a wake-up, or a pressure event. */
-      uint64_t ms = (next - now + 999999) / 1000000;
-      int rc = os_poll(fds, (unsigned)nfds, (int)TD_MIN(ms, (uint64_t)INT32_MAX));
-      if (rc > 0) {
-        if (fds[0].revents) os_eventfd_drain(efd);
-        pressure_handle_events(fds + 1, nfds - 1);
-      }
-    } else {
-      os_futex_wait_timeout(&B.seq, seq, next - now);
-    }
+    if (next > now && !more) os_futex_wait_timeout(&bg.seq, seq, next - now);
   }
+  watcher_stop();
+  mutex_lock(&bg_lock);
+  bg.running = false;
+  mutex_unlock(&bg_lock);
+  return NULL;
 }
+
+/* ---- control ---------------------------------------------------------------------- */
 
 void background_init(void) {
   mutex_register(&bg_lock);
-  B.enabled = opt.background_thread;
-  B.efd = -1;
-  if (!B.enabled) return;
-  hooks_install(true);
+  heap_set_exit_hook(bg_thread_exited);
+  bg.enabled = opt.background_thread;
+  if (!bg.enabled) return;
   pressure_init();
-  B.efd = os_eventfd();
-  /* Watching for pressure needs the thread even before there is other work. */
-  if (pressure_watching()) __atomic_store_n(&start_pending, true, __ATOMIC_RELEASE);
+  hooks_install(true);
+  /* Pressure events need the watcher even before there is other work. */
+  if (pressure_has_events()) __atomic_store_n(&start_pending, true, __ATOMIC_RELEASE);
 }
 
 void background_enable(bool on) {
   mutex_lock(&bg_lock);
-  bool was = B.enabled;
-  B.enabled = on;
-  if (on) B.failed = false;
+  bool was = bg.enabled;
+  bg.enabled = on;
+  if (on) bg.failed = false;
+  if (!on && was) wake_locked();   /* it sees !enabled and exits */
   mutex_unlock(&bg_lock);
-  if (on && !was) {
-    hooks_install(true);
-  } else if (!on && was) {
-    hooks_install(false);
-    __atomic_fetch_add(&B.seq, 1, __ATOMIC_RELEASE);
-    if (B.efd >= 0) os_eventfd_signal(B.efd);   /* it sees !enabled and exits */
-    else os_futex_wake(&B.seq, 1);
-  }
+  if (on != was) hooks_install(on);
 }
 
 bool background_enabled(void) {
   mutex_lock(&bg_lock);
-  bool on = B.enabled;
+  bool on = bg.enabled;
   mutex_unlock(&bg_lock);
   return on;
 }
 
 bool background_running(void) {
   mutex_lock(&bg_lock);
-  bool r = B.running;
+  bool r = bg.running;
   mutex_unlock(&bg_lock);
   return r;
 }
 
 uint64_t background_wakeups(void) {
   mutex_lock(&bg_lock);
-  uint64_t w = B.wakeups;
+  uint64_t w = bg.wakeups;
   mutex_unlock(&bg_lock);
   return w;
 }
@@ -205,9 +307,17 @@ void background_postfork_parent(void) { mutex_unlock(&bg_lock); }
 void background_postfork_child(void) {
   mutex_postfork_child(&bg_lock);
   start_pending = false;
-  /* The thread did not survive: start a new one when work comes. */
-  B.running = false;
-  B.starting = false;
-  B.wake_at = 0;
-  B.seq = 0;
+  /* Neither thread survived, and the watcher's descriptors stayed with it:
+   * the child starts its own when work comes. */
+  bg.running = false;
+  bg.starting = false;
+  bg.wake_at = 0;
+  bg.watch_until = 0;
+  bg.pressure = PRESSURE_NONE;
+  bg.watch_tid = 0;
+  bg.watch_fd = -1;
+  bg.watch_stop = false;
+  bg.watch_started = false;
+  bg.watch_alive = false;
+  bg.seq = 0;
 }

@@ -86,9 +86,14 @@ static bool parse_num(const char *s, size_t len, int64_t scale, int64_t *out) {
     if (c == '.' && scale > 1 && !dot) { dot = true; continue; }
     if (c < '0' || c > '9') return false;
     digits = true;
-    if (v > INT64_MAX / 10 - 10) return false;
-    if (!dot) v = v * 10 + (c - '0') * scale;
-    else if (frac_scale > 1) { frac_scale /= 10; v += (c - '0') * frac_scale; }
+    int64_t d = c - '0';
+    if (!dot) {
+      /* v = v * 10 + d * scale, refusing what does not fit (no signed overflow) */
+      if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, d * scale, &v)) return false;
+    } else if (frac_scale > 1) {
+      frac_scale /= 10;
+      if (__builtin_add_overflow(v, d * frac_scale, &v)) return false;
+    }
   }
   if (!digits) return false;
   *out = neg ? -v : v;

@@ -45,7 +45,9 @@ static bool index_of(const char **name, uint64_t *out) {
   const char *s = *name;
   uint64_t v = 0;
   if (*s < '0' || *s > '9') return false;
-  while (*s >= '0' && *s <= '9') v = v * 10 + (uint64_t)(*s++ - '0');
+  while (*s >= '0' && *s <= '9') {
+    if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, (uint64_t)(*s++ - '0'), &v)) return false;
+  }
   if (*s != '.') return false;
   *out = v;
   *name = s + 1;
@@ -226,12 +228,13 @@ static void write_stderr(void *arg, const char *text) {
 
 void ctl_stats_print(void (*write)(void *, const char *), void *arg, const char *opts) {
   bool json = opts && (strstr(opts, "json") || strchr(opts, 'J'));
-  stats_t *st = &snap;
+  stats_t st;   /* a private copy: the callback runs with no lock held, so it may call tidal_ctl */
+  stats_collect(&st);
   mutex_lock(&ctl_lock);
-  stats_collect(st);
+  snap = st;
   epoch++;
-  stats_print(st, write ? (stats_write_cb)write : write_stderr, arg, json);
   mutex_unlock(&ctl_lock);
+  stats_print(&st, write ? (stats_write_cb)write : write_stderr, arg, json);
 }
 
 static void print_at_exit(void) {

@@ -31,6 +31,10 @@ static uint32_t heap_next_id;
 static pthread_key_t heap_tsd;
 
 static void heap_thread_exit(void *arg);
+static heap_t *heap_bind(void);
+static void (*exit_hook)(void);
+
+void heap_set_exit_hook(void (*hook)(void)) { __atomic_store_n(&exit_hook, hook, __ATOMIC_RELEASE); }
 static void heap_bytes(const heap_t *h, uint64_t *allocated, uint64_t *freed);
 
 static heap_t *heap_create(uint32_t state) {
@@ -254,10 +258,18 @@ static void outbuf_flush(outbuf_t *o) {
 
 void heap_free_remote(heap_t *h, span_t *s, block_t *b) {
   heap_t *dest = s->owner;
-  if (h == &heap_empty || h->state != HEAP_ACTIVE) {
+  /* A thread that frees before it ever allocated gets a heap now: its frees
+   * are counted (stats) and batched like any other thread's. */
+  if (h == &heap_empty) h = heap_bind();
+  if (!h || h->state != HEAP_ACTIVE) {
+    /* Past its heap's destructor: count on the orphans, push alone. */
+    mutex_lock(&orphan_lock);
+    orphan_cnt.nfree[s->cls]++;
+    mutex_unlock(&orphan_lock);
     inbox_push(dest, b, b);
     return;
   }
+  HEAP_COUNT(h->cnt.nfree[s->cls]);
   outbuf_t *o = &h->out[dest->id & (HEAP_OUT_SLOTS - 1)];
   if (o->dest != dest) {
     if (o->n) outbuf_flush(o);
@@ -308,6 +320,10 @@ static void heap_trim(heap_t *h) {
   }
 }
 
+void heap_thread_bind(void) {
+  if (tls_heap == &heap_empty) heap_bind();
+}
+
 void heap_thread_flush(void) {
   heap_t *h = tls_heap;
   if (h == &heap_empty) return;
@@ -328,6 +344,8 @@ static void heap_thread_exit(void *arg) {
   h->pool_next = heap_pool;
   heap_pool = h;
   mutex_unlock(&registry_lock);
+  void (*hook)(void) = __atomic_load_n(&exit_hook, __ATOMIC_ACQUIRE);
+  if (hook) hook();
 }
 
 void heap_sweep_pool(void) {

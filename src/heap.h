@@ -91,11 +91,18 @@ void *heap_alloc_slow(heap_t *h, unsigned cls);
 void heap_free_local_slow(heap_t *h, span_t *s);
 /* The same, for a caller that has not decremented s->used yet. */
 void heap_free_local_dec_slow(heap_t *h, span_t *s);
-/* Free a valid block of a slab owned by another heap. */
+/* Free a valid block (marker already set) of a slab owned by another heap
+ * than h, the calling thread's (heap_empty if it has none yet: it gets one).
+ * Counts the free. */
 void heap_free_remote(heap_t *h, span_t *s, block_t *b);
+/* Called (with no lock held) when a thread's heap has been pooled at its exit. */
+void heap_set_exit_hook(void (*hook)(void));
 
 void heap_flush_out(heap_t *h);
 void heap_collect(heap_t *h);
+/* Give the calling thread its heap now (so its exit is noticed even if it
+ * never allocates). */
+void heap_thread_bind(void);
 /* Flush the calling thread's outgoing frees, drain its inbox, return its
  * empty slabs. */
 void heap_thread_flush(void);

@@ -115,6 +115,40 @@ static span_t *cache_take(size_t map_size, size_t align, span_t **spare) {
   return best;
 }
 
+/* Resize s's mapping to map_size: in place when the kernel can; otherwise
+ * move it to an address reserved first, 2 MiB-aligned when it is that long,
+ * with its pagemap leaf ready, so nothing can fail after the move.
+ * registered: s's first page is in the pagemap. Its entry is withdrawn
+ * before the move, because once mremap has released the old range another
+ * thread may map something there and register it, and restored if the move
+ * fails. Returns false, with s unchanged, when the OS refuses. */
+static bool mapping_resize(span_t *s, size_t map_size, bool registered) {
+  if (os_remap((void *)s->base, s->bytes, map_size, NULL)) {
+    s->bytes = map_size;
+    return true;
+  }
+  void *dest = os_map_aligned(map_size, map_size >= TD_UNIT ? TD_UNIT : TD_PAGE);
+  if (!dest) return false;
+  if (!pagemap_reserve((uintptr_t)dest, TD_PAGE)) {
+    os_unmap(dest, map_size);
+    return false;
+  }
+  if (registered) pagemap_set(s->base, 1, &span_released);
+  if (!os_remap((void *)s->base, s->bytes, map_size, dest)) {
+    if (registered) pagemap_set(s->base, 1, s);
+    os_unmap(dest, map_size);
+    return false;
+  }
+  os_name(dest, map_size, "tidalloc-huge");
+  s->base = (uintptr_t)dest;
+  s->bytes = map_size;
+  if (registered) {
+    s->start = s->base;
+    pagemap_set(s->base, 1, s);
+  }
+  return true;
+}
+
 static void live_add(span_t *s) {
   mutex_lock(&huge_lock);
   H.live_bytes += s->bytes;
@@ -133,16 +167,10 @@ void *huge_alloc(size_t size, size_t align, bool zero) {
   mutex_unlock(&huge_lock);
   if (spare) page_span_put(spare);
   bool fresh = false;
-  if (s && s->bytes < map_size) {
-    void *p = os_remap((void *)s->base, s->bytes, map_size);
-    if (p) {
-      s->base = (uintptr_t)p;
-      s->bytes = map_size;
-    } else {
-      os_unmap((void *)s->base, s->bytes);
-      page_span_put(s);
-      s = NULL;
-    }
+  if (s && s->bytes < map_size && !mapping_resize(s, map_size, false)) {
+    os_unmap((void *)s->base, s->bytes);
+    page_span_put(s);
+    s = NULL;
   }
   if (!s) {
     size_t map_align = TD_MAX(align, map_size >= TD_UNIT ? TD_UNIT : TD_PAGE);
@@ -226,24 +254,12 @@ void *huge_realloc(span_t *s, size_t new_size) {
   if (map_size < new_size) return NULL;
   size_t old = s->bytes;
   if (map_size == old) return (void *)s->base;
-  void *p = os_remap((void *)s->base, old, map_size);
-  if (!p) return NULL;
-  if ((uintptr_t)p != s->base) {
-    if (!pagemap_reserve((uintptr_t)p, TD_PAGE)) {
-      void *back = os_remap(p, map_size, old);   /* undo: cannot register it */
-      if (back) { pagemap_set(s->base, 1, NULL); s->base = s->start = (uintptr_t)back; pagemap_set(s->base, 1, s); }
-      return NULL;
-    }
-    pagemap_set(s->base, 1, NULL);
-    s->base = s->start = (uintptr_t)p;
-    pagemap_set(s->base, 1, s);
-  }
-  s->bytes = map_size;
+  if (!mapping_resize(s, map_size, true)) return NULL;
   mutex_lock(&huge_lock);
   H.live_bytes = H.live_bytes - old + map_size;
   H.remaps++;
   mutex_unlock(&huge_lock);
-  return p;
+  return (void *)s->base;
 }
 
 size_t huge_purge_all(void) {

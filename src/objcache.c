@@ -4,6 +4,7 @@
 #include "meta.h"
 #include "os.h"
 #include "page.h"
+#include "pressure.h"
 #include "pagemap.h"
 #include "safety.h"
 #include "span.h"
@@ -25,54 +26,75 @@ struct tidal_objcache {
   size_t retain;           /* free objects a drain leaves */
   span_t *partial, *full, *empty;
   size_t nslabs, nempty, nfree;
-  int cleaner_id;
+  tidal_objcache_t *next;  /* on the live list, or the spare list */
 };
 
-static size_t cleaner(void *arg, size_t want) { return tidal_objcache_drain(arg, want); }
-
-/* All caches ever created (descriptors are never freed), for fork. */
-#define OBJCACHE_MAX 256
+/* Every live cache, on one list (no limit), for fork and for the one cleaner
+ * that drains them all. Destroyed caches' descriptors wait on a free list
+ * for reuse (metadata is never unmapped). Lock order: all_lock, then a
+ * cache's lock. */
 static td_mutex_t all_lock = TD_MUTEX_INIT("objcache_registry");
-static tidal_objcache_t *all_caches[OBJCACHE_MAX];
-static unsigned ncaches;
+static tidal_objcache_t *live, *spare;
+static bool cleaner_registered;
 
 /* A free object's second word holds this marker (double-free detection). */
 static uintptr_t obj_marker(const void *p) { return ~(uintptr_t)p ^ span_link_key; }
 
-tidal_objcache_t *objcache_create(const char *name, size_t size, size_t align, size_t retain) {
-  if (align < 16) align = 16;   /* room for the link and the free marker */
-  if (!td_is_pow2(align) || align > TD_PAGE || size == 0 || size > TD_UNIT / 2) return NULL;
-  mutex_lock(&all_lock);
-  bool room = ncaches < OBJCACHE_MAX;
+/* The application-level cleaner of all object caches: under critical
+ * pressure or tidal_release, each gives back empty slabs down to its retain. */
+static size_t drain_all(void *arg, size_t want) {
+  (void)arg;
+  size_t got = 0;
+  mutex_lock(&all_lock);   /* a cache cannot be destroyed while it drains */
+  for (tidal_objcache_t *c = live; c && got < want; c = c->next)
+    got += objcache_drain(c, want - got);
   mutex_unlock(&all_lock);
-  if (!room) return NULL;
-  tidal_objcache_t *c = meta_alloc(sizeof *c, TD_CACHELINE);
-  if (!c) return NULL;
-  c->lock = (td_mutex_t)TD_MUTEX_INIT("objcache");
-  strncpy(c->name, name ? name : "objcache", sizeof c->name - 1);
-  c->size = td_align_up(size, align);
-  c->per_slab = TD_UNIT / c->size;
-  c->retain = retain;
-  c->cleaner_id = tidal_cleaner_register(c->name, cleaner, c);
+  return got;
+}
+
+tidal_objcache_t *objcache_create(const char *name, size_t size, size_t align, size_t retain) {
+  if (align == 0) align = TD_QUANTUM;
+  if (!td_is_pow2(align) || align > TD_PAGE || size == 0 || size > TD_UNIT / 2) return NULL;
+  if (align < sizeof(block_t)) align = sizeof(block_t);   /* room for the link and the free marker */
   mutex_lock(&all_lock);
-  all_caches[ncaches++] = c;
+  if (!cleaner_registered)
+    cleaner_registered = pressure_cleaner_register("tidalloc:object_caches", drain_all, NULL) >= 0;
+  tidal_objcache_t *c = spare;
+  if (c) spare = c->next;
+  else c = meta_alloc(sizeof *c, TD_CACHELINE);
+  if (c) {
+    memset(c, 0, sizeof *c);
+    c->lock = (td_mutex_t)TD_MUTEX_INIT("objcache");
+    strncpy(c->name, name ? name : "objcache", sizeof c->name - 1);
+    c->size = td_align_up(size, align);
+    c->per_slab = TD_UNIT / c->size;
+    c->retain = retain;
+    c->next = live;
+    live = c;
+  }
   mutex_unlock(&all_lock);
   return c;
 }
 
 void objcache_prefork(void) {
   mutex_lock(&all_lock);
-  for (unsigned i = 0; i < ncaches; i++) mutex_lock(&all_caches[i]->lock);
+  for (tidal_objcache_t *c = live; c; c = c->next) mutex_lock(&c->lock);
 }
 
 void objcache_postfork_parent(void) {
-  for (unsigned i = ncaches; i-- > 0;) mutex_unlock(&all_caches[i]->lock);
+  for (tidal_objcache_t *c = live; c; c = c->next) mutex_unlock(&c->lock);
   mutex_unlock(&all_lock);
 }
 
 void objcache_postfork_child(void) {
-  for (unsigned i = 0; i < ncaches; i++) mutex_postfork_child(&all_caches[i]->lock);
+  for (tidal_objcache_t *c = live; c; c = c->next) mutex_postfork_child(&c->lock);
   mutex_postfork_child(&all_lock);
+}
+
+static void slab_unmap(span_t *s) {
+  pagemap_set(s->base, 1, &span_released);
+  os_unmap((void *)s->base, TD_UNIT);
+  page_span_put(s);
 }
 
 static span_t *slab_new(tidal_objcache_t *c) {
@@ -99,7 +121,7 @@ static span_t *slab_new(tidal_objcache_t *c) {
   return s;
 }
 
-TD_EXPORT void *tidal_objcache_alloc(tidal_objcache_t *c) {
+void *objcache_alloc(tidal_objcache_t *c) {
   mutex_lock(&c->lock);
   span_t *s = c->partial;
   if (!s && (s = c->empty)) {
@@ -130,7 +152,7 @@ TD_EXPORT void *tidal_objcache_alloc(tidal_objcache_t *c) {
   return p;
 }
 
-TD_EXPORT void tidal_objcache_free(tidal_objcache_t *c, void *p) {
+void objcache_free(tidal_objcache_t *c, void *p) {
   if (!p) return;
   span_t *s = pagemap_lookup((void *)td_align_down((uintptr_t)p, TD_UNIT));
   if (!s || s->kind != SPAN_OBJCACHE || s->cache != c || ((uintptr_t)p - s->start) % c->size ||
@@ -157,11 +179,13 @@ TD_EXPORT void tidal_objcache_free(tidal_objcache_t *c, void *p) {
   mutex_unlock(&c->lock);
 }
 
-TD_EXPORT size_t tidal_objcache_drain(tidal_objcache_t *c, size_t want) {
+size_t objcache_drain(tidal_objcache_t *c, size_t want) {
   size_t got = 0;
   span_t *dead = NULL;
   mutex_lock(&c->lock);
-  while (c->empty && got < want && c->nfree >= c->retain + c->per_slab) {
+  /* nfree - per_slab >= retain, written so that a retain near SIZE_MAX
+   * cannot wrap. */
+  while (c->empty && got < want && c->nfree >= c->per_slab && c->nfree - c->per_slab >= c->retain) {
     span_t *s = c->empty;
     span_list_remove(&c->empty, s);
     c->nempty--;
@@ -175,27 +199,34 @@ TD_EXPORT size_t tidal_objcache_drain(tidal_objcache_t *c, size_t want) {
   while (dead) {
     span_t *s = dead;
     dead = s->next;
-    pagemap_set(s->base, 1, &span_released);
-    os_unmap((void *)s->base, TD_UNIT);
-    page_span_put(s);
+    slab_unmap(s);
   }
   return got;
 }
 
-TD_EXPORT void tidal_objcache_destroy(tidal_objcache_t *c) {
+
+void objcache_destroy(tidal_objcache_t *c) {
   if (!c) return;
-  tidal_cleaner_unregister(c->cleaner_id);
+  mutex_lock(&all_lock);
+  tidal_objcache_t **pp = &live;
+  while (*pp && *pp != c) pp = &(*pp)->next;
+  if (!*pp) {
+    mutex_unlock(&all_lock);
+    safety_report("invalid object cache", c, "not a live cache", -1, "tidal_objcache_destroy");
+  }
+  *pp = c->next;
   mutex_lock(&c->lock);
   span_t *lists[3] = { c->partial, c->full, c->empty };
   for (int k = 0; k < 3; k++) {
     for (span_t *s = lists[k], *nx; s; s = nx) {
       nx = s->next;
-      pagemap_set(s->base, 1, &span_released);
-      os_unmap((void *)s->base, TD_UNIT);
-      page_span_put(s);
+      slab_unmap(s);
     }
   }
   c->partial = c->full = c->empty = NULL;
   c->nslabs = c->nempty = c->nfree = 0;
-  mutex_unlock(&c->lock);   /* the descriptor stays (metadata), empty */
+  mutex_unlock(&c->lock);
+  c->next = spare;   /* the descriptor is reused by a later create */
+  spare = c;
+  mutex_unlock(&all_lock);
 }

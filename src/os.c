@@ -88,6 +88,15 @@ static bool default_commit(void *addr, size_t size, bool commit) {
   return ok;
 }
 
+static bool default_remap(void *addr, size_t old_size, size_t new_size, void *dest) {
+  COUNT(cnt_remaps);
+  int saved = errno;
+  void *p = dest ? mremap(addr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dest)
+                 : mremap(addr, old_size, new_size, 0);
+  errno = saved;
+  return p != MAP_FAILED;
+}
+
 static uint64_t default_now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -97,6 +106,7 @@ static uint64_t default_now_ns(void) {
 const os_hooks_t os_hooks_default = {
   .map = default_map, .unmap = default_unmap, .purge = default_purge,
   .hugify = default_hugify, .now_ns = default_now_ns, .commit = default_commit,
+  .remap = default_remap,
 };
 const os_hooks_t *os_hooks = &os_hooks_default;
 
@@ -106,59 +116,13 @@ const os_hooks_t *os_hooks_set(const os_hooks_t *hooks) {
   return old;
 }
 
-long os_read_file(const char *path, char *buf, size_t cap);
-#define read_small_file os_read_file
-
-int os_eventfd(void) {
-  int saved = errno;
-  int fd = (int)syscall(SYS_eventfd2, 0, O_CLOEXEC | O_NONBLOCK);
-  errno = saved;
-  return fd;
-}
-
-void os_eventfd_signal(int fd) {
-  int saved = errno;
-  uint64_t one = 1;
-  ssize_t n = write(fd, &one, sizeof one);
-  (void)n;
-  errno = saved;
-}
-
-void os_eventfd_drain(int fd) {
-  int saved = errno;
-  uint64_t v;
-  ssize_t n = read(fd, &v, sizeof v);
-  (void)n;
-  errno = saved;
-}
-
-int os_open_rw(const char *path) {
-  int saved = errno;
-  int fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC);
-  errno = saved;
-  return fd;
-}
-
-bool os_write_str(int fd, const char *s) {
-  int saved = errno;
-  size_t len = strlen(s);
-  bool ok = write(fd, s, len + 1) >= (ssize_t)len;   /* PSI wants the NUL */
-  errno = saved;
-  return ok;
-}
-
-void os_close(int fd) {
-  int saved = errno;
-  close(fd);
-  errno = saved;
-}
-
-int os_poll(struct pollfd *fds, unsigned n, int timeout_ms) {
-  int saved = errno;
-  int rc = poll(fds, (nfds_t)n, timeout_ms);
-  errno = saved;
-  return rc;
-}
+/* Raw system calls: libc's read, write, openat, close and getrandom are
+ * cancellation points, and nothing reachable from malloc or free may be one.
+ * glibc's syscall() is not. */
+static long sys_read(int fd, void *buf, size_t n) { return syscall(SYS_read, fd, buf, n); }
+static long sys_write(int fd, const void *buf, size_t n) { return syscall(SYS_write, fd, buf, n); }
+static int sys_open(const char *path, int flags) { return (int)syscall(SYS_openat, AT_FDCWD, path, flags | O_CLOEXEC, 0); }
+static void sys_close(int fd) { syscall(SYS_close, fd); }
 
 void os_thread_name(const char *name) { prctl(PR_SET_NAME, name, 0, 0, 0); }
 
@@ -184,15 +148,125 @@ void os_restore_segv(const void *old) { sigaction(SIGSEGV, (const struct sigacti
 /* Read a small sysfs/procfs file into buf (NUL-terminated); length or -1. */
 long os_read_file(const char *path, char *buf, size_t cap) {
   int saved = errno;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int fd = sys_open(path, O_RDONLY);
   long n = -1;
   if (fd >= 0) {
-    n = read(fd, buf, cap - 1);
-    close(fd);
+    n = sys_read(fd, buf, cap - 1);
+    sys_close(fd);
   }
   buf[n > 0 ? n : 0] = 0;
   errno = saved;
   return n;
+}
+
+#ifndef CLOSE_RANGE_UNSHARE
+#define CLOSE_RANGE_UNSHARE (1U << 1)
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+
+bool os_fd_table_private(void) {
+  int saved = errno;
+  /* A new, empty table in one step: at no moment does this thread hold
+   * references to the program's files (it would keep pipes and sockets the
+   * program closes open). */
+  bool ok = syscall(SYS_close_range, 0u, ~0u, CLOSE_RANGE_UNSHARE) == 0;
+  errno = saved;
+  return ok;
+}
+
+int os_pipe_nonblock(int fds[2]) {
+  int saved = errno;
+  int rc = (int)syscall(SYS_pipe2, fds, O_CLOEXEC | O_NONBLOCK);
+  errno = saved;
+  return rc == 0 ? 0 : -1;
+}
+
+int os_eventfd(void) {
+  int saved = errno;
+  int fd = (int)syscall(SYS_eventfd2, 0, O_CLOEXEC | O_NONBLOCK);
+  errno = saved;
+  return fd;
+}
+
+int os_open_rw(const char *path) {
+  int saved = errno;
+  int fd = sys_open(path, O_RDWR | O_NONBLOCK);
+  errno = saved;
+  return fd;
+}
+
+bool os_write_str(int fd, const char *s) {
+  int saved = errno;
+  size_t len = strlen(s);
+  bool ok = sys_write(fd, s, len + 1) >= (long)len;
+  errno = saved;
+  return ok;
+}
+
+void os_drain_fd(int fd) {
+  int saved = errno;
+  char buf[64];
+  while (sys_read(fd, buf, sizeof buf) > 0) {}
+  errno = saved;
+}
+
+void os_close(int fd) {
+  int saved = errno;
+  sys_close(fd);
+  errno = saved;
+}
+
+int os_poll(struct pollfd *fds, unsigned n, int timeout_ms) {
+  int saved = errno;
+  struct timespec ts = { .tv_sec = timeout_ms / 1000, .tv_nsec = (long)(timeout_ms % 1000) * 1000000 };
+  int rc = (int)syscall(SYS_ppoll, fds, (unsigned long)n, timeout_ms < 0 ? NULL : &ts, NULL, (size_t)8);
+  errno = saved;
+  return rc;
+}
+
+/* Decimal digits of v at buf; returns the count. */
+static size_t put_decimal(char *buf, unsigned v) {
+  char tmp[12];
+  size_t n = 0;
+  do { tmp[n++] = (char)('0' + v % 10); v /= 10; } while (v);
+  for (size_t i = 0; i < n; i++) buf[i] = tmp[n - 1 - i];
+  return n;
+}
+
+void os_thread_fd_poke(int tid, int fd) {
+  char path[64] = "/proc/self/task/";
+  size_t n = strlen(path);
+  n += put_decimal(path + n, (unsigned)tid);
+  memcpy(path + n, "/fd/", 4);
+  n += 4;
+  path[n + put_decimal(path + n, (unsigned)fd)] = 0;
+  int saved = errno;
+  int w = sys_open(path, O_WRONLY | O_NONBLOCK);
+  if (w >= 0) {
+    char one = 1;
+    sys_write(w, &one, 1);
+    sys_close(w);
+  }
+  errno = saved;
+}
+
+int os_gettid(void) { return (int)syscall(SYS_gettid); }
+
+long os_thread_census(bool *main_gone) {
+  char buf[512];
+  *main_gone = false;
+  if (os_read_file("/proc/self/stat", buf, sizeof buf) <= 0) return -1;
+  /* pid (comm) state ppid ... num_threads (the 20th field); comm may hold
+   * spaces and parentheses, so fields count from the last ')'. */
+  const char *p = strrchr(buf, ')');
+  if (!p || p[1] != ' ') return -1;
+  *main_gone = p[2] == 'Z' || p[2] == 'X';
+  unsigned field = 3;
+  for (p += 2; *p; p++)
+    if (*p == ' ' && ++field == 20) return strtol(p + 1, NULL, 10);
+  return -1;
 }
 
 void os_init(void) {
@@ -202,16 +276,16 @@ void os_init(void) {
     abort();
   }
   char buf[128];
-  if (read_small_file("/sys/kernel/mm/transparent_hugepage/enabled", buf, sizeof buf) > 0) {
+  if (os_read_file("/sys/kernel/mm/transparent_hugepage/enabled", buf, sizeof buf) > 0) {
     if (strstr(buf, "[never]")) os_system.thp_enabled = 0;
     else if (strstr(buf, "[always]")) os_system.thp_enabled = 2;
     else os_system.thp_enabled = 1;
   } else {
     os_system.thp_enabled = 0;
   }
-  if (read_small_file("/sys/kernel/mm/transparent_hugepage/khugepaged/max_ptes_none", buf, sizeof buf) > 0)
+  if (os_read_file("/sys/kernel/mm/transparent_hugepage/khugepaged/max_ptes_none", buf, sizeof buf) > 0)
     os_system.max_ptes_none = atoi(buf);
-  if (read_small_file("/proc/sys/vm/overcommit_memory", buf, sizeof buf) > 0)
+  if (os_read_file("/proc/sys/vm/overcommit_memory", buf, sizeof buf) > 0)
     os_system.overcommit_strict = buf[0] == '2';
 }
 
@@ -258,14 +332,6 @@ void *os_reserve_none(size_t size) {
   return p == MAP_FAILED ? NULL : p;
 }
 
-void *os_remap(void *addr, size_t old_size, size_t new_size) {
-  COUNT(cnt_remaps);
-  int saved = errno;
-  void *p = mremap(addr, old_size, new_size, MREMAP_MAYMOVE);
-  errno = saved;
-  return p == MAP_FAILED ? NULL : p;
-}
-
 void os_name(void *addr, size_t size, const char *name) {
   int saved = errno;
   (void)prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, (unsigned long)addr, size, (unsigned long)name);
@@ -298,7 +364,7 @@ void os_futex_wake(uint32_t *addr, int count) {
 uint64_t os_random64(void) {
   uint64_t v = 0;
   int saved = errno;
-  if (getrandom(&v, sizeof v, GRND_NONBLOCK) != (ssize_t)sizeof v) {
+  if (syscall(SYS_getrandom, &v, sizeof v, GRND_NONBLOCK) != (long)sizeof v) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     v = ((uint64_t)ts.tv_nsec << 32) ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)&v ^ (uint64_t)getpid();
@@ -313,7 +379,7 @@ const char *os_getenv(const char *name) { return secure_getenv(name); }
 void os_write_stderr(const char *buf, size_t len) {
   int saved = errno;
   while (len > 0) {
-    ssize_t n = write(STDERR_FILENO, buf, len);
+    long n = sys_write(STDERR_FILENO, buf, len);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     buf += n; len -= (size_t)n;

@@ -3,8 +3,19 @@
  *
  * What it is: thin wrappers for mapping, purging, hugifying and remapping
  * memory, the clock, futexes, randomness, environment and stderr. Mapping,
- * purging, hugifying and the clock go through a hooks table (os_hooks_t) so
- * unit tests can drive the layers above with fake memory and fake time.
+ * purging, hugifying, remapping and the clock go through a hooks table
+ * (os_hooks_t) so unit tests can drive the layers above with fake memory and
+ * fake time.
+ * Two rules hold for every call here, because malloc and free reach them:
+ * - none is a thread-cancellation point: calls that libc makes cancellable
+ *   (read, write, open, close, getrandom) are issued as raw system calls;
+ * - a descriptor in the program's table never outlives the function that
+ *   opened it (opened, used and closed within one call, with O_CLOEXEC). The
+ *   only long-lived descriptors are the pressure watcher's, in a table of
+ *   its own (os_fd_table_private) that the program can neither see, close
+ *   nor reuse, and that fork does not copy. So a program that closes
+ *   descriptors it does not know (closefrom, daemons, shells) or forks can
+ *   never have tidalloc read, write or poll one of its own files.
  * What it is not: a policy. It never decides what to purge or when.
  * It may call: libc syscall wrappers only (never malloc).
  */
@@ -34,6 +45,10 @@ typedef struct os_hooks_s {
   /* Strict overcommit only: make a reserved range usable / give its commit
    * charge back (contents become zero). */
   bool (*commit)(void *addr, size_t size, bool commit);
+  /* Resize a mapping. dest NULL: in place only. Otherwise move it to dest,
+   * a mapping of new_size bytes the caller reserved, which it replaces
+   * (MREMAP_FIXED). The old range is released only on success. */
+  bool (*remap)(void *addr, size_t old_size, size_t new_size, void *dest);
 } os_hooks_t;
 
 /* Install hooks (NULL restores the defaults); returns the previous table. */
@@ -56,8 +71,9 @@ bool os_protect(void *addr, size_t size, bool accessible);
 /* Reserve address space that faults on any access (PROT_NONE). */
 void *os_reserve_none(size_t size);
 
-/* mremap(MREMAP_MAYMOVE); NULL on failure (old mapping untouched). */
-void *os_remap(void *addr, size_t old_size, size_t new_size);
+TD_INLINE bool os_remap(void *addr, size_t old_size, size_t new_size, void *dest) {
+  return os_hooks->remap(addr, old_size, new_size, dest);
+}
 /* Label a mapping in /proc/PID/maps as [anon:NAME] where the kernel allows. */
 void os_name(void *addr, size_t size, const char *name);
 
@@ -66,19 +82,35 @@ void os_futex_wait(uint32_t *addr, uint32_t expected);
 void os_futex_wait_timeout(uint32_t *addr, uint32_t expected, uint64_t timeout_ns);
 void os_futex_wake(uint32_t *addr, int count);
 
-/* Event sources for the background thread. */
-int os_eventfd(void);                        /* -1 on failure */
-void os_eventfd_signal(int fd);
-void os_eventfd_drain(int fd);
-/* Open a file read-write/non-blocking (PSI triggers, cgroup control files). */
-int os_open_rw(const char *path);
-bool os_write_str(int fd, const char *s);
-/* Read a small text file into buf (NUL-terminated); bytes read or -1. */
+/* Read a small text file into buf (NUL-terminated); bytes read or -1. The
+ * descriptor is closed before it returns. */
 long os_read_file(const char *path, char *buf, size_t cap);
+/* Give the calling thread a file-descriptor table of its own, empty: what it
+ * opens afterwards is invisible to the program's other threads, which can
+ * neither close nor reuse those numbers, and it holds no reference to the
+ * program's files. Returns false when the kernel cannot (Linux < 5.9). */
+bool os_fd_table_private(void);
+/* For a thread with a private table only (the pressure watcher): */
+int os_pipe_nonblock(int fds[2]);              /* 0 or -1 */
+int os_eventfd(void);                          /* -1 on failure */
+int os_open_rw(const char *path);              /* read-write, non-blocking */
+bool os_write_str(int fd, const char *s);      /* with its NUL (PSI wants it) */
+void os_drain_fd(int fd);                      /* read what is pending (pipe, eventfd) */
 void os_close(int fd);
-/* poll(2) on the given fds for at most timeout_ms (-1: no limit). */
 struct pollfd;
-int os_poll(struct pollfd *fds, unsigned n, int timeout_ms);
+int os_poll(struct pollfd *fds, unsigned n, int timeout_ms);   /* -1: no limit */
+/* Make descriptor fd of thread tid (a pipe's read end in that thread's
+ * private table) readable, by writing one byte to it through
+ * /proc/self/task/TID/fd/FD. The caller guarantees tid still names that
+ * thread (it holds the lock the thread takes to announce its exit). */
+void os_thread_fd_poke(int tid, int fd);
+
+/* The calling thread's id. */
+int os_gettid(void);
+/* The process's thread count, and whether its main thread has left with
+ * pthread_exit (it then stays a zombie that still counts until the process
+ * ends). -1 when unknown. */
+long os_thread_census(bool *main_gone);
 /* Name the calling thread (shown by ps/top). */
 void os_thread_name(const char *name);
 /* Block every signal in the calling thread; the old mask goes to *old

@@ -16,6 +16,7 @@
 #define LIMIT_CHECK_NS    (1000ull * 1000000ull)   /* read the cgroup limit once a second */
 #define NEAR_SOME_PERMILLE     900                 /* usage >= 90 % of the limit */
 #define NEAR_CRITICAL_PERMILLE 970                 /* usage >= 97 % */
+#define RECLAIM_WORTH_BYTES    ((size_t)1 << 20)   /* periodic checks only while a drain could free this */
 
 /* ---- the registry ---------------------------------------------------------- */
 
@@ -24,12 +25,21 @@ typedef struct cleaner_s {
   void *arg;
   char name[NAME_MAX_LEN];
   bool used;
+  int running;                /* thread id of a drain calling it now, or 0 */
   uint64_t calls, released;
 } cleaner_t;
 
+/* reg_lock guards cleaners[], app_cleaners and S; it is a leaf (taken under
+ * no other lock's protection of a callback) and never held while a cleaner
+ * runs. drain_lock makes drains take turns; unregistering never takes it, so
+ * a cleaner may unregister itself or others. */
 static td_mutex_t reg_lock = TD_MUTEX_INIT("pressure");
-static td_mutex_t drain_lock = TD_MUTEX_INIT("pressure_drain");   /* one drain at a time */
+static td_mutex_t drain_lock = TD_MUTEX_INIT("pressure_drain");
 static cleaner_t cleaners[CLEANERS_MAX];
+static unsigned app_cleaners;            /* registered application cleaners */
+static uint32_t calls_done;              /* futex word: bumped when a cleaner call returns */
+static __thread bool tls_draining __attribute__((tls_model("initial-exec")));
+static void (*work_hook)(uint64_t);
 
 /* Built-in cleaners, cheapest first: what they release costs the program
  * nothing it would notice soon. */
@@ -41,32 +51,44 @@ static struct {
   uint64_t events_psi, events_cgroup, events_limit, events_explicit, drains, released;
 } S;
 
-TD_EXPORT int tidal_cleaner_register(const char *name, tidal_cleaner_fn fn, void *arg) {
+void pressure_set_work_hook(void (*hook)(uint64_t)) { __atomic_store_n(&work_hook, hook, __ATOMIC_RELEASE); }
+
+int pressure_cleaner_register(const char *name, tidal_cleaner_fn fn, void *arg) {
   if (!fn) return -1;
+  int id = -1;
   mutex_lock(&reg_lock);
-  for (int i = 0; i < CLEANERS_MAX; i++) {
-    if (cleaners[i].used) continue;
+  for (int i = 0; i < CLEANERS_MAX && id < 0; i++) {
+    if (cleaners[i].used || cleaners[i].running) continue;
     cleaners[i] = (cleaner_t){ .fn = fn, .arg = arg, .used = true };
     strncpy(cleaners[i].name, name ? name : "cleaner", NAME_MAX_LEN - 1);
-    mutex_unlock(&reg_lock);
-    return i;
+    app_cleaners++;
+    id = i;
   }
   mutex_unlock(&reg_lock);
-  return -1;
+  /* Periodic checks are worth making now that a drain could release more. */
+  void (*hook)(uint64_t) = __atomic_load_n(&work_hook, __ATOMIC_ACQUIRE);
+  if (id >= 0 && hook) hook(0);
+  return id;
 }
 
-TD_EXPORT int tidal_cleaner_unregister(int id) {
+int pressure_cleaner_unregister(int id) {
   if (id < 0 || id >= CLEANERS_MAX) return -1;
-  mutex_lock(&drain_lock);          /* never while a drain may be calling it */
+  int self = os_gettid();
   mutex_lock(&reg_lock);
   int rc = cleaners[id].used ? 0 : -1;
-  cleaners[id].used = false;
+  if (rc == 0) { cleaners[id].used = false; app_cleaners--; }
+  /* Once it returns, the cleaner is never called again: wait for a call in
+   * progress on another thread (not for our own: a cleaner may unregister
+   * itself). */
+  while (cleaners[id].running && cleaners[id].running != self) {
+    uint32_t seen = __atomic_load_n(&calls_done, __ATOMIC_ACQUIRE);
+    mutex_unlock(&reg_lock);
+    os_futex_wait(&calls_done, seen);
+    mutex_lock(&reg_lock);
+  }
   mutex_unlock(&reg_lock);
-  mutex_unlock(&drain_lock);
   return rc;
 }
-
-/* ---- drains ----------------------------------------------------------------- */
 
 static size_t own_cleaner(int which) {
   size_t n = 0;
@@ -80,30 +102,42 @@ static size_t own_cleaner(int which) {
   return n;
 }
 
+/* Call application cleaner i for up to `want` bytes, with no lock held. */
+static size_t app_cleaner(int i, size_t want, int self) {
+  mutex_lock(&reg_lock);
+  cleaner_t c = cleaners[i];
+  if (c.used) cleaners[i].running = self;
+  mutex_unlock(&reg_lock);
+  if (!c.used) return 0;
+  size_t n = c.fn(c.arg, want);
+  mutex_lock(&reg_lock);
+  cleaners[i].running = 0;
+  if (cleaners[i].used && cleaners[i].fn == c.fn) { cleaners[i].calls++; cleaners[i].released += n; }
+  __atomic_fetch_add(&calls_done, 1, __ATOMIC_RELEASE);
+  mutex_unlock(&reg_lock);
+  os_futex_wake(&calls_done, INT32_MAX);
+  return n;
+}
+
 size_t pressure_drain(size_t bytes, enum pressure_level level) {
+  if (tls_draining) return 0;   /* a cleaner asked for a drain: it is one */
+  tls_draining = true;
   size_t got = 0;
+  int self = os_gettid();
   mutex_lock(&drain_lock);
-  S.drains++;
   for (int k = 0; k < OWN_N && got < bytes; k++) got += own_cleaner(k);
-  if (level >= PRESSURE_CRITICAL) {
-    for (int i = 0; i < CLEANERS_MAX && got < bytes; i++) {
-      mutex_lock(&reg_lock);
-      cleaner_t c = cleaners[i];
-      mutex_unlock(&reg_lock);
-      if (!c.used) continue;
-      size_t n = c.fn(c.arg, bytes - got);   /* no allocator lock held */
-      mutex_lock(&reg_lock);
-      if (cleaners[i].used && cleaners[i].fn == c.fn) { cleaners[i].calls++; cleaners[i].released += n; }
-      mutex_unlock(&reg_lock);
-      got += n;
-    }
-  }
+  for (int i = 0; i < CLEANERS_MAX && got < bytes && level >= PRESSURE_CRITICAL; i++)
+    got += app_cleaner(i, bytes - got, self);
+  mutex_lock(&reg_lock);
+  S.drains++;
   S.released += got;
+  mutex_unlock(&reg_lock);
   mutex_unlock(&drain_lock);
+  tls_draining = false;
   return got;
 }
 
-TD_EXPORT size_t tidal_release(size_t bytes) {
+size_t pressure_release(size_t bytes) {
   __atomic_fetch_add(&S.events_explicit, 1, __ATOMIC_RELAXED);
   return pressure_drain(bytes ? bytes : 1, PRESSURE_CRITICAL);
 }
@@ -112,35 +146,68 @@ TD_EXPORT size_t tidal_release(size_t bytes) {
 
 enum src_kind { SRC_PSI_SOME, SRC_PSI_FULL, SRC_CG1_MEDIUM, SRC_CG1_CRITICAL };
 
+/* Where the sources are (found once at init; no descriptor is kept here). */
 static struct {
-  int fd[PRESSURE_MAX_FDS];
-  int kind[PRESSURE_MAX_FDS];
-  int nfds;
+  char psi[2][200];                                  /* PSI files: cgroup v2, system */
+  char cg1_dir[200];                                 /* cgroup v1 memory directory, "" if none */
   char cg_usage[256], cg_limit[256], cg_high[256];   /* files to read for the limit, "" if none */
+  int kind[PRESSURE_MAX_FDS];                        /* of each descriptor pressure_open_events gave */
+  int nfds;
   uint64_t next_check;
-  bool inited;
 } W;
 
-static void add_fd(int fd, int kind) {
-  if (fd >= 0 && W.nfds < PRESSURE_MAX_FDS) { W.fd[W.nfds] = fd; W.kind[W.nfds] = kind; W.nfds++; }
+/* PSI trigger: a stall of 100 ms within 2 s (windows of 2 s suit unprivileged use). */
+static int open_psi(const char *path, struct pollfd *fds, int at, int max) {
+  static const char *const triggers[2] = { "some 100000 2000000", "full 100000 2000000" };
+  for (int k = 0; k < 2 && at < max; k++) {
+    int fd = os_open_rw(path);
+    if (fd < 0) break;
+    if (!os_write_str(fd, triggers[k])) { os_close(fd); break; }
+    fds[at] = (struct pollfd){ .fd = fd, .events = POLLPRI };
+    W.kind[at++] = k == 0 ? SRC_PSI_SOME : SRC_PSI_FULL;
+  }
+  return at;
 }
 
-/* PSI trigger: a stall of 100 ms within 2 s (windows of 2 s suit unprivileged use). */
-static void add_psi(const char *path) {
-  static const char *const triggers[2] = { "some 100000 2000000", "full 100000 2000000" };
-  for (int k = 0; k < 2; k++) {
-    int fd = os_open_rw(path);
-    if (fd < 0) return;
-    if (!os_write_str(fd, triggers[k])) { os_close(fd); return; }
-    add_fd(fd, k == 0 ? SRC_PSI_SOME : SRC_PSI_FULL);
+/* cgroup v1: memory.pressure_level notifications on eventfds. */
+static int open_cg1(struct pollfd *fds, int at, int max) {
+  static const char *const levels[2] = { "medium", "critical" };
+  char file[256], cmd[64];
+  for (int k = 0; k < 2 && at < max; k++) {
+    snprintf(file, sizeof file, "%s/memory.pressure_level", W.cg1_dir);
+    int lfd = os_open_rw(file), efd = lfd >= 0 ? os_eventfd() : -1;
+    snprintf(file, sizeof file, "%s/cgroup.event_control", W.cg1_dir);
+    int cfd = efd >= 0 ? os_open_rw(file) : -1;
+    snprintf(cmd, sizeof cmd, "%d %d %s", efd, lfd, levels[k]);
+    if (cfd >= 0 && os_write_str(cfd, cmd)) {
+      fds[at] = (struct pollfd){ .fd = efd, .events = POLLIN };
+      W.kind[at++] = k == 0 ? SRC_CG1_MEDIUM : SRC_CG1_CRITICAL;
+    } else if (efd >= 0) {
+      os_close(efd);
+    }
+    if (cfd >= 0) os_close(cfd);
+    if (lfd >= 0) os_close(lfd);   /* the registration holds its own reference */
   }
+  return at;
 }
+
+int pressure_open_events(struct pollfd *fds, int max) {
+  int n = 0;
+  if (max > PRESSURE_MAX_FDS) max = PRESSURE_MAX_FDS;
+  for (int i = 0; i < 2; i++)
+    if (W.psi[i][0]) n = open_psi(W.psi[i], fds, n, max);
+  if (W.cg1_dir[0]) n = open_cg1(fds, n, max);
+  W.nfds = n;
+  return n;
+}
+
+bool pressure_has_events(void) { return opt.pressure && (W.psi[0][0] || W.psi[1][0] || W.cg1_dir[0]); }
 
 /* The process's cgroup path for the v1 memory controller ("memory") or v2 (""). */
 static bool cgroup_path(const char *controller, char *out, size_t cap) {
-  char buf[2048];
+  char buf[2048], *save = NULL;
   if (os_read_file("/proc/self/cgroup", buf, sizeof buf) <= 0) return false;
-  for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+  for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
     char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
     if (!c2) continue;
     size_t clen = (size_t)(c2 - c1 - 1);
@@ -157,37 +224,29 @@ static uint64_t read_u64_file(const char *path, bool *ok) {
   return *ok ? strtoull(buf, NULL, 10) : 0;
 }
 
+static bool file_exists(const char *path) {
+  char buf[8];
+  return os_read_file(path, buf, sizeof buf) >= 0;
+}
+
 void pressure_init(void) {
-  W.inited = true;
   if (!opt.pressure) return;
   char path[128], file[200];
   /* cgroup v2: memory.pressure and the limit files */
   if (cgroup_path("", path, sizeof path) && os_read_file("/sys/fs/cgroup/cgroup.controllers", file, sizeof file) > 0) {
-    snprintf(file, sizeof file, "/sys/fs/cgroup%s/memory.pressure", path);
-    add_psi(file);
+    snprintf(W.psi[0], sizeof W.psi[0], "/sys/fs/cgroup%s/memory.pressure", path);
     snprintf(W.cg_usage, sizeof W.cg_usage, "/sys/fs/cgroup%s/memory.current", path);
     snprintf(W.cg_limit, sizeof W.cg_limit, "/sys/fs/cgroup%s/memory.max", path);
     snprintf(W.cg_high, sizeof W.cg_high, "/sys/fs/cgroup%s/memory.high", path);
   } else if (cgroup_path("memory", path, sizeof path)) {
-    /* cgroup v1: pressure_level events through cgroup.event_control */
-    static const char *const levels[2] = { "medium", "critical" };
-    for (int k = 0; k < 2; k++) {
-      snprintf(file, sizeof file, "/sys/fs/cgroup/memory%s/memory.pressure_level", path);
-      int lfd = os_open_rw(file), efd = lfd >= 0 ? os_eventfd() : -1;
-      snprintf(file, sizeof file, "/sys/fs/cgroup/memory%s/cgroup.event_control", path);
-      int cfd = efd >= 0 ? os_open_rw(file) : -1;
-      char cmd[64];
-      snprintf(cmd, sizeof cmd, "%d %d %s", efd, lfd, levels[k]);
-      if (cfd >= 0 && os_write_str(cfd, cmd)) add_fd(efd, k == 0 ? SRC_CG1_MEDIUM : SRC_CG1_CRITICAL);
-      else if (efd >= 0) os_close(efd);
-      if (cfd >= 0) os_close(cfd);
-      if (lfd >= 0) os_close(lfd);   /* the registration holds its own reference */
-    }
-    snprintf(W.cg_usage, sizeof W.cg_usage, "/sys/fs/cgroup/memory%s/memory.usage_in_bytes", path);
-    snprintf(W.cg_limit, sizeof W.cg_limit, "/sys/fs/cgroup/memory%s/memory.limit_in_bytes", path);
+    snprintf(W.cg1_dir, sizeof W.cg1_dir, "/sys/fs/cgroup/memory%s", path);
+    snprintf(W.cg_usage, sizeof W.cg_usage, "%s/memory.usage_in_bytes", W.cg1_dir);
+    snprintf(W.cg_limit, sizeof W.cg_limit, "%s/memory.limit_in_bytes", W.cg1_dir);
     W.cg_high[0] = 0;
   }
-  add_psi("/proc/pressure/memory");
+  snprintf(W.psi[1], sizeof W.psi[1], "/proc/pressure/memory");
+  for (int i = 0; i < 2; i++)
+    if (W.psi[i][0] && !file_exists(W.psi[i])) W.psi[i][0] = 0;
   /* Only a real limit is worth polling: below the machine's memory. */
   bool ok;
   uint64_t limit = read_u64_file(W.cg_limit, &ok);
@@ -201,19 +260,7 @@ void pressure_init(void) {
   W.cg_high[0] = W.cg_high[0] && W.cg_usage[0] ? W.cg_high[0] : 0;
 }
 
-bool pressure_watching(void) { return W.nfds > 0 || W.cg_usage[0] || opt.memory_limit > 0; }
-
-int pressure_pollfds(struct pollfd *fds, int max) {
-  int n = 0;
-  for (int i = 0; i < W.nfds && n < max; i++, n++) {
-    fds[n].fd = W.fd[i];
-    fds[n].events = W.kind[i] <= SRC_PSI_FULL ? POLLPRI : POLLIN;
-    fds[n].revents = 0;
-  }
-  return n;
-}
-
-void pressure_handle_events(struct pollfd *fds, int n) {
+enum pressure_level pressure_read_events(struct pollfd *fds, int n) {
   enum pressure_level level = PRESSURE_NONE;
   for (int i = 0; i < n && i < W.nfds; i++) {
     if (fds[i].revents & (POLLERR | POLLNVAL | POLLHUP)) {
@@ -222,12 +269,12 @@ void pressure_handle_events(struct pollfd *fds, int n) {
     }
     if (!(fds[i].revents & (POLLPRI | POLLIN))) continue;
     int kind = W.kind[i];
-    if (kind >= SRC_CG1_MEDIUM) { os_eventfd_drain(fds[i].fd); __atomic_fetch_add(&S.events_cgroup, 1, __ATOMIC_RELAXED); }
+    if (kind >= SRC_CG1_MEDIUM) { os_drain_fd(fds[i].fd); __atomic_fetch_add(&S.events_cgroup, 1, __ATOMIC_RELAXED); }
     else __atomic_fetch_add(&S.events_psi, 1, __ATOMIC_RELAXED);
     enum pressure_level l = (kind == SRC_PSI_FULL || kind == SRC_CG1_CRITICAL) ? PRESSURE_CRITICAL : PRESSURE_SOME;
     if (l > level) level = l;
   }
-  if (level) pressure_drain(SIZE_MAX, level);
+  return level;
 }
 
 /* Resident memory tidalloc holds, as far as its own counters know. */
@@ -239,8 +286,22 @@ static uint64_t own_resident(void) {
   return ps.active + ps.dirty + ps.muzzy + hs.live_bytes + hs.cached_bytes;
 }
 
+/* Whether a drain could release something worth a periodic check: free
+ * memory tidalloc holds, or the application's cleaners. */
+static bool drain_worthwhile(void) {
+  page_stats_t ps;
+  huge_stats_t hs;
+  page_stats_get(&ps);
+  huge_stats_get(&hs);
+  return ps.dirty + ps.muzzy + hs.cached_bytes >= RECLAIM_WORTH_BYTES ||
+         __atomic_load_n(&app_cleaners, __ATOMIC_RELAXED) > 0;
+}
+
 uint64_t pressure_periodic(uint64_t now) {
-  if (!W.cg_usage[0] && opt.memory_limit <= 0) return UINT64_MAX;
+  if (!opt.pressure || (!W.cg_usage[0] && opt.memory_limit <= 0)) return UINT64_MAX;
+  /* Nothing to give back: no need to look (the page layer's work, or a new
+   * cleaner, wakes the background thread when that changes). */
+  if (!drain_worthwhile()) return UINT64_MAX;
   if (now < W.next_check) return W.next_check;
   W.next_check = now + LIMIT_CHECK_NS;
   enum pressure_level level = PRESSURE_NONE;

@@ -3,16 +3,22 @@
  *
  * What it is: the cleaner registry (tidalloc's own caches and the
  * application's), drains that ask cleaners for memory cheapest first until a
- * target is met, and the pressure sources the background thread watches:
- * PSI triggers (/proc/pressure/memory and the cgroup v2 memory.pressure),
- * cgroup v1 memory.pressure_level events, nearness to the cgroup's limit
- * (v1 usage/limit, v2 memory.current against memory.max/high), and the
- * memory_limit option. Escalation: level 1 (first pressure) drains
- * tidalloc's own caches (thread caches, cached huge mappings, dirty and muzzy
- * pages); level 2 (critical) calls the application's cleaners too.
- * Event sources cost nothing while idle; the limit is read once a second
- * only when the process has one.
- * It may call: heap, huge, page, conf, lock, os, meta.
+ * target is met, and the pressure sources:
+ * - events: PSI triggers (/proc/pressure/memory and the cgroup v2
+ *   memory.pressure) and cgroup v1 memory.pressure_level notifications. Their
+ *   descriptors are opened by the pressure watcher thread (background.c) in a
+ *   descriptor table of its own, so the program can never close or reuse
+ *   them, and they cost nothing while idle;
+ * - periodic checks: nearness to the cgroup's limit (v1 usage/limit, v2
+ *   memory.current against memory.max/high) and the memory_limit option,
+ *   read once a second, and only while a drain could release something.
+ * Escalation: level 1 (first pressure) drains tidalloc's own caches (thread
+ * caches, cached huge mappings, dirty and muzzy pages); level 2 (critical)
+ * calls the application's cleaners too.
+ * Cleaners are called with no allocator lock held; a cleaner may allocate,
+ * free, unregister itself or any cleaner, and create or destroy object
+ * caches. tidal_release from inside a cleaner returns 0.
+ * It may call: heap, huge, page, conf, lock, os.
  */
 #ifndef TIDAL_PRESSURE_H
 #define TIDAL_PRESSURE_H
@@ -25,18 +31,28 @@
 
 enum pressure_level { PRESSURE_NONE = 0, PRESSURE_SOME = 1, PRESSURE_CRITICAL = 2 };
 
+/* Find the sources (reads a few files; keeps no descriptor). */
 void pressure_init(void);
-/* Whether any source is watched (the background thread must then run). */
-bool pressure_watching(void);
-/* The event fds to poll, with what each means; returns how many. */
-int pressure_pollfds(struct pollfd *fds, int max);
-/* After poll(): handle the sources that fired. */
-void pressure_handle_events(struct pollfd *fds, int n);
-/* Periodic checks (cgroup limit, memory_limit) due at `now`; returns when
- * the next check is due (UINT64_MAX: none). */
+/* Whether there are event sources for a watcher to poll. */
+bool pressure_has_events(void);
+/* In the watcher thread, after it took a private descriptor table: open the
+ * event sources into fds; returns how many. */
+int pressure_open_events(struct pollfd *fds, int max);
+/* After poll(): the level the sources that fired ask for (counts them). */
+enum pressure_level pressure_read_events(struct pollfd *fds, int n);
+/* Periodic checks (cgroup limit, memory_limit) due at `now`, draining when
+ * needed; returns when the next check is due (UINT64_MAX: none). */
 uint64_t pressure_periodic(uint64_t now);
 /* Drain up to `bytes` at `level`; returns bytes released. */
 size_t pressure_drain(size_t bytes, enum pressure_level level);
+/* tidal_release, tidal_cleaner_register and tidal_cleaner_unregister (api.c
+ * exports them after initialising). */
+size_t pressure_release(size_t bytes);
+int pressure_cleaner_register(const char *name, size_t (*fn)(void *, size_t), void *arg);
+int pressure_cleaner_unregister(int id);
+/* The background thread registers this: called (without pressure's locks)
+ * when periodic checks become worthwhile sooner than it was told. */
+void pressure_set_work_hook(void (*hook)(uint64_t due_ns));
 
 typedef struct pressure_cleaner_stats_s {
   const char *name;
