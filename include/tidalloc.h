@@ -66,13 +66,17 @@ void tidal_stats_print(tidal_write_cb write, void *arg, const char *opts);
  * application's registered cleaners. */
 
 /* A cleaner releases cached memory: asked for bytes_wanted, it returns the
- * bytes it released (0 if it keeps everything, e.g. at its retain floor). It
- * may allocate and free; it must not call tidal_release. */
+ * bytes it released (0 if it keeps everything, e.g. at its retain floor).
+ * It runs with no allocator lock held, on tidalloc's background thread or on
+ * the thread that called tidal_release. It may allocate and free, unregister
+ * itself or other cleaners, and create or destroy object caches;
+ * tidal_release called from a cleaner returns 0. */
 typedef size_t (*tidal_cleaner_fn)(void *arg, size_t bytes_wanted);
 
 /* Returns an id (>= 0) for tidal_cleaner_unregister, or -1 when full. */
 int tidal_cleaner_register(const char *name, tidal_cleaner_fn fn, void *arg);
-/* Returns 0, or -1 for an unknown id. */
+/* Returns 0, or -1 for an unknown id. Once it returns the cleaner is not
+ * running (unless the caller is that cleaner) and is never called again. */
 int tidal_cleaner_unregister(int id);
 
 /* Release about `bytes` now (SIZE_MAX: everything that can go): tidalloc's
@@ -81,14 +85,18 @@ size_t tidal_release(size_t bytes);
 
 /* Fixed-size objects carved from 2 MiB, hugepage-aligned slabs, so that a
  * drain gives whole hugepages back. Thread-safe. `retain` objects stay
- * available through every drain. Registered as a cleaner while it exists. */
+ * available through every drain. align: 0 (16) or a power of two up to the
+ * page size. There is no limit on the number of caches; under critical
+ * pressure or tidal_release every cache is drained (one cleaner,
+ * "tidalloc:object_caches"). */
 typedef struct tidal_objcache tidal_objcache_t;
 tidal_objcache_t *tidal_objcache_create(const char *name, size_t size, size_t align, size_t retain);
 void *tidal_objcache_alloc(tidal_objcache_t *cache);
 void tidal_objcache_free(tidal_objcache_t *cache, void *obj);
 /* Give back whole empty slabs while keeping `retain` free objects; returns bytes. */
 size_t tidal_objcache_drain(tidal_objcache_t *cache, size_t bytes_wanted);
-/* Every object must have been freed. */
+/* Every object must have been freed. Destroying a cache twice is reported
+ * as misuse. */
 void tidal_objcache_destroy(tidal_objcache_t *cache);
 
 #ifdef __cplusplus

@@ -1,17 +1,23 @@
 /*
- * background.h — the background thread that gives memory back while the
- * program is idle.
+ * background.h — the threads that give memory back while the program is idle.
  *
- * What it is: one thread, started lazily the first time the page layer or the
- * huge cache has deferred work (never at load time), that sleeps exactly
- * until the earliest due work (decay purge, hugify, huge-cache expiry), runs
- * it, and is woken early when sooner work arrives. It also drains the inboxes
- * of pooled heaps. After fork the child starts its own when it needs one.
- * If the thread cannot be created (or background_thread:false), the same work
- * runs inline in the allocation slow paths.
- * It also watches memory pressure (pressure.h): it sleeps in poll() on an
- * eventfd (its wake-up) and the pressure sources, and runs the periodic
- * limit checks.
+ * What it is: two threads, started lazily from an API slow path that holds
+ * no allocator lock (never at load time), both with every signal blocked.
+ * - The worker sleeps on a private futex exactly until the earliest due
+ *   work (decay purge, hugify, huge-cache expiry, pressure limit checks),
+ *   runs it, drains the inboxes of pooled heaps, and is woken early (futex)
+ *   by the work hooks of page, huge and pressure. It runs the drains the
+ *   watcher asks for, so application cleaners see the program's descriptors.
+ * - The pressure watcher, where there are event sources, takes a descriptor
+ *   table of its own, opens the PSI / cgroup event files there and sleeps in
+ *   poll(): the program can never close, reuse or inherit its descriptors.
+ * A process whose main thread left with pthread_exit ends when its last
+ * thread does: after any thread exits (heap's exit hook) and while the main
+ * thread is a zombie, the worker checks /proc/self/stat every 50 ms, and
+ * when only tidalloc's threads are left it stops the watcher and leaves.
+ * After fork the child starts its own threads when it needs them. If the
+ * worker cannot be created (or background_thread:false), the same work runs
+ * inline in the allocation slow paths.
  * It may call: pressure, page, huge, heap, conf, lock, os.
  */
 #ifndef TIDAL_BACKGROUND_H
@@ -31,7 +37,7 @@ bool background_running(void);
  * holding no allocator lock. */
 bool background_start_pending(void);
 void background_start(void);
-/* Number of times the thread woke up (statistics). */
+/* Number of times the worker woke up (statistics). */
 uint64_t background_wakeups(void);
 
 void background_prefork(void);
