@@ -7,11 +7,10 @@
 #include "background.h"
 #include "conf.h"
 #include "heap.h"
-#include "huge.h"
+#include "large.h"
 #include "lock.h"
 #include "meta.h"
 #include "os.h"
-#include "page.h"
 #include "pagemap.h"
 #include "safety.h"
 #include "sizeclass.h"
@@ -29,39 +28,47 @@
 
 enum { INIT_NONE, INIT_RUNNING, INIT_DONE };
 static int init_state = INIT_NONE;
-static td_mutex_t init_lock = TD_MUTEX_INIT("init");
+static td_mutex_t init_lock = TD_MUTEX_INIT("init", RANK_INIT);
 
 static void td_prefork(void);
 static void td_postfork_parent(void);
 static void td_postfork_child(void);
 
+static void init_layers(void) {
+  os_init();
+  conf_init();
+  span_init();
+  meta_init();
+  pagemap_init();
+  sizeclass_init();
+  page_init();
+  huge_init();
+  secure_init();
+  heap_init();
+  background_init();
+}
+
+/* What may allocate runs once the allocator works. */
+static void init_after(void) {
+  pthread_atfork(td_prefork, td_postfork_parent, td_postfork_child);
+  ctl_init();
+  ctl_print_at_exit();
+  /* The main thread's heap has a destructor that tells the background
+   * worker if main leaves with pthread_exit (background.h). */
+  if (os_gettid() == getpid()) heap_thread_bind();
+}
+
 static TD_COLD void td_init(void) {
   mutex_lock(&init_lock);
-  if (init_state == INIT_NONE) {
-    init_state = INIT_RUNNING;
-    os_init();
-    conf_init();
-    meta_init();
-    pagemap_init();
-    sizeclass_init();
-    page_init();
-    huge_init();
-    secure_init();
-    heap_init();
-    background_init();
-    __atomic_store_n(&init_state, INIT_DONE, __ATOMIC_RELEASE);
+  if (init_state != INIT_NONE) {
     mutex_unlock(&init_lock);
-    /* May allocate: allowed now that the allocator works. */
-    pthread_atfork(td_prefork, td_postfork_parent, td_postfork_child);
-    /* The main thread's heap has a destructor that tells the background
-     * thread when main leaves with pthread_exit (background.h). */
-    if (os_gettid() == getpid()) heap_thread_bind();
-    ctl_purge_hook = tidal_purge;
-    ctl_init();
-    ctl_print_at_exit();
     return;
   }
+  init_state = INIT_RUNNING;
+  init_layers();
+  __atomic_store_n(&init_state, INIT_DONE, __ATOMIC_RELEASE);
   mutex_unlock(&init_lock);
+  init_after();
 }
 
 TD_INLINE void td_ensure_init(void) {
@@ -72,52 +79,50 @@ TD_INLINE void td_ensure_init(void) {
  * allocation of a process does not pay for it (it would still work lazily). */
 __attribute__((constructor)) static void td_constructor(void) { td_ensure_init(); }
 
-/* Lock order: ctl → global heap → secure (classes, quarantines, zero-size)
- * → huge → object caches → page → heap registry (and its orphan counters) →
- * pagemap → meta → pressure registry → background. The last two are leaves:
- * they are taken under the others (the work hook runs while a caller holds a
- * lock) and never hold another lock themselves. */
+/* ---- fork ----------------------------------------------------------------- */
+
+/* Every lock, in rank order (lock.h): prefork takes them first to last, the
+ * parent releases them last to first, the child resets them. The drain lock
+ * is not taken (a cleaner may fork); the child resets it (pressure). */
+typedef struct fork_step_s {
+  enum lock_rank rank;             /* of the first lock the step takes */
+  void (*pre)(void), (*parent)(void), (*child)(void);
+} fork_step_t;
+
+static void init_prefork(void) { mutex_lock(&init_lock); }
+static void init_postfork_parent(void) { mutex_unlock(&init_lock); }
+static void init_postfork_child(void) { mutex_postfork_child(&init_lock); }
+
+static const fork_step_t fork_steps[] = {
+  { RANK_INIT, init_prefork, init_postfork_parent, init_postfork_child },
+  { RANK_CTL, ctl_prefork, ctl_postfork_parent, ctl_postfork_child },
+  { RANK_HEAP_GLOBAL, heap_prefork_global, heap_postfork_parent_global, heap_postfork_child_global },
+  { RANK_SECURE_CLASS, secure_prefork, secure_postfork_parent, secure_postfork_child },
+  { RANK_HUGE, huge_prefork, huge_postfork_parent, huge_postfork_child },
+  { RANK_OBJCACHE_REGISTRY, objcache_prefork, objcache_postfork_parent, objcache_postfork_child },
+  { RANK_PAGE, page_prefork, page_postfork_parent, page_postfork_child },
+  { RANK_HEAP_REGISTRY, heap_prefork, heap_postfork_parent, heap_postfork_child },
+  { RANK_PAGEMAP, pagemap_prefork, pagemap_postfork_parent, pagemap_postfork_child },
+  { RANK_META, meta_prefork, meta_postfork_parent, meta_postfork_child },
+  { RANK_PRESSURE, pressure_prefork, pressure_postfork_parent, pressure_postfork_child },
+  { RANK_BACKGROUND, background_prefork, background_postfork_parent, background_postfork_child },
+};
+#define NFORK_STEPS TD_ARRAY_LEN(fork_steps)
+
 static void td_prefork(void) {
-  mutex_lock(&init_lock);
-  ctl_prefork();
-  heap_prefork_global();
-  secure_prefork();
-  huge_prefork();
-  objcache_prefork();
-  page_prefork();
-  heap_prefork();
-  pagemap_prefork();
-  meta_prefork();
-  pressure_prefork();
-  background_prefork();
+  for (size_t i = 0; i < NFORK_STEPS; i++) {
+    TD_DASSERT(i == 0 || fork_steps[i - 1].rank < fork_steps[i].rank);
+    fork_steps[i].pre();
+  }
 }
 
 static void td_postfork_parent(void) {
-  background_postfork_parent();
-  pressure_postfork_parent();
-  meta_postfork_parent();
-  pagemap_postfork_parent();
-  heap_postfork_parent();   /* registry, orphan counters, global heap */
-  page_postfork_parent();
-  objcache_postfork_parent();
-  huge_postfork_parent();
-  secure_postfork_parent();
-  ctl_postfork_parent();
-  mutex_unlock(&init_lock);
+  for (size_t i = NFORK_STEPS; i-- > 0;) fork_steps[i].parent();
 }
 
 static void td_postfork_child(void) {
-  meta_postfork_child();
-  pagemap_postfork_child();
-  page_postfork_child();
-  objcache_postfork_child();
-  huge_postfork_child();
-  secure_postfork_child();
-  heap_postfork_child();
-  pressure_postfork_child();
-  background_postfork_child();
-  ctl_postfork_child();
-  mutex_postfork_child(&init_lock);
+  for (size_t i = 0; i < NFORK_STEPS; i++) fork_steps[i].child();
+  lock_witness_reset();   /* the locks the forking thread held are free in the child */
 }
 
 /* The background thread is started here, at the API layer's slow paths, where
@@ -126,7 +131,7 @@ TD_INLINE void maybe_start_background(void) {
   if (TD_UNLIKELY(background_start_pending())) background_start();
 }
 
-/* ---- the three size paths -------------------------------------------------- */
+/* ---- routing by size --------------------------------------------------------- */
 
 /* cls is 0 when the class table was read before initialisation (a static
  * binary's first malloc runs before constructors): recompute it from size. */
@@ -150,60 +155,37 @@ TD_INLINE void *small_alloc(size_t size, unsigned cls) {
   return TD_LIKELY(p != NULL) ? p : small_slow(size, cls);
 }
 
-static void *large_alloc(size_t size, size_t align, bool zero) {
-  span_t *s = page_alloc(td_pages_of(size), align > TD_PAGE ? align >> TD_PAGE_SHIFT : 1);
-  if (!s) return NULL;
-  s->kind = SPAN_LARGE;
-  s->owner = NULL;
-  s->start = s->base;
-  if (zero && !s->zeroed) memset((void *)s->base, 0, size);
-  pagemap_set(s->base, 1, s);
-  heap_count_large(tls_heap, s->bytes, true, false);
-  return (void *)s->base;
+/* A small class for size at align (0: none): the plain class, or the
+ * smallest whose blocks are aligned. */
+static unsigned small_class(size_t size, size_t align) {
+  if (size > SC_SMALL_MAX) return 0;
+  if (align <= TD_QUANTUM) return sizeclass_of(size);
+  return align <= TD_PAGE ? sizeclass_of_aligned(size, align) : 0;
 }
 
-static void large_free(span_t *s) {
-  heap_count_large(tls_heap, s->bytes, false, false);
-  pagemap_set(s->base, 1, &span_released);
-  s->kind = SPAN_RELEASED;
-  page_free(s);
+static void *secure_generic(size_t size, size_t align, bool zero) {
+  void *p = NULL;
+  if (size <= PTRDIFF_MAX && align <= PTRDIFF_MAX / 2) p = secure_alloc(size, align, zero);
+  if (!p) errno = ENOMEM;
+  return p;
 }
 
 /* Anything that is not a small request with a table-resolved class. */
 static TD_NOINLINE void *alloc_generic(size_t size, size_t align, bool zero) {
   td_ensure_init();
-  void *p;
-  if (TD_UNLIKELY(opt.secure)) {
-    if (size > PTRDIFF_MAX || align > PTRDIFF_MAX / 2 || !(p = secure_alloc(size, align, zero))) {
-      errno = ENOMEM;
-      return NULL;
-    }
-    return p;
-  }
+  if (TD_UNLIKELY(opt.secure)) return secure_generic(size, align, zero);
   if (size == 0) size = 1;   /* malloc(0) and friends: a unique, freeable block */
-  if (size <= SC_SMALL_MAX && align <= TD_QUANTUM) {
-    p = small_alloc(size, sizeclass_of(size));
+  unsigned cls = small_class(size, align);
+  if (cls) {
+    void *p = small_alloc(size, cls);
     if (p && zero) memset(p, 0, size);
     return p;
-  }
-  if (size <= SC_SMALL_MAX && align <= TD_PAGE) {
-    unsigned cls = sizeclass_of_aligned(size, align);
-    if (cls) {
-      p = small_alloc(size, cls);
-      if (p && zero) memset(p, 0, size);
-      return p;
-    }
   }
   if (size > PTRDIFF_MAX || align > PTRDIFF_MAX / 2) {
     errno = ENOMEM;
     return NULL;
   }
-  if (size <= TD_LARGE_MAX && align <= TD_UNIT) {
-    p = large_alloc(size, align, zero);
-  } else {
-    p = huge_alloc(size, align, zero);
-    if (p) heap_count_large(tls_heap, pagemap_lookup(p)->bytes, true, true);
-  }
+  void *p = large_alloc(size, align, zero);
   maybe_start_background();
   if (TD_UNLIKELY(!p)) errno = ENOMEM;
   return p;
@@ -216,48 +198,12 @@ TD_EXPORT void *malloc(size_t size) {
   return alloc_generic(size, 0, false);
 }
 
-/* What went wrong with a pointer that failed the checks of `fn`. */
-static TD_COLD TD_NORETURN void free_bad(const void *p, span_t *s, const char *fn) {
-  const char *invalid, *twice;
-  safety_misuse_words(fn, &invalid, &twice);
-  if (!s) safety_report(invalid, p, "not allocated by tidalloc", -1, fn);
-  switch (s->kind) {
-    case SPAN_SLAB: {
-      uintptr_t off = (uintptr_t)p - s->start;
-      if (off < (uintptr_t)s->capacity * s->size && off >= s->limit && off % s->size == 0)
-        safety_report(invalid, p, "never handed out, size class", (long)s->size, fn);
-      if (off >= s->limit || off % s->size)
-        safety_report(invalid, p, "not the start of a block, size class", (long)s->size, fn);
-      safety_report(twice, p, "size class", (long)s->size, fn);
-    }
-    case SPAN_LARGE:
-    case SPAN_HUGE:
-      safety_report(invalid, p, "inside a block of bytes", (long)s->bytes, fn);
-    case SPAN_RELEASED:
-      safety_report(twice, p, "block already given back", -1, fn);
-    default:
-      safety_report(invalid, p, "unknown block", -1, fn);
-  }
-}
-
-/* The default checks of a slab block being freed: inside the slab, at the
- * start of a block (one multiply: off*divc < divc <=> size divides off), and
- * not already free. */
-TD_INLINE bool slab_block_bad(const span_t *s, const void *p) {
-#if TIDAL_CHECKS
-  uintptr_t off = (uintptr_t)p - s->start;
-  return off >= s->limit || off * s->divc >= s->divc || ((const block_t *)p)->key == heap_marker(p);
-#else
-  (void)s; (void)p;
-  return false;
-#endif
-}
-
+/* The usable size of a block, by its owner. */
 static size_t usable_of(const void *p, span_t *s) {
   switch (s->kind) {
-    case SPAN_SLAB: return s->size;
+    case SPAN_SLAB: return heap_block_size(s);
     case SPAN_LARGE:
-    case SPAN_HUGE: return s->bytes;
+    case SPAN_HUGE: return large_usable(s);
     case SPAN_SECURE:
     case SPAN_GUARDED:
     case SPAN_ZERO: return secure_usable(p, s);
@@ -287,48 +233,41 @@ static TD_COLD TD_NORETURN void sized_report(const void *p, size_t size, size_t 
   safety_report("mismatched sized free", p, detail, (long)usable, fn);
 }
 
-static TD_NOINLINE void free_generic(void *p, span_t *s, heap_t *h, size_t size, enum free_mode mode, const char *fn) {
-  if (!p) return;
-  int saved = errno;
-  if (TD_UNLIKELY(!s)) free_bad(p, s, fn);
+/* The checks of a pointer handed to free, realloc or malloc_usable_size
+ * (fn): a live block's start, of a matching size for sized frees. */
+static void check_block(void *p, span_t *s, size_t size, enum free_mode mode, const char *fn) {
+  if (TD_UNLIKELY(!s)) span_misuse(p, s, fn);
   switch (s->kind) {
-    case SPAN_SLAB: {
-      if (TD_UNLIKELY(slab_block_bad(s, p))) free_bad(p, s, fn);
-      if (mode != FREE_PLAIN && TD_UNLIKELY(sized_bad(s->size, size, true, mode))) sized_report(p, size, s->size, fn);
-      block_t *b = p;
-      b->key = heap_marker(b);
-      heap_free_remote(h, s, b);
+    case SPAN_SLAB:
+      if (TD_UNLIKELY(span_block_bad(s, p))) span_misuse(p, s, fn);
       break;
-    }
     case SPAN_SECURE:
     case SPAN_GUARDED:
     case SPAN_ZERO:
       secure_check(p, s, fn);
-      if (mode != FREE_PLAIN && TD_UNLIKELY(size > secure_usable(p, s))) sized_report(p, size, secure_usable(p, s), fn);
-      secure_free(p, s, fn);
       break;
     case SPAN_LARGE:
     case SPAN_HUGE:
-      if (TD_UNLIKELY(p != (void *)s->start)) free_bad(p, s, fn);
-      if (mode != FREE_PLAIN && TD_UNLIKELY(sized_bad(s->bytes, size, false, mode))) sized_report(p, size, s->bytes, fn);
-      if (s->kind == SPAN_LARGE) {
-        large_free(s);
-      } else {
-        heap_count_large(h, s->bytes, false, true);
-        huge_free(s);
-      }
+      if (TD_UNLIKELY(p != (void *)s->start)) span_misuse(p, s, fn);
       break;
     default:
-      free_bad(p, s, fn);
+      span_misuse(p, s, fn);
   }
-  maybe_start_background();
-  errno = saved;
+  if (mode == FREE_PLAIN) return;
+  size_t usable = usable_of(p, s);
+  if (TD_UNLIKELY(sized_bad(usable, size, s->kind == SPAN_SLAB, mode))) sized_report(p, size, usable, fn);
 }
 
-/* A local free that empties or un-fills its span (the slow part of the fast path). */
-static TD_NOINLINE void free_local_last(heap_t *h, span_t *s) {
+static TD_NOINLINE void free_generic(void *p, span_t *s, heap_t *h, size_t size, enum free_mode mode, const char *fn) {
+  if (!p) return;
   int saved = errno;
-  heap_free_local_dec_slow(h, s);
+  check_block(p, s, size, mode, fn);
+  switch (s->kind) {
+    case SPAN_SLAB: heap_free_remote(h, s, p); break;
+    case SPAN_LARGE:
+    case SPAN_HUGE: large_free(s); break;
+    default: secure_free(p, s, fn); break;
+  }
   maybe_start_background();
   errno = saved;
 }
@@ -337,23 +276,13 @@ static TD_NOINLINE void free_local_last(heap_t *h, span_t *s) {
 TD_INLINE void free_inline(void *p, size_t size, enum free_mode mode, const char *fn) {
   span_t *s = pagemap_lookup(p);
   heap_t *h = tls_heap;
-  if (TD_LIKELY(s != NULL && s->owner == h)) {
-    if (TD_UNLIKELY(slab_block_bad(s, p))) free_bad(p, s, fn);
+  if (heap_owns(h, s)) {
+    if (TD_UNLIKELY(span_block_bad(s, p))) span_misuse(p, s, fn);
 #if TIDAL_CHECKS
-    if (mode != FREE_PLAIN && TD_UNLIKELY(sized_bad(s->size, size, true, mode))) sized_report(p, size, s->size, fn);
+    if (mode != FREE_PLAIN && TD_UNLIKELY(sized_bad(heap_block_size(s), size, true, mode)))
+      sized_report(p, size, heap_block_size(s), fn);
 #endif
-    block_t *b = p;
-    b->key = heap_marker(b);
-    b->next = span_link_encode(s->free);
-    s->free = (uintptr_t)b;
-    HEAP_COUNT(h->cnt.nfree[s->cls]);
-    /* Signed <= 1 before the decrement: the span is about to become empty,
-     * or it is full (bit 31); the slow path decrements. */
-    if (TD_UNLIKELY((int32_t)s->used <= 1)) {
-      free_local_last(h, s);   /* out of line: keeps this path free of spills */
-      return;
-    }
-    s->used--;
+    heap_free_local(h, s, p);
     return;
   }
   free_generic(p, s, h, size, mode, fn);
@@ -377,26 +306,6 @@ TD_EXPORT void *calloc(size_t n, size_t size) {
   return alloc_generic(total, 0, true);
 }
 
-/* A span for p that a caller may resize or measure; reports misuse. */
-static span_t *span_checked(void *p, const char *fn) {
-  span_t *s = pagemap_lookup(p);
-  if (TD_UNLIKELY(!s)) free_bad(p, s, fn);
-  if (s->kind == SPAN_SLAB) {
-    if (TD_UNLIKELY(slab_block_bad(s, p))) free_bad(p, s, fn);
-  } else if (s->kind == SPAN_SECURE || s->kind == SPAN_GUARDED || s->kind == SPAN_ZERO) {
-    secure_check(p, s, fn);
-  } else if (TD_UNLIKELY((s->kind != SPAN_LARGE && s->kind != SPAN_HUGE) || p != (void *)s->start)) {
-    free_bad(p, s, fn);
-  }
-  return s;
-}
-
-/* A large or huge block resized in place counts as a free and an allocation. */
-static void realloc_count(size_t old_bytes, size_t new_bytes, bool huge) {
-  heap_count_large(tls_heap, old_bytes, false, huge);
-  heap_count_large(tls_heap, new_bytes, true, huge);
-}
-
 static void *realloc_move(void *p, size_t old_usable, size_t size) {
   void *q = alloc_generic(size, 0, false);
   if (!q) return NULL;
@@ -411,48 +320,20 @@ TD_EXPORT void *realloc(void *p, size_t size) {
     free(p);
     return NULL;
   }
-  span_t *s = span_checked(p, "realloc");
+  span_t *s = pagemap_lookup(p);
+  check_block(p, s, 0, FREE_PLAIN, "realloc");
   if (TD_UNLIKELY(size > PTRDIFF_MAX)) {
     errno = ENOMEM;
     return NULL;
   }
+  void *q = NULL;
   switch (s->kind) {
-    case SPAN_SLAB:
-      /* Stay when the new size fits and would not fit a much smaller class. */
-      if (size <= s->size && size > s->size / 2) return p;
-      if (size <= s->size && s->size <= 64) return p;
-      return realloc_move(p, s->size, size);
-    case SPAN_LARGE: {
-      if (size > SC_SMALL_MAX && size <= TD_LARGE_MAX) {
-        size_t want = td_pages_of(size), have = s->bytes >> TD_PAGE_SHIFT;
-        if (want == have) return p;
-        if (want < have) {
-          page_shrink(s, want);
-          realloc_count(have << TD_PAGE_SHIFT, s->bytes, false);
-          return p;
-        }
-        if (page_grow(s, want)) {
-          realloc_count(have << TD_PAGE_SHIFT, s->bytes, false);
-          return p;
-        }
-      }
-      return realloc_move(p, s->bytes, size);
-    }
-    case SPAN_SECURE:
-    case SPAN_GUARDED:
-    case SPAN_ZERO:
-      return realloc_move(p, secure_usable(p, s), size);
-    default: /* SPAN_HUGE */
-      if (size > TD_LARGE_MAX) {
-        size_t old = s->bytes;
-        void *q = huge_realloc(s, size);
-        if (q) {
-          realloc_count(old, s->bytes, true);
-          return q;
-        }
-      }
-      return realloc_move(p, s->bytes, size);
+    case SPAN_SLAB: q = heap_resize_in_place(s, size) ? p : NULL; break;
+    case SPAN_LARGE:
+    case SPAN_HUGE: q = large_resize(s, size); break;
+    default: break;   /* hardened blocks always move */
   }
+  return q ? q : realloc_move(p, usable_of(p, s), size);
 }
 
 TD_EXPORT void *reallocarray(void *p, size_t n, size_t size) {
@@ -513,7 +394,8 @@ TD_EXPORT void *pvalloc(size_t size) {
 
 TD_EXPORT size_t malloc_usable_size(void *p) {
   if (!p) return 0;
-  span_t *s = span_checked(p, "malloc_usable_size");
+  span_t *s = pagemap_lookup(p);
+  check_block(p, s, 0, FREE_PLAIN, "malloc_usable_size");
   return usable_of(p, s);
 }
 
@@ -536,10 +418,7 @@ TD_EXPORT void cfree(void *p) { free(p); }
 
 TD_EXPORT size_t tidal_purge(void) {
   td_ensure_init();
-  heap_thread_flush();
-  heap_sweep_pool();
-  size_t n = huge_purge_all();
-  return n + page_purge_all();
+  return pressure_purge_all();
 }
 
 TD_EXPORT void tidal_thread_flush(void) { heap_thread_flush(); }

@@ -2,9 +2,13 @@
  * api.h — internal entry points shared by the C API (api.c) and the C++
  * operator new/delete family (cxx_new.cc).
  *
- * What it is: the top layer. It initialises the layers below on first use,
- * routes each request to the small (heap), large (page) or huge path, and
- * implements every exported allocation symbol with glibc's semantics.
+ * What it is: the top layer, a router. It initialises the layers below on
+ * first use, runs the fork handlers (in lock-rank order) and keeps errno,
+ * and implements every exported symbol with glibc's semantics by routing
+ * each request to its owner: small blocks to heap, larger ones to large,
+ * hardened-mode ones to secure, object caches, cleaners, statistics and
+ * control to their modules. It knows no span or heap internals.
+ * What it is not: an allocator of its own.
  * It may call: every module below it.
  */
 #ifndef TIDAL_API_H
@@ -15,9 +19,6 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/* Requests above this are served by a mapping of their own (huge.h). */
-#define TD_LARGE_MAX ((size_t)1 << 20)
 
 void *td_malloc(size_t size);
 void td_free(void *p);

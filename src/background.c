@@ -11,7 +11,6 @@
 #include <pthread.h>
 #include <signal.h>
 
-#define NEVER UINT64_MAX
 /* Even with nothing due, look around this often (pooled heaps' inboxes). */
 #define IDLE_CHECK_NS     (30ull * 1000000000ull)
 /* While the main thread has left (pthread_exit), or for a while after any
@@ -22,7 +21,7 @@
 /* bg_lock guards every member but the futex word `seq` (bumped with
  * __atomic_* to wake the worker). It is a leaf: taken under other allocator
  * locks (the work hooks), it never holds one itself. */
-static td_mutex_t bg_lock = TD_MUTEX_INIT("background");
+static td_mutex_t bg_lock = TD_MUTEX_INIT("background", RANK_BACKGROUND);
 static struct {
   bool enabled;            /* option / ctl */
   bool running;            /* the worker exists */
@@ -242,7 +241,7 @@ static void *worker_main(void *arg) {
 
     uint64_t next = worker_round(pressure);
     uint64_t now = os_now_ns();
-    if (next == NEVER || next > now + IDLE_CHECK_NS) next = now + IDLE_CHECK_NS;
+    if (next == TD_NEVER || next > now + IDLE_CHECK_NS) next = now + IDLE_CHECK_NS;
     if (watch) next = TD_MIN(next, now + LIVENESS_CHECK_NS);
     mutex_lock(&bg_lock);
     uint32_t seq = __atomic_load_n(&bg.seq, __ATOMIC_ACQUIRE);

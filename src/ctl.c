@@ -4,16 +4,14 @@
 #include "heap.h"
 #include "lock.h"
 #include "os.h"
+#include "pressure.h"
 #include "stats.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-static td_mutex_t ctl_lock = TD_MUTEX_INIT("ctl");
-/* "purge" releases everything the way tidal_purge() does; api.c owns that
- * sequence and registers it here (ctl sits below api). */
-size_t (*ctl_purge_hook)(void);
+static td_mutex_t ctl_lock = TD_MUTEX_INIT("ctl", RANK_CTL);
 static stats_t snap;            /* the snapshot of the current epoch */
 static uint64_t epoch;
 
@@ -206,7 +204,7 @@ int ctl_call(const char *name, void *oldp, size_t *oldlenp, const void *newp, si
   }
   if (strcmp(name, "purge") == 0) {
     if (oldp && oldlenp && *oldlenp != sizeof(uint64_t)) return EINVAL;
-    uint64_t released = ctl_purge_hook ? ctl_purge_hook() : 0;
+    uint64_t released = pressure_purge_all();
     return oldp || oldlenp ? read_u64(oldp, oldlenp, released) : 0;
   }
   if (strcmp(name, "background_thread") == 0) {

@@ -15,8 +15,6 @@
 
 #include "util.h"
 
-/* Set by api.c: give all free memory back (tidal_purge). */
-extern size_t (*ctl_purge_hook)(void);
 void ctl_init(void);
 void ctl_prefork(void);
 void ctl_postfork_parent(void);

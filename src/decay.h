@@ -17,7 +17,7 @@
 #include "util.h"
 
 #define DECAY_NEPOCHS 200
-#define DECAY_NEVER   UINT64_MAX
+#define DECAY_NEVER   TD_NEVER
 
 typedef struct decay_s {
   int64_t decay_ms;              /* < 0 never, 0 immediately */

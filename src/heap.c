@@ -18,14 +18,13 @@ static __thread uint64_t tls_base_alloc __attribute__((tls_model("initial-exec")
 static __thread uint64_t tls_base_freed __attribute__((tls_model("initial-exec")));
 /* Large/huge traffic of threads that have no heap. */
 static heap_counters_t orphan_cnt;
-static td_mutex_t orphan_lock = TD_MUTEX_INIT("heap_orphan_counters");
+static td_mutex_t orphan_lock = TD_MUTEX_INIT("heap_orphan_counters", RANK_HEAP_ORPHANS);
 
 span_t span_empty = { .kind = SPAN_NONE };
 heap_t heap_empty = { .cur = { [0 ... SC_NCLASSES - 1] = &span_empty }, .state = HEAP_DEAD };
-uint64_t heap_free_key = 0x5bd1e9955bd1e995ull;   /* replaced by a random value at init */
 
-static td_mutex_t registry_lock = TD_MUTEX_INIT("heap_registry");
-static td_mutex_t global_lock = TD_MUTEX_INIT("heap_global");
+static td_mutex_t registry_lock = TD_MUTEX_INIT("heap_registry", RANK_HEAP_REGISTRY);
+static td_mutex_t global_lock = TD_MUTEX_INIT("heap_global", RANK_HEAP_GLOBAL);
 static heap_t *all_heaps, *heap_pool, *global_heap;
 static uint32_t heap_next_id;
 static pthread_key_t heap_tsd;
@@ -50,16 +49,7 @@ static heap_t *heap_create(uint32_t state) {
   return h;
 }
 
-void heap_corrupt(const void *block, const span_t *s) {
-  safety_report("write after free", block, "corrupted free-list link, size class",
-                s && s->kind == SPAN_SLAB ? (long)s->size : -1, "malloc");
-}
-
 void heap_init(void) {
-  uint64_t k;
-  do k = os_random64(); while (k == 0);
-  heap_free_key = k;
-  span_link_key = (uintptr_t)os_random64() | 1;
   pthread_key_create(&heap_tsd, heap_thread_exit);
   global_heap = heap_create(HEAP_GLOBAL);
   mutex_register(&registry_lock);
@@ -132,16 +122,15 @@ static void slab_carve(span_t *s) {
   size_t n = TD_MIN((size_t)sc_info[s->cls].batch, (size_t)(s->bump_end - s->bump) / size);
   uintptr_t first = s->bump, p = first;
   /* Carved blocks carry their free marker too: freeing one that was never
-   * handed out is caught like a double free. */
-  for (size_t i = 1; i < n; i++, p += size) {
-    ((block_t *)p)->next = span_link_encode(p + size);
-    ((block_t *)p)->key = heap_marker((void *)p);
-  }
-  ((block_t *)p)->next = span_link_encode(s->free);
-  ((block_t *)p)->key = heap_marker((void *)p);
-  s->free = first;
+   * handed out is caught like a double free. Pushed last to first, so the
+   * list hands them out in address order. */
   s->bump = first + n * size;
   s->limit = (uint32_t)(s->bump - s->start);
+  for (p = first + (n - 1) * size;; p -= size) {
+    span_push(s, (block_t *)p);
+    if (p == first) break;
+  }
+  SPAN_DASSERT_CONSISTENT(s, s->owner && s->owner->cur[s->cls] == s);
 }
 
 /* ---- allocation slow path ------------------------------------------------ */
@@ -171,11 +160,7 @@ static void *heap_refill(heap_t *h, unsigned cls) {
     heap_collect(h);
     if (h->cur[cls]->free) return heap_alloc_small(h, cls);
   }
-  if (s != &span_empty) {
-    /* Every block is out, so the span leaves cur for no list at all. */
-    TD_DASSERT(s->used > SPAN_CUR_BIAS);
-    s->used = (s->used - SPAN_CUR_BIAS) | SPAN_FULL_FLAG;
-  }
+  if (s != &span_empty) span_cur_leave_full(s);   /* every block is out: on no list at all */
   s = h->partial[cls];
   if (s) {
     span_list_remove(&h->partial[cls], s);
@@ -185,8 +170,9 @@ static void *heap_refill(heap_t *h, unsigned cls) {
   } else {
     slab_carve(s);
   }
-  s->used += SPAN_CUR_BIAS;
+  span_cur_enter(s);
   h->cur[cls] = s;
+  SPAN_DASSERT_CONSISTENT(s, true);
   return heap_alloc_small(h, cls);
 }
 
@@ -227,10 +213,11 @@ void *heap_alloc_slow(heap_t *h, unsigned cls) {
 
 /* ---- free slow paths ------------------------------------------------------ */
 
-void heap_free_local_slow(heap_t *h, span_t *s) {
-  if (s->used & SPAN_FULL_FLAG) {
-    s->used &= ~SPAN_FULL_FLAG;
-    if (s->used == 0) slab_retire(h, s);
+/* After the owner pushed a block onto s and decremented used, when the span
+ * was full or became empty. */
+static void free_local_moved(heap_t *h, span_t *s) {
+  if (span_is_full(s)) {
+    if (span_unfull(s)) slab_retire(h, s);
     else span_list_push(&h->partial[s->cls], s);
     return;
   }
@@ -240,8 +227,15 @@ void heap_free_local_slow(heap_t *h, span_t *s) {
   slab_retire(h, s);
 }
 
-void heap_free_local_dec_slow(heap_t *h, span_t *s) {
-  if ((int32_t)--s->used <= 0) heap_free_local_slow(h, s);
+void heap_free_local_edge(heap_t *h, span_t *s) {
+  int saved = errno;
+  if (span_used_drop(s)) free_local_moved(h, s);
+  errno = saved;
+}
+
+bool heap_resize_in_place(const span_t *s, size_t size) {
+  /* Stay when the new size fits and would not fit a much smaller class. */
+  return size <= s->size && (size > s->size / 2 || s->size <= 64);
 }
 
 static void inbox_push(heap_t *dest, block_t *head, block_t *tail) {
@@ -258,6 +252,7 @@ static void outbuf_flush(outbuf_t *o) {
 
 void heap_free_remote(heap_t *h, span_t *s, block_t *b) {
   heap_t *dest = s->owner;
+  b->key = span_marker(b);   /* free from now on: a second free is caught at once */
   /* A thread that frees before it ever allocated gets a heap now: its frees
    * are counted (stats) and batched like any other thread's. */
   if (h == &heap_empty) h = heap_bind();
@@ -293,11 +288,10 @@ void heap_collect(heap_t *h) {
   while (b) {
     uintptr_t nx = span_link_decode(b->next);
     span_t *s = pagemap_lookup(b);
-    if (TD_UNLIKELY(span_link_bad(nx) || !s || s->owner != h)) heap_corrupt(b, s);
+    if (TD_UNLIKELY(span_link_bad(nx) || !s || s->owner != h)) span_corrupt(b, s, "free");
     block_t *next = (block_t *)nx;
-    b->next = span_link_encode(s->free);
-    s->free = (uintptr_t)b;
-    if (TD_UNLIKELY((int32_t)--s->used <= 0)) heap_free_local_slow(h, s);
+    span_push(s, b);   /* the freeing thread checked it (span_block_bad) */
+    if (TD_UNLIKELY(span_used_drop(s))) free_local_moved(h, s);
     b = next;
   }
 }
@@ -312,7 +306,7 @@ static void heap_trim(heap_t *h) {
   h->span_cache_n = 0;
   for (unsigned c = 1; c < SC_NCLASSES; c++) {
     span_t *s = h->cur[c];
-    if (s != &span_empty && s->used == SPAN_CUR_BIAS) {
+    if (s != &span_empty && span_cur_unused(s)) {
       h->cur[c] = &span_empty;
       h->cnt.nslabs[c]--;
       slab_release(s);
@@ -438,20 +432,10 @@ void heap_thread_bytes(uint64_t *allocated, uint64_t *freed) {
 
 /* ---- validation ------------------------------------------------------------ */
 
-static size_t free_list_len(const span_t *s) {
-  size_t n = 0;
-  for (uintptr_t p = s->free; p; p = span_link_decode(((block_t *)p)->next)) {
-    TD_CHECK(p >= s->start && p < s->bump && (p - s->start) % s->size == 0, "corrupt free list", (void *)p, "heap_validate");
-    TD_CHECK(++n <= s->capacity, "free list cycle", (void *)s->start, "heap_validate");
-  }
-  return n;
-}
-
 static void span_validate(heap_t *h, span_t *s, unsigned cls) {
   TD_CHECK(s->owner == h && s->kind == SPAN_SLAB && s->cls == cls, "span ownership", (void *)s->start, "heap_validate");
-  size_t carved = (s->bump - s->start) / s->size;
-  size_t out = (s->used & ~SPAN_FULL_FLAG) - (s == h->cur[cls] ? SPAN_CUR_BIAS : 0);
-  TD_CHECK(free_list_len(s) + out == carved, "span block count", (void *)s->start, "heap_validate");
+  const char *why = span_check(s, s == h->cur[cls]);
+  TD_CHECK(why == NULL, why, (void *)s->start, "heap_validate");
   TD_CHECK(pagemap_lookup((void *)s->start) == s, "pagemap", (void *)s->start, "heap_validate");
 }
 
@@ -459,19 +443,24 @@ void heap_validate(heap_t *h) {
   for (unsigned c = 1; c < SC_NCLASSES; c++) {
     if (h->cur[c] != &span_empty) {
       span_validate(h, h->cur[c], c);
-      TD_CHECK(!(h->cur[c]->used & SPAN_FULL_FLAG), "current span marked full", (void *)h->cur[c]->start, "heap_validate");
+      TD_CHECK(!span_is_full(h->cur[c]), "current span marked full", (void *)h->cur[c]->start, "heap_validate");
     }
     for (span_t *s = h->partial[c]; s; s = s->next) {
       span_validate(h, s, c);
-      TD_CHECK(s->free != 0 && !(s->used & SPAN_FULL_FLAG), "partial span state", (void *)s->start, "heap_validate");
+      TD_CHECK(s->free != 0 && !span_is_full(s), "partial span state", (void *)s->start, "heap_validate");
     }
   }
 }
 
 /* ---- fork ------------------------------------------------------------------- */
 
-/* The global heap's lock comes before the page lock, the registry's after. */
+/* Two steps of the fork order (lock ranks): the global heap's lock
+ * (RANK_HEAP_GLOBAL), then the registry and orphan counters (RANK_HEAP_REGISTRY,
+ * RANK_HEAP_ORPHANS). */
 void heap_prefork_global(void) { mutex_lock(&global_lock); }
+void heap_postfork_parent_global(void) { mutex_unlock(&global_lock); }
+void heap_postfork_child_global(void) { mutex_postfork_child(&global_lock); }
+
 void heap_prefork(void) {
   mutex_lock(&registry_lock);
   mutex_lock(&orphan_lock);
@@ -480,11 +469,9 @@ void heap_prefork(void) {
 void heap_postfork_parent(void) {
   mutex_unlock(&orphan_lock);
   mutex_unlock(&registry_lock);
-  mutex_unlock(&global_lock);
 }
 
 void heap_postfork_child(void) {
-  mutex_postfork_child(&global_lock);
   mutex_postfork_child(&registry_lock);
   mutex_postfork_child(&orphan_lock);
   /* Other threads' heaps may have been mid-update when their threads vanished:

@@ -75,10 +75,6 @@ struct heap_s {
 extern __thread heap_t *tls_heap __attribute__((tls_model("initial-exec")));
 extern heap_t heap_empty;        /* a thread's heap before it has one: every cur is empty */
 extern span_t span_empty;        /* empty sentinel span for heap_empty and idle classes */
-extern uint64_t heap_free_key TD_HIDDEN;   /* the free-block marker secret (random, non-zero) */
-
-/* The marker a free block at address b carries in its key word. */
-TD_INLINE uint64_t heap_marker(const void *b) { return heap_free_key ^ (uint64_t)(uintptr_t)b; }
 
 void heap_init(void);
 
@@ -86,14 +82,17 @@ void heap_init(void);
 TD_INLINE void *heap_alloc_small(heap_t *h, unsigned cls);
 void *heap_alloc_slow(heap_t *h, unsigned cls);
 
-/* Called after the owner pushed a block onto s and decremented s->used, when
- * the span was full or became empty. */
-void heap_free_local_slow(heap_t *h, span_t *s);
-/* The same, for a caller that has not decremented s->used yet. */
-void heap_free_local_dec_slow(heap_t *h, span_t *s);
-/* Free a valid block (marker already set) of a slab owned by another heap
- * than h, the calling thread's (heap_empty if it has none yet: it gets one).
- * Counts the free. */
+/* A local free that empties or un-fills its span (heap_free_local's slow
+ * part): decrements used and moves the span. Keeps errno. */
+void heap_free_local_edge(heap_t *h, span_t *s);
+/* A block of a slab of heap h fits a request of `size` bytes where it is
+ * (realloc keeps it): it fits, and a much smaller class would not do. */
+bool heap_resize_in_place(const span_t *s, size_t size);
+/* The block size of a slab. */
+TD_INLINE size_t heap_block_size(const span_t *s) { return s->size; }
+/* Free a valid block (checked: span_block_bad) of a slab owned by another
+ * heap than h, the calling thread's (heap_empty if it has none yet: it gets
+ * one). Marks it free and counts the free. */
 void heap_free_remote(heap_t *h, span_t *s, block_t *b);
 /* Called (with no lock held) when a thread's heap has been pooled at its exit. */
 void heap_set_exit_hook(void (*hook)(void));
@@ -120,34 +119,43 @@ void heap_thread_bytes(uint64_t *allocated, uint64_t *freed);
 /* Tier-3 validator of one heap's lists and counts (owner thread only). */
 void heap_validate(heap_t *h);
 
-void heap_prefork_global(void);   /* before huge/page */
-void heap_prefork(void);          /* after page */
+/* Fork, in two steps of the lock order: the global heap's lock, then the
+ * registry and orphan counters. */
+void heap_prefork_global(void);
+void heap_postfork_parent_global(void);
+void heap_postfork_child_global(void);
+void heap_prefork(void);
 void heap_postfork_parent(void);
 void heap_postfork_child(void);
 
-/* ---- inline fast path ---------------------------------------------------- */
+/* ---- inline fast paths ---------------------------------------------------- */
 
-/* A free-list link that does not decode to an aligned address. */
-TD_COLD TD_NORETURN void heap_corrupt(const void *block, const span_t *s);
-
-/* The one pop of a block from the free list of span s (of class cls) of heap
- * h: NULL when the list is empty. Every allocation fast path is this. */
+/* The pop of a block from span s of class cls of heap h (s may be the empty
+ * sentinel): NULL when its list is empty. Every allocation fast path is this. */
 TD_INLINE void *heap_pop(heap_t *h, span_t *s, unsigned cls) {
-  block_t *b = (block_t *)s->free;
-  if (TD_UNLIKELY(b == NULL)) return NULL;
-  uintptr_t next = span_link_decode(b->next);
-  if (TD_UNLIKELY(span_link_bad(next))) heap_corrupt(b, s);
-  TD_DASSERT(b->key == heap_marker(b));   /* every free block carries its marker */
-  s->free = next;
-  b->key = 0;
-  s->used++;
-  HEAP_COUNT(h->cnt.nmalloc[cls]);
+  block_t *b = span_pop(s);
+  if (TD_LIKELY(b != NULL)) HEAP_COUNT(h->cnt.nmalloc[cls]);
   return b;
 }
 
 TD_INLINE void *heap_alloc_small(heap_t *h, unsigned cls) {
   void *p = heap_pop(h, h->cur[cls], cls);
   return TD_LIKELY(p != NULL) ? p : heap_alloc_slow(h, cls);
+}
+
+/* Whether s is a slab of heap h: its blocks take the local free. */
+TD_INLINE bool heap_owns(const heap_t *h, const span_t *s) { return TD_LIKELY(s != NULL) && s->owner == h; }
+
+/* The local free of block p of span s, owned by h, after the caller's checks
+ * (span_block_bad). Out of line only when the span empties or was full. */
+TD_INLINE void heap_free_local(heap_t *h, span_t *s, void *p) {
+  span_push(s, p);
+  HEAP_COUNT(h->cnt.nfree[s->cls]);
+  if (TD_UNLIKELY(span_free_is_edge(s))) {
+    heap_free_local_edge(h, s);   /* out of line: keeps this path free of spills */
+    return;
+  }
+  span_used_dec(s);
 }
 
 #endif

@@ -7,9 +7,8 @@
 
 #include <string.h>
 
-#define NEVER UINT64_MAX
 
-static td_mutex_t huge_lock = TD_MUTEX_INIT("huge");
+static td_mutex_t huge_lock = TD_MUTEX_INIT("huge", RANK_HUGE);
 static struct {
   span_t *cache;                 /* freed mappings, most recent first */
   size_t cached_bytes, cached_n, live_bytes, live_count;
@@ -20,7 +19,7 @@ static struct {
 } H;
 
 static uint64_t decay_ns(void) {
-  return opt.dirty_decay_ms < 0 ? NEVER : (uint64_t)opt.dirty_decay_ms * 1000000u;
+  return opt.dirty_decay_ms < 0 ? TD_NEVER : (uint64_t)opt.dirty_decay_ms * 1000000u;
 }
 
 static void cache_unlink(span_t *s) {
@@ -62,7 +61,7 @@ static span_t *cache_evict(uint64_t now, size_t budget) {
   uint64_t age = decay_ns();
   while (s) {
     span_t *prev = s->prev;
-    if ((age != NEVER && now - s->stamp_ns >= age) || H.cached_bytes > budget || H.cached_n > HUGE_CACHE_ENTRIES) {
+    if ((age != TD_NEVER && now - s->stamp_ns >= age) || H.cached_bytes > budget || H.cached_n > HUGE_CACHE_ENTRIES) {
       cache_unlink(s);
       s->next = out;
       out = s;
@@ -232,14 +231,14 @@ void huge_free(span_t *s) {
   s->stamp_ns = now;
   span_t *dead = NULL, *evicted;
   void (*hook)(uint64_t) = NULL;
-  uint64_t due = NEVER;
+  uint64_t due = TD_NEVER;
   mutex_lock(&huge_lock);
   peak_note(now);                      /* the peak includes this block */
   H.live_bytes -= s->bytes;
   H.live_count--;
   cache_push(cache_coalesce(s, &dead));
   evicted = cache_evict(now, cache_budget(now));
-  if (H.cache && decay_ns() != NEVER) {
+  if (H.cache && decay_ns() != TD_NEVER) {
     hook = H.hook;
     due = now + decay_ns();
   }
@@ -272,8 +271,8 @@ size_t huge_purge_all(void) {
 uint64_t huge_deferred_work(uint64_t now) {
   mutex_lock(&huge_lock);
   span_t *evicted = cache_evict(now, cache_budget(now));
-  uint64_t next = NEVER, age = decay_ns();
-  if (age != NEVER)
+  uint64_t next = TD_NEVER, age = decay_ns();
+  if (age != TD_NEVER)
     for (span_t *s = H.cache; s; s = s->next)
       if (s->stamp_ns + age < next) next = s->stamp_ns + age;
   mutex_unlock(&huge_lock);

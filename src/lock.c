@@ -33,6 +33,36 @@ acquired:
 
 void mutex_unlock_slow(td_mutex_t *m) { os_futex_wake(&m->state, 1); }
 
+#ifdef TIDAL_DEBUG
+#include "safety.h"
+/* What the calling thread holds, by rank. */
+static __thread uint16_t tls_held[RANK_COUNT] __attribute__((tls_model("initial-exec")));
+static __thread uint32_t tls_held_mask __attribute__((tls_model("initial-exec")));
+
+void lock_witness_acquire(td_mutex_t *m) {
+  uint32_t bit = 1u << m->rank;
+  /* Nothing of a higher rank, and the same rank only where several may be held. */
+  if (TD_UNLIKELY(tls_held_mask & ~((bit << 1) - 1)) || ((tls_held_mask & bit) && !(bit & LOCK_RANK_MULTI)))
+    safety_report("lock order violated", m, m->name, m->rank, "mutex_lock");
+  tls_held[m->rank]++;
+  tls_held_mask |= bit;
+  m->holder = &tls_held_mask;
+}
+
+void lock_witness_release(td_mutex_t *m) {
+  TD_DASSERT(m->holder == &tls_held_mask && tls_held[m->rank] > 0);
+  if (--tls_held[m->rank] == 0) tls_held_mask &= ~(1u << m->rank);
+  m->holder = NULL;
+}
+
+void lock_witness_reset(void) {
+  for (unsigned r = 0; r < RANK_COUNT; r++) tls_held[r] = 0;
+  tls_held_mask = 0;
+}
+
+bool mutex_held(const td_mutex_t *m) { return m->holder == &tls_held_mask; }
+#endif
+
 static td_mutex_t *registry[MUTEX_REGISTRY_MAX];
 static unsigned nregistered;
 

@@ -18,7 +18,7 @@ static void *meta_map(size_t size) {
   return m + TD_PAGE;
 }
 
-static td_mutex_t meta_lock = TD_MUTEX_INIT("meta");
+static td_mutex_t meta_lock = TD_MUTEX_INIT("meta", RANK_META);
 static uintptr_t bump, bump_end;
 static size_t bytes_mapped, bytes_allocated, bytes_leaves;
 

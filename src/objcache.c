@@ -33,12 +33,10 @@ struct tidal_objcache {
  * that drains them all. Destroyed caches' descriptors wait on a free list
  * for reuse (metadata is never unmapped). Lock order: all_lock, then a
  * cache's lock. */
-static td_mutex_t all_lock = TD_MUTEX_INIT("objcache_registry");
+static td_mutex_t all_lock = TD_MUTEX_INIT("objcache_registry", RANK_OBJCACHE_REGISTRY);
 static tidal_objcache_t *live, *spare;
 static bool cleaner_registered;
 
-/* A free object's second word holds this marker (double-free detection). */
-static uintptr_t obj_marker(const void *p) { return ~(uintptr_t)p ^ span_link_key; }
 
 /* The application-level cleaner of all object caches: under critical
  * pressure or tidal_release, each gives back empty slabs down to its retain. */
@@ -64,7 +62,7 @@ tidal_objcache_t *objcache_create(const char *name, size_t size, size_t align, s
   else c = meta_alloc(sizeof *c, TD_CACHELINE);
   if (c) {
     memset(c, 0, sizeof *c);
-    c->lock = (td_mutex_t)TD_MUTEX_INIT("objcache");
+    c->lock = (td_mutex_t)TD_MUTEX_INIT("objcache", RANK_OBJCACHE);
     strncpy(c->name, name ? name : "objcache", sizeof c->name - 1);
     c->size = td_align_up(size, align);
     c->per_slab = TD_UNIT / c->size;
@@ -107,11 +105,14 @@ static span_t *slab_new(tidal_objcache_t *c) {
     return NULL;
   }
   os_name(m, TD_UNIT, "tidalloc-objcache");
-  if (os_system.thp_enabled && opt.thp != THP_NEVER) os_hugify(m, TD_UNIT, OS_HUGE_ON);   /* dense by design */
+  if (os_system.thp != OS_THP_NEVER && opt.thp != THP_NEVER) os_hugify(m, TD_UNIT, OS_HUGE_ON);   /* dense by design */
   s->kind = SPAN_OBJCACHE;
   s->cache = c;
   s->base = s->start = s->bump = (uintptr_t)m;
   s->bump_end = s->base + c->per_slab * c->size;
+  s->size = (uint32_t)c->size;
+  s->capacity = (uint32_t)c->per_slab;
+  s->limit = 0;
   s->bytes = TD_UNIT;
   s->free = 0;
   s->used = 0;
@@ -133,16 +134,13 @@ void *objcache_alloc(tidal_objcache_t *c) {
     if (!(s = slab_new(c))) { mutex_unlock(&c->lock); return NULL; }
     span_list_push(&c->partial, s);
   }
-  void *p;
-  if (s->free) {
-    p = (void *)s->free;
-    s->free = span_link_decode(*(uintptr_t *)p);
-    ((uintptr_t *)p)[1] = 0;   /* no longer marked free */
-  } else {
+  void *p = span_pop(s);   /* a freed object (the span protocol), else a fresh one */
+  if (!p) {
     p = (void *)s->bump;
     s->bump += c->size;
+    s->limit = (uint32_t)(s->bump - s->start);
+    s->used++;
   }
-  s->used++;
   c->nfree--;
   if (s->used == c->per_slab) {
     span_list_remove(&c->partial, s);
@@ -159,13 +157,11 @@ void objcache_free(tidal_objcache_t *c, void *p) {
       (uintptr_t)p >= s->bump)
     safety_report("invalid free", p, "not an object of this cache", -1, "tidal_objcache_free");
   mutex_lock(&c->lock);
-  if (((uintptr_t *)p)[1] == obj_marker(p) || s->used == 0) {
+  if (span_block_marked(p) || s->used == 0) {
     mutex_unlock(&c->lock);
     safety_report("double free", p, "object of cache, bytes", (long)c->size, "tidal_objcache_free");
   }
-  *(uintptr_t *)p = span_link_encode(s->free);
-  ((uintptr_t *)p)[1] = obj_marker(p);
-  s->free = (uintptr_t)p;
+  span_push(s, p);
   c->nfree++;
   if (s->used-- == c->per_slab) {
     span_list_remove(&c->full, s);

@@ -29,7 +29,7 @@
 #endif
 
 static uint64_t cnt_maps, cnt_unmaps, cnt_lazy, cnt_now, cnt_huge, cnt_dehuge, cnt_collapse, cnt_remaps, cnt_commits;
-os_system_t os_system = { .thp_enabled = 1, .max_ptes_none = 511, .lazy_free = true };
+os_system_t os_system = { .thp = OS_THP_MADVISE, .max_ptes_none = 511, .lazy_free = true };
 #define COUNT(c) __atomic_fetch_add(&(c), 1, __ATOMIC_RELAXED)
 
 static void *default_map(size_t size) {
@@ -277,11 +277,11 @@ void os_init(void) {
   }
   char buf[128];
   if (os_read_file("/sys/kernel/mm/transparent_hugepage/enabled", buf, sizeof buf) > 0) {
-    if (strstr(buf, "[never]")) os_system.thp_enabled = 0;
-    else if (strstr(buf, "[always]")) os_system.thp_enabled = 2;
-    else os_system.thp_enabled = 1;
+    if (strstr(buf, "[never]")) os_system.thp = OS_THP_NEVER;
+    else if (strstr(buf, "[always]")) os_system.thp = OS_THP_ALWAYS;
+    else os_system.thp = OS_THP_MADVISE;
   } else {
-    os_system.thp_enabled = 0;
+    os_system.thp = OS_THP_NEVER;
   }
   if (os_read_file("/sys/kernel/mm/transparent_hugepage/khugepaged/max_ptes_none", buf, sizeof buf) > 0)
     os_system.max_ptes_none = atoi(buf);

@@ -126,8 +126,9 @@ uint64_t os_random64(void);
 const char *os_getenv(const char *name);   /* secure_getenv: NULL for setuid programs */
 void os_write_stderr(const char *buf, size_t len);
 /* What the system allows, read once by os_init. */
+enum os_thp { OS_THP_NEVER, OS_THP_MADVISE, OS_THP_ALWAYS };
 typedef struct os_system_s {
-  int thp_enabled;          /* enum: 0 never, 1 madvise, 2 always */
+  enum os_thp thp;          /* the system's transparent hugepage mode */
   int max_ptes_none;        /* khugepaged's limit (511 when unknown) */
   bool overcommit_strict;   /* vm.overcommit_memory == 2: reserve PROT_NONE, commit per unit */
   bool lazy_free;           /* MADV_FREE works */

@@ -14,9 +14,8 @@
 #define NBIN_WORDS         ((NBINS + 63) / 64)
 #define DIRTY_FLOOR_PAGES  ((size_t)(32 << 20) >> TD_PAGE_SHIFT)   /* ceiling never below 32 MiB */
 #define COLLAPSE_PER_PASS  8
-#define NEVER              UINT64_MAX
 
-static td_mutex_t page_lock = TD_MUTEX_INIT("page");
+static td_mutex_t page_lock = TD_MUTEX_INIT("page", RANK_PAGE);
 
 static struct {
   unit_t *bins[NBINS];             /* pairing heaps by age, indexed by longest free range */
@@ -44,9 +43,10 @@ void page_init(void) {
   uint64_t now = os_now_ns();
   decay_init(&P.decay_dirty, opt.dirty_decay_ms, now);
   decay_init(&P.decay_muzzy, opt.muzzy_decay_ms, now);
-  P.next_due = P.told_due = NEVER;
-  P.hugify_enabled = opt.thp == THP_DEFAULT && os_system.thp_enabled == 1;
-  P.born_huge = os_system.thp_enabled != 0 && (opt.thp == THP_ALWAYS || (opt.thp == THP_DEFAULT && os_system.thp_enabled == 2));
+  P.next_due = P.told_due = TD_NEVER;
+  P.hugify_enabled = opt.thp == THP_DEFAULT && os_system.thp == OS_THP_MADVISE;
+  P.born_huge = os_system.thp != OS_THP_NEVER &&
+                (opt.thp == THP_ALWAYS || (opt.thp == THP_DEFAULT && os_system.thp == OS_THP_ALWAYS));
   size_t dense = (size_t)((opt.hugify_threshold_milli * (int64_t)TD_UNIT_PAGES + 999) / 1000);
   /* Without MADV_COLLAPSE from the background thread, khugepaged does the
    * collapsing, and it skips units with more than max_ptes_none empty pages. */
@@ -58,10 +58,10 @@ void page_init(void) {
 void page_set_work_hook(void (*hook)(uint64_t)) {
   mutex_lock(&page_lock);
   P.hook = hook;
-  P.told_due = NEVER;
+  P.told_due = TD_NEVER;
   uint64_t due = P.next_due;
   mutex_unlock(&page_lock);
-  if (hook && due != NEVER) hook(due);
+  if (hook && due != TD_NEVER) hook(due);
 }
 
 /* ---- bins: pairing heaps ordered by age ---------------------------------- */
@@ -147,36 +147,74 @@ static size_t bin_first_from(size_t b) {
     if ((u)->nx) (u)->nx->pv = (u)->pv; \
     (u)->nx = (u)->pv = NULL; } while (0)
 
-/* After u's page states changed: bins, purge list, density. Lock held. */
-static void unit_update(unit_t *u) {
-  uint16_t lfr = (uint16_t)bm_longest_clear_run(&u->active);
+/* The hugify candidate test. A unit becomes a candidate when dense_pages of
+ * its pages are active, and stays one through small dips, down to
+ * (1 - 1/HUGIFY_HYSTERESIS_DIV) of that, so churn does not keep restarting
+ * its delay. */
+#define HUGIFY_HYSTERESIS_DIV 8
+static bool unit_hugify_candidate(const unit_t *u) {
+  size_t need = u->on_dense_list ? P.dense_pages - P.dense_pages / HUGIFY_HYSTERESIS_DIV : P.dense_pages;
+  return !u->hugified && u->nactive >= need;
+}
+
+/* Invariant of a unit (page.h), O(words): the counters match the maps, the
+ * maps are disjoint, the longest free range is current. */
+static const char *unit_check(const unit_t *u) {
+  if (bm_count(&u->active) != u->nactive || bm_count(&u->dirty) != u->ndirty || bm_count(&u->muzzy) != u->nmuzzy)
+    return "unit: counters == popcount(maps)";
+  for (size_t w = 0; w < BM_WORDS; w++)
+    if ((u->active.w[w] & u->dirty.w[w]) | (u->active.w[w] & u->muzzy.w[w]) | (u->dirty.w[w] & u->muzzy.w[w]))
+      return "unit: active, dirty and muzzy are disjoint";
+  if ((size_t)u->nactive + u->ndirty + u->nmuzzy > TD_UNIT_PAGES) return "unit: active + dirty + muzzy <= pages";
+  if (bm_longest_clear_run(&u->active) != u->lfr) return "unit: lfr == longest free range";
+  return NULL;
+}
+#ifdef TIDAL_DEBUG
+#define UNIT_DASSERT_CONSISTENT(u) do { \
+    const char *why_ = unit_check(u); \
+    if (why_) safety_assert_fail(__FILE__, __LINE__, why_); } while (0)
+#else
+#define UNIT_DASSERT_CONSISTENT(u) do { (void)(u); } while (0)
+#endif
+
+/* A unit's place in the bins: by longest free range, unless it is busy. */
+static void unit_rebin(unit_t *u, uint16_t lfr) {
   if (!u->busy && (u->bin == UNIT_UNLISTED || lfr != u->lfr)) {
     bin_remove(u);
     u->lfr = lfr;
     bin_insert(u);
   }
   u->lfr = lfr;
+}
+
+static void unit_track_purgeable(unit_t *u) {
   bool purgeable = u->ndirty || u->nmuzzy;
   if (purgeable && !u->on_purge_list) { DLIST_PUSH(P.purge_list, u, purge_next, purge_prev); u->on_purge_list = 1; }
   if (!purgeable && u->on_purge_list) { DLIST_REMOVE(P.purge_list, u, purge_next, purge_prev); u->on_purge_list = 0; }
-  if (P.hugify_enabled) {
-    /* Hysteresis: a unit becomes a candidate at the threshold and stays one
-     * through small dips (down to 7/8 of it), so churn does not keep
-     * restarting its delay. */
-    size_t need = u->on_dense_list ? P.dense_pages - P.dense_pages / 8 : P.dense_pages;
-    bool dense = !u->hugified && u->nactive >= need;
-    if (dense && !u->on_dense_list) {
-      DLIST_PUSH(P.dense_list, u, dense_next, dense_prev);
-      u->on_dense_list = 1;
-      u->dense_since_ns = os_now_ns();
-      uint64_t due = u->dense_since_ns + (uint64_t)opt.hugify_delay_ms * 1000000u;
-      if (due < P.next_due) P.next_due = due;
-    } else if (!dense && u->on_dense_list) {
-      DLIST_REMOVE(P.dense_list, u, dense_next, dense_prev);
-      u->on_dense_list = 0;
-      u->dense_since_ns = 0;
-    }
+}
+
+static void unit_track_dense(unit_t *u) {
+  bool dense = unit_hugify_candidate(u);
+  if (dense && !u->on_dense_list) {
+    DLIST_PUSH(P.dense_list, u, dense_next, dense_prev);
+    u->on_dense_list = 1;
+    u->dense_since_ns = os_now_ns();
+    uint64_t due = u->dense_since_ns + (uint64_t)opt.hugify_delay_ms * 1000000u;
+    if (due < P.next_due) P.next_due = due;
+  } else if (!dense && u->on_dense_list) {
+    DLIST_REMOVE(P.dense_list, u, dense_next, dense_prev);
+    u->on_dense_list = 0;
+    u->dense_since_ns = 0;
   }
+}
+
+/* After u's page states changed: bins, purge list, density. */
+static void unit_update(unit_t *u) {
+  mutex_assert_held(&page_lock);
+  unit_rebin(u, (uint16_t)bm_longest_clear_run(&u->active));
+  unit_track_purgeable(u);
+  if (P.hugify_enabled) unit_track_dense(u);
+  UNIT_DASSERT_CONSISTENT(u);
 }
 
 static unit_t *unit_fresh(void) {
@@ -193,7 +231,7 @@ static unit_t *unit_fresh(void) {
       return NULL;
     }
     os_name(base, size, "tidalloc");
-    if (os_system.thp_enabled) {
+    if (os_system.thp != OS_THP_NEVER) {
       if (opt.thp == THP_ALWAYS) os_hugify(base, size, OS_HUGE_ON);
       else if (opt.thp == THP_NEVER) os_hugify(base, size, OS_HUGE_OFF);
     }
@@ -224,6 +262,26 @@ static unit_t *unit_fresh(void) {
 
 static void work_maybe_due(void);
 
+/* Pages [idx, idx+n) of u become active. Returns how many were dirty or
+ * muzzy (0: they read as zero). */
+static size_t pages_activate(unit_t *u, size_t idx, size_t n) {
+  mutex_assert_held(&page_lock);
+  size_t was_dirty = bm_count_range(&u->dirty, idx, n);
+  size_t was_muzzy = bm_count_range(&u->muzzy, idx, n);
+  TD_DASSERT(bm_count_range(&u->active, idx, n) == 0);
+  bm_set_range(&u->active, idx, n);
+  bm_clear_range(&u->dirty, idx, n);
+  bm_clear_range(&u->muzzy, idx, n);
+  u->nactive = (uint16_t)(u->nactive + n);
+  u->ndirty = (uint16_t)(u->ndirty - was_dirty);
+  u->nmuzzy = (uint16_t)(u->nmuzzy - was_muzzy);
+  P.nactive += n;
+  P.ndirty -= was_dirty;
+  P.nmuzzy -= was_muzzy;
+  unit_update(u);
+  return was_dirty + was_muzzy;
+}
+
 static span_t *run_take(unit_t *u, size_t idx, size_t npages) {
   span_t *s = meta_pool_get(&P.span_pool);
   if (!s) return NULL;
@@ -231,23 +289,12 @@ static span_t *run_take(unit_t *u, size_t idx, size_t npages) {
     if (!os_commit((void *)u->base, TD_UNIT, true)) { meta_pool_put(&P.span_pool, s); return NULL; }
     u->committed = 1;
   }
-  size_t was_dirty = bm_count_range(&u->dirty, idx, npages);
-  size_t was_muzzy = bm_count_range(&u->muzzy, idx, npages);
-  bm_set_range(&u->active, idx, npages);
-  bm_clear_range(&u->dirty, idx, npages);
-  bm_clear_range(&u->muzzy, idx, npages);
-  u->nactive = (uint16_t)(u->nactive + npages);
-  u->ndirty = (uint16_t)(u->ndirty - was_dirty);
-  u->nmuzzy = (uint16_t)(u->nmuzzy - was_muzzy);
-  P.nactive += npages;
-  P.ndirty -= was_dirty;
-  P.nmuzzy -= was_muzzy;
-  unit_update(u);
+  size_t was_used = pages_activate(u, idx, npages);
   s->base = u->base + idx * TD_PAGE;
   s->bytes = npages * TD_PAGE;
   s->unit = u;
   s->page_index = (uint32_t)idx;
-  s->zeroed = was_dirty + was_muzzy == 0;
+  s->zeroed = was_used == 0;
   return s;
 }
 
@@ -271,9 +318,15 @@ done:;
   return s;
 }
 
-/* Pages [idx, idx+n) of u become free (dirty). Lock held. Returns true when
- * deferred work may have become due. */
+/* The dirty ceiling: dirty_mult x active, never below DIRTY_FLOOR_PAGES. */
+static size_t dirty_ceiling(void) {
+  return TD_MAX(DIRTY_FLOOR_PAGES, (size_t)((uint64_t)P.nactive * (uint64_t)opt.dirty_mult_milli / 1000u));
+}
+
+/* Pages [idx, idx+n) of u become free (dirty). Returns true when deferred
+ * work may have become due. */
 static bool run_release(unit_t *u, size_t idx, size_t n) {
+  mutex_assert_held(&page_lock);
   TD_DASSERT(bm_count_range(&u->active, idx, n) == n);
   bm_clear_range(&u->active, idx, n);
   bm_set_range(&u->dirty, idx, n);
@@ -282,9 +335,8 @@ static bool run_release(unit_t *u, size_t idx, size_t n) {
   P.nactive -= n;
   P.ndirty += n;
   unit_update(u);
-  if (P.next_due == NEVER) P.next_due = 0;   /* decay has something to look at */
-  size_t ceiling = TD_MAX(DIRTY_FLOOR_PAGES, (size_t)((uint64_t)P.nactive * (uint64_t)opt.dirty_mult_milli / 1000u));
-  if (P.ndirty > ceiling) P.next_due = 0;
+  if (P.next_due == TD_NEVER) P.next_due = 0;   /* decay has something to look at */
+  if (P.ndirty > dirty_ceiling()) P.next_due = 0;
   return P.next_due < P.told_due;
 }
 
@@ -322,18 +374,7 @@ bool page_grow(span_t *s, size_t new_npages) {
   size_t from = s->page_index + old, add = new_npages - old;
   /* A busy unit's free pages are being purged right now: never take them. */
   if (!u->busy && bm_count_range(&u->active, from, add) == 0) {
-    size_t was_dirty = bm_count_range(&u->dirty, from, add);
-    size_t was_muzzy = bm_count_range(&u->muzzy, from, add);
-    bm_set_range(&u->active, from, add);
-    bm_clear_range(&u->dirty, from, add);
-    bm_clear_range(&u->muzzy, from, add);
-    u->nactive = (uint16_t)(u->nactive + add);
-    u->ndirty = (uint16_t)(u->ndirty - was_dirty);
-    u->nmuzzy = (uint16_t)(u->nmuzzy - was_muzzy);
-    P.nactive += add;
-    P.ndirty -= was_dirty;
-    P.nmuzzy -= was_muzzy;
-    unit_update(u);
+    pages_activate(u, from, add);
     s->bytes = new_npages * TD_PAGE;
     ok = true;
   }
@@ -369,23 +410,59 @@ void page_span_put(span_t *s) {
 
 enum stage { STAGE_DIRTY, STAGE_MUZZY };
 
-/* The unit to purge next for a stage: non-hugified before hugified, then the
- * emptiest, then the one with most to purge. Lock held. */
+static size_t stage_pages(const unit_t *u, enum stage st) { return st == STAGE_DIRTY ? u->ndirty : u->nmuzzy; }
+
+/* The purge order: non-hugified units before hugified ones (a hugified unit
+ * loses its huge page), then the emptiest (it may empty out whole), then
+ * the one with most to purge. */
+static bool purge_before(const unit_t *a, const unit_t *b, enum stage st) {
+  if (a->hugified != b->hugified) return !a->hugified;
+  if (a->nactive != b->nactive) return a->nactive < b->nactive;
+  return stage_pages(a, st) > stage_pages(b, st);
+}
+
+/* The unit to purge next for a stage. */
 static unit_t *purge_pick(enum stage st) {
+  mutex_assert_held(&page_lock);
   unit_t *best = NULL;
-  uint64_t best_score = UINT64_MAX;
   for (unit_t *u = P.purge_list; u; u = u->purge_next) {
-    size_t n = st == STAGE_DIRTY ? u->ndirty : u->nmuzzy;
-    if (!n || u->busy || u->collapsing) continue;
-    uint64_t score = ((uint64_t)u->hugified << 40) | ((uint64_t)u->nactive << 20) | (uint64_t)(TD_UNIT_PAGES - n);
-    if (score < best_score) { best = u; best_score = score; }
+    if (!stage_pages(u, st) || u->busy || u->collapsing) continue;
+    if (!best || purge_before(u, best, st)) best = u;
   }
   return best;
 }
 
-/* Purge one unit's pages of a stage, outside the lock. Lock held on entry and
- * exit. Returns pages purged. */
+/* One madvise per free range of snap. */
+static void purge_ranges(const unit_t *u, const bm512_t *snap, os_purge_t how) {
+  for (size_t i = 0; i < TD_UNIT_PAGES;) {
+    size_t f = bm_next(snap, i, true);
+    if (f >= TD_UNIT_PAGES) break;
+    size_t e = bm_next(snap, f, false);
+    os_purge((void *)(u->base + f * TD_PAGE), (e - f) * TD_PAGE, how);
+    i = e;
+  }
+}
+
+/* The pages of snap left stage st: to muzzy (lazy purge) or purged. */
+static void pages_purged(unit_t *u, const bm512_t *snap, size_t n, enum stage st, os_purge_t how) {
+  bm512_t *from = st == STAGE_DIRTY ? &u->dirty : &u->muzzy;
+  for (size_t w = 0; w < BM_WORDS; w++) from->w[w] &= ~snap->w[w];
+  if (st == STAGE_DIRTY) { u->ndirty = (uint16_t)(u->ndirty - n); P.ndirty -= n; }
+  else { u->nmuzzy = (uint16_t)(u->nmuzzy - n); P.nmuzzy -= n; }
+  if (how == OS_PURGE_LAZY) {
+    for (size_t w = 0; w < BM_WORDS; w++) u->muzzy.w[w] |= snap->w[w];
+    u->nmuzzy = (uint16_t)(u->nmuzzy + n);
+    P.nmuzzy += n;
+    P.purged_lazy += n;
+  } else {
+    P.purged_now += n;
+  }
+}
+
+/* Purge one unit's pages of a stage, outside the lock (held on entry and
+ * exit). Returns pages purged. */
 static size_t purge_unit(unit_t *u, enum stage st, os_purge_t how) {
+  mutex_assert_held(&page_lock);
   bm512_t snap = st == STAGE_DIRTY ? u->dirty : u->muzzy;
   size_t n = bm_count(&snap);
   bool was_huge = u->hugified;
@@ -393,36 +470,12 @@ static size_t purge_unit(unit_t *u, enum stage st, os_purge_t how) {
   u->busy = 1;
   if (was_huge) { u->hugified = 0; P.nhugified--; P.dehugifies++; }
   mutex_unlock(&page_lock);
-
   if (was_huge) os_hugify((void *)u->base, TD_UNIT, OS_HUGE_OFF);
-  for (size_t i = 0; i < TD_UNIT_PAGES;) {
-    size_t f = bm_next(&snap, i, true);
-    if (f >= TD_UNIT_PAGES) break;
-    size_t e = bm_next(&snap, f, false);
-    os_purge((void *)(u->base + f * TD_PAGE), (e - f) * TD_PAGE, how);
-    i = e;
-  }
-
+  purge_ranges(u, &snap, how);
   mutex_lock(&page_lock);
   /* No run can have taken these pages: the unit was out of the bins and
    * page_grow refuses busy units. */
-  if (st == STAGE_DIRTY) {
-    for (size_t w = 0; w < BM_WORDS; w++) u->dirty.w[w] &= ~snap.w[w];
-    u->ndirty = (uint16_t)(u->ndirty - n);
-    P.ndirty -= n;
-  } else {
-    for (size_t w = 0; w < BM_WORDS; w++) u->muzzy.w[w] &= ~snap.w[w];
-    u->nmuzzy = (uint16_t)(u->nmuzzy - n);
-    P.nmuzzy -= n;
-  }
-  if (how == OS_PURGE_LAZY) {
-    for (size_t w = 0; w < BM_WORDS; w++) u->muzzy.w[w] |= snap.w[w];
-    u->nmuzzy = (uint16_t)(u->nmuzzy + n);
-    P.nmuzzy += n;
-    P.purged_lazy += n;
-  } else {
-    P.purged_now += n;
-  }
+  pages_purged(u, &snap, n, st, how);
   u->busy = 0;
   if (os_system.overcommit_strict && u->nactive == 0 && u->ndirty == 0 && u->nmuzzy == 0 && u->committed) {
     if (os_commit((void *)u->base, TD_UNIT, false)) { u->committed = 0; P.decommits++; }
@@ -431,8 +484,9 @@ static size_t purge_unit(unit_t *u, enum stage st, os_purge_t how) {
   return n;
 }
 
-/* Purge until at most `keep` pages of the stage remain. Lock held. */
+/* Purge until at most `keep` pages of the stage remain. */
 static void purge_down_to(enum stage st, size_t keep, os_purge_t how) {
+  mutex_assert_held(&page_lock);
   for (;;) {
     size_t have = st == STAGE_DIRTY ? P.ndirty : P.nmuzzy;
     if (have <= keep) break;
@@ -447,14 +501,9 @@ static os_purge_t dirty_purge_kind(void) {
   return opt.muzzy_decay_ms != 0 && os_system.lazy_free ? OS_PURGE_LAZY : OS_PURGE_NOW;
 }
 
-uint64_t page_deferred_work(uint64_t now, bool may_collapse) {
-  uintptr_t collapse[COLLAPSE_PER_PASS];
-  size_t ncollapse = 0;
-  mutex_lock(&page_lock);
-  /* Dirty pages: the decay curve, capped by the ceiling. */
-  size_t limit = decay_limit(&P.decay_dirty, now, P.ndirty);
-  size_t ceiling = TD_MAX(DIRTY_FLOOR_PAGES, (size_t)((uint64_t)P.nactive * (uint64_t)opt.dirty_mult_milli / 1000u));
-  if (limit > ceiling) limit = ceiling;
+/* Purge what decay (and, for dirty pages, the ceiling) says is due. */
+static void purge_due(uint64_t now) {
+  size_t limit = TD_MIN(decay_limit(&P.decay_dirty, now, P.ndirty), dirty_ceiling());
   if (P.ndirty > limit) {
     purge_down_to(STAGE_DIRTY, limit, dirty_purge_kind());
     decay_purged(&P.decay_dirty, P.ndirty);
@@ -464,38 +513,57 @@ uint64_t page_deferred_work(uint64_t now, bool may_collapse) {
     purge_down_to(STAGE_MUZZY, mlimit, OS_PURGE_NOW);
     decay_purged(&P.decay_muzzy, P.nmuzzy);
   }
-  /* Hugify units that stayed dense long enough. */
-  uint64_t delay = (uint64_t)opt.hugify_delay_ms * 1000000u, next_hugify = NEVER;
+}
+
+static void unit_hugify(unit_t *u) {
+  DLIST_REMOVE(P.dense_list, u, dense_next, dense_prev);
+  u->on_dense_list = 0;
+  os_hugify((void *)u->base, TD_UNIT, OS_HUGE_ON);
+  u->hugified = 1;
+  P.nhugified++;
+  P.hugifies++;
+}
+
+/* Hugify the candidates that stayed dense for hugify_delay_ms; with
+ * may_collapse, up to COLLAPSE_PER_PASS of them go to *collapse (marked
+ * collapsing) for MADV_COLLAPSE outside the lock. Returns when the next
+ * candidate is due. */
+static uint64_t hugify_due(uint64_t now, bool may_collapse, unit_t **collapse, size_t *ncollapse) {
+  uint64_t delay = (uint64_t)opt.hugify_delay_ms * 1000000u, next = TD_NEVER;
   for (unit_t *u = P.dense_list, *nx; u; u = nx) {
     nx = u->dense_next;
     if (u->busy) continue;
     uint64_t due = u->dense_since_ns + delay;
-    if (now < due) { if (due < next_hugify) next_hugify = due; continue; }
-    if (may_collapse && ncollapse == COLLAPSE_PER_PASS) {
-      next_hugify = now;   /* more are due: leave them for the next pass, which comes at once */
-      break;
-    }
-    DLIST_REMOVE(P.dense_list, u, dense_next, dense_prev);
-    u->on_dense_list = 0;
-    os_hugify((void *)u->base, TD_UNIT, OS_HUGE_ON);
-    u->hugified = 1;
-    P.nhugified++;
-    P.hugifies++;
-    if (may_collapse) { collapse[ncollapse++] = u->base; u->collapsing = 1; }
+    if (now < due) { next = TD_MIN(next, due); continue; }
+    if (may_collapse && *ncollapse == COLLAPSE_PER_PASS) return now;   /* more: the next pass comes at once */
+    unit_hugify(u);
+    if (may_collapse) { collapse[(*ncollapse)++] = u; u->collapsing = 1; }
   }
-  uint64_t next = TD_MIN(decay_deadline(&P.decay_dirty, P.ndirty), decay_deadline(&P.decay_muzzy, P.nmuzzy));
-  next = TD_MIN(next, next_hugify);
-  P.next_due = next;
-  P.told_due = next;
-  mutex_unlock(&page_lock);
-  for (size_t i = 0; i < ncollapse; i++) {
-    bool ok = os_hugify((void *)collapse[i], TD_UNIT, OS_HUGE_COLLAPSE);
+  return next;
+}
+
+/* MADV_COLLAPSE of the units hugify_due picked, without the lock. */
+static void collapse_pending(unit_t **collapse, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    bool ok = os_hugify((void *)collapse[i]->base, TD_UNIT, OS_HUGE_COLLAPSE);
     mutex_lock(&page_lock);
     if (ok) P.collapses++; else P.collapse_failures++;
-    for (unit_t *u = P.all_units; u; u = u->all_next)
-      if (u->base == collapse[i]) { u->collapsing = 0; break; }
+    collapse[i]->collapsing = 0;
     mutex_unlock(&page_lock);
   }
+}
+
+uint64_t page_deferred_work(uint64_t now, bool may_collapse) {
+  unit_t *collapse[COLLAPSE_PER_PASS];
+  size_t ncollapse = 0;
+  mutex_lock(&page_lock);
+  purge_due(now);
+  uint64_t next = hugify_due(now, may_collapse, collapse, &ncollapse);
+  next = TD_MIN(next, decay_deadline(&P.decay_dirty, P.ndirty));
+  next = TD_MIN(next, decay_deadline(&P.decay_muzzy, P.nmuzzy));
+  P.next_due = P.told_due = next;
+  mutex_unlock(&page_lock);
+  collapse_pending(collapse, ncollapse);
   return next;
 }
 
@@ -591,7 +659,7 @@ void page_postfork_child(void) {
   /* The background thread did not survive the fork; the hook stays, so the
    * next work that comes due starts a new one. Units another thread was
    * purging or collapsing stay usable: their bitmaps are still right. */
-  P.told_due = NEVER;
+  P.told_due = TD_NEVER;
   for (unit_t *u = P.all_units; u; u = u->all_next) {
     if (!u->busy && !u->collapsing) continue;
     u->busy = 0;

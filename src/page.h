@@ -31,6 +31,15 @@
 #include "bitmap.h"
 #include "span.h"
 
+/* Invariant of a unit u (unit_check, asserted in debug builds after every
+ * change under the page lock):
+ *   nactive = |active|,  ndirty = |dirty|,  nmuzzy = |muzzy|
+ *   active, dirty and muzzy are disjoint
+ *   nactive + ndirty + nmuzzy + npurged = TD_UNIT_PAGES   (npurged: in no map; reads as zero)
+ *   lfr = the longest run of pages not in active
+ *   on the purge list  <=>  ndirty + nmuzzy > 0
+ *   in bin lfr         <=>  not busy
+ * And over all units: P.nactive = sum nactive (likewise dirty, muzzy). */
 typedef struct unit_s unit_t;
 struct unit_s {
   uintptr_t base;

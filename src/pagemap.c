@@ -3,9 +3,7 @@
 #include "meta.h"
 
 span_t **pagemap_root[PAGEMAP_ROOT_LEN];
-span_t span_released = { .kind = SPAN_RELEASED };
-uintptr_t span_link_key = 0x9e3779b97f4a7c15ull;   /* replaced at init; always odd */
-static td_mutex_t pagemap_lock = TD_MUTEX_INIT("pagemap");
+static td_mutex_t pagemap_lock = TD_MUTEX_INIT("pagemap", RANK_PAGEMAP);
 
 bool pagemap_reserve(uintptr_t addr, size_t size) {
   uintptr_t first = addr >> PAGEMAP_LEAF_SHIFT, last = (addr + size - 1) >> PAGEMAP_LEAF_SHIFT;

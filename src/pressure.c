@@ -33,8 +33,8 @@ typedef struct cleaner_s {
  * no other lock's protection of a callback) and never held while a cleaner
  * runs. drain_lock makes drains take turns; unregistering never takes it, so
  * a cleaner may unregister itself or others. */
-static td_mutex_t reg_lock = TD_MUTEX_INIT("pressure");
-static td_mutex_t drain_lock = TD_MUTEX_INIT("pressure_drain");
+static td_mutex_t reg_lock = TD_MUTEX_INIT("pressure", RANK_PRESSURE);
+static td_mutex_t drain_lock = TD_MUTEX_INIT("pressure_drain", RANK_DRAIN);
 static cleaner_t cleaners[CLEANERS_MAX];
 static unsigned app_cleaners;            /* registered application cleaners */
 static uint32_t calls_done;              /* futex word: bumped when a cleaner call returns */
@@ -135,6 +135,12 @@ size_t pressure_drain(size_t bytes, enum pressure_level level) {
   mutex_unlock(&drain_lock);
   tls_draining = false;
   return got;
+}
+
+size_t pressure_purge_all(void) {
+  size_t n = 0;
+  for (int k = 0; k < OWN_N; k++) n += own_cleaner(k);
+  return n;
 }
 
 size_t pressure_release(size_t bytes) {
@@ -298,10 +304,10 @@ static bool drain_worthwhile(void) {
 }
 
 uint64_t pressure_periodic(uint64_t now) {
-  if (!opt.pressure || (!W.cg_usage[0] && opt.memory_limit <= 0)) return UINT64_MAX;
+  if (!opt.pressure || (!W.cg_usage[0] && opt.memory_limit <= 0)) return TD_NEVER;
   /* Nothing to give back: no need to look (the page layer's work, or a new
    * cleaner, wakes the background thread when that changes). */
-  if (!drain_worthwhile()) return UINT64_MAX;
+  if (!drain_worthwhile()) return TD_NEVER;
   if (now < W.next_check) return W.next_check;
   W.next_check = now + LIMIT_CHECK_NS;
   enum pressure_level level = PRESSURE_NONE;

@@ -45,6 +45,10 @@ enum pressure_level pressure_read_events(struct pollfd *fds, int n);
 uint64_t pressure_periodic(uint64_t now);
 /* Drain up to `bytes` at `level`; returns bytes released. */
 size_t pressure_drain(size_t bytes, enum pressure_level level);
+/* tidalloc's own caches, all of them, now (tidal_purge, malloc_trim, the
+ * "purge" control): thread caches, pooled heaps, cached huge mappings, free
+ * pages. Returns bytes given back to the system. */
+size_t pressure_purge_all(void);
 /* tidal_release, tidal_cleaner_register and tidal_cleaner_unregister (api.c
  * exports them after initialising). */
 size_t pressure_release(size_t bytes);

@@ -32,18 +32,18 @@ static __thread uint64_t tls_rand __attribute__((tls_model("initial-exec")));
 
 /* ---- quarantines ------------------------------------------------------- */
 
-static td_mutex_t q_lock = TD_MUTEX_INIT("secure_quarantine");
+static td_mutex_t q_lock = TD_MUTEX_INIT("secure_quarantine", RANK_SECURE_QUARANTINE);
 static void *q_ring[QUARANTINE_SLOTS];
 static unsigned q_head, q_count;
 static size_t q_bytes;
 
-static td_mutex_t g_lock = TD_MUTEX_INIT("secure_guarded");
+static td_mutex_t g_lock = TD_MUTEX_INIT("secure_guarded", RANK_SECURE_GUARDED);
 static span_t *g_ring[GUARDED_SLOTS];
 static unsigned g_head, g_count;
 
 /* ---- zero-size blocks --------------------------------------------------- */
 
-static td_mutex_t z_lock = TD_MUTEX_INIT("secure_zero");
+static td_mutex_t z_lock = TD_MUTEX_INIT("secure_zero", RANK_SECURE_ZERO);
 static span_t *z_span;          /* the current region */
 static uint64_t *z_freed;       /* one bit per 16-byte slot: freed */
 
@@ -61,7 +61,6 @@ static uint64_t rand64(void) {
 }
 
 static uint64_t canary_of(const void *slot) { return canary_key ^ (uint64_t)(uintptr_t)slot; }
-static uint64_t marker_of(const void *b) { return canary_key * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)b; }
 
 /* ---- the fault reporter ------------------------------------------------- */
 
@@ -112,7 +111,7 @@ static void segv_handler(int sig, void *info, void *ctx) {
 void secure_init(void) {
   canary_key = os_random64();
   for (unsigned c = 0; c < SC_NCLASSES; c++) {
-    sclasses[c].lock = (td_mutex_t)TD_MUTEX_INIT("secure_class");
+    sclasses[c].lock = (td_mutex_t)TD_MUTEX_INIT("secure_class", RANK_SECURE_CLASS);
   }
   if (opt.secure || opt.guard_sample > 0) {
     os_catch_segv(segv_handler, &old_segv);
@@ -245,12 +244,8 @@ static span_t *sslab_new(unsigned cls) {
   s->start = s->base;
   s->used = 0;
   s->free = 0;
-  for (size_t i = ci->capacity; i-- > 0;) {
-    block_t *b = (block_t *)(s->start + i * ci->size);
-    b->next = span_link_encode(s->free);
-    b->key = marker_of(b);
-    s->free = (uintptr_t)b;
-  }
+  s->bump = s->bump_end = s->start + s->limit;   /* every block carved at once */
+  for (size_t i = ci->capacity; i-- > 0;) span_push(s, (block_t *)(s->start + i * ci->size));
   pagemap_set(s->base, s->bytes >> TD_PAGE_SHIFT, s);
   return s;
 }
@@ -291,13 +286,12 @@ static void *sslab_alloc(unsigned cls) {
     prev = b;
     b = (block_t *)nx;
   }
-  uintptr_t next = span_link_decode(b->next);
-  if (span_link_bad(next) || b->key != marker_of(b)) safety_report("write after free", b, "corrupted free-list link, size class", (long)s->size, "malloc");
-  if (prev) prev->next = span_link_encode(next); else s->free = next;
+  if (!span_block_marked(b)) span_corrupt(b, s, "malloc");
+  span_take(s, prev, b);
   /* Everything past the link and marker was zeroed on free. */
-  if (!block_is_zero((const uint8_t *)b, 16, s->size))
+  if (!block_is_zero((const uint8_t *)b, sizeof(block_t), s->size))
     safety_report("write after free", b, "a freed block was written to, size class", (long)s->size, "malloc");
-  if (++s->used == s->capacity) k->cur = NULL;   /* full: on no list */
+  if (s->used == s->capacity) k->cur = NULL;   /* full: on no list */
   mutex_unlock(&k->lock);
   __atomic_fetch_add(&live_bytes, s->size - CANARY_BYTES, __ATOMIC_RELAXED);
   b->next = 0;
@@ -314,8 +308,7 @@ static void sslab_release_block(block_t *b) {
   sclass_t *k = &sclasses[s->cls];
   mutex_lock(&k->lock);
   bool was_full = s->free == 0 && s != k->cur;
-  b->next = span_link_encode(s->free);
-  s->free = (uintptr_t)b;
+  span_push(s, b);
   s->used--;
   if (s->used == 0 && s != k->cur) {
     if (!was_full) span_list_remove(&k->partial, s);
@@ -331,14 +324,14 @@ static void sslab_free(void *p, span_t *s, const char *fn) {
   uintptr_t off = (uintptr_t)p - s->start;
   if (off >= s->limit || off % s->size) safety_report("invalid free", p, "not the start of a block, size class", (long)s->size, fn);
   block_t *b = p;
-  if (b->key == marker_of(b)) safety_report("double free", p, "size class", (long)s->size, fn);
+  if (span_block_marked(b)) safety_report("double free", p, "size class", (long)s->size, fn);
   uint8_t *end = (uint8_t *)p + s->size - CANARY_BYTES;
   uint64_t c;
   memcpy(&c, end, 8);
   if (c != canary_of(end)) safety_report("heap buffer overflow", p, "canary after the block overwritten, size class", (long)s->size, fn);
   memset(p, 0, s->size);          /* zero on free */
   __atomic_fetch_sub(&live_bytes, s->size - CANARY_BYTES, __ATOMIC_RELAXED);
-  b->key = marker_of(b);          /* a second free while quarantined is caught */
+  b->key = span_marker(b);        /* a second free while quarantined is caught */
   void *evict[8];
   unsigned nevict = 0;
   mutex_lock(&q_lock);
@@ -379,7 +372,7 @@ void secure_check(const void *p, span_t *s, const char *fn) {
   if (s->kind == SPAN_SECURE) {
     uintptr_t off = (uintptr_t)p - s->start;
     if (off >= s->limit || off % s->size) safety_report(invalid, p, "not the start of a block, size class", (long)s->size, fn);
-    if (((const block_t *)p)->key == marker_of(p)) safety_report(twice, p, "size class", (long)s->size, fn);
+    if (span_block_marked(p)) safety_report(twice, p, "size class", (long)s->size, fn);
   } else if (s->kind == SPAN_GUARDED) {
     if ((uintptr_t)p != s->start) safety_report(invalid, p, "inside a guarded block of bytes", (long)s->req_size, fn);
     if (!s->used) safety_report(twice, p, "guarded block of bytes", (long)s->req_size, fn);

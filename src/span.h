@@ -1,11 +1,17 @@
 /*
- * span.h — the span descriptor: one contiguous run of pages handed out by the
- * page layer (a slab of same-size blocks, a large allocation) or one huge
- * mapping. Data only.
+ * span.h — the span descriptor and the free-block protocol every slab kind
+ * shares (thread-heap slabs, hardened-mode slabs, object-cache slabs).
  *
- * Contract: descriptors live in metadata memory (meta.h), never beside user
- * memory. The first cache line holds what malloc and free touch on their fast
- * paths. Only the owning heap writes a slab span's first line.
+ * What it is: one contiguous run of pages handed out by the page layer (a
+ * slab of same-size blocks, a large allocation) or one huge mapping, and the
+ * one implementation of a slab's free list: a block's layout while free, its
+ * marker, the link encoding, push beside pop, and the `used` count with its
+ * current-span bias and full flag. The first cache line holds what malloc
+ * and free touch on their fast paths. Only the owning heap writes a
+ * thread-heap slab's first line.
+ * What it is not: a policy (heap.c decides which span to use, page.c where
+ * memory comes from).
+ * It may call: safety.
  */
 #ifndef TIDAL_SPAN_H
 #define TIDAL_SPAN_H
@@ -48,7 +54,16 @@ enum span_kind {
 /* `used` counts blocks handed out (including blocks freed by other threads
  * that the owner has not collected yet), plus SPAN_CUR_BIAS while the span is
  * its heap's current span for the class, so the free fast path never sees a
- * current span drop to zero. Bit 31 marks a full span on no list of its heap. */
+ * current span drop to zero. Bit 31 marks a full span on no list of its heap
+ * (thread-heap slabs only; other slab kinds count without bias or flag).
+ *
+ * Invariant of a slab span s (span_check):
+ *   length(free list) + live(s) = carved(s)
+ *   live(s)   = (used & ~SPAN_FULL_FLAG) - (current ? SPAN_CUR_BIAS : 0)
+ *   carved(s) = (bump - start) / size           (blocks ever carved)
+ *   start <= bump <= bump_end = start + capacity * size
+ *   limit = bump - start                       (offsets >= limit were never handed out)
+ * and every block on the free list carries its marker. */
 #define SPAN_FULL_FLAG 0x80000000u
 #define SPAN_CUR_BIAS  1u
 
@@ -66,7 +81,7 @@ struct span_s {
   uint8_t kind;               /* 46 enum span_kind */
   uint8_t zeroed;             /* 47 pages known to be zero when handed out */
   uintptr_t bump;             /* 48 next never-carved block (slab) */
-  uintptr_t bump_end;         /* 56 start + limit */
+  uintptr_t bump_end;         /* 56 start + capacity * size: the end of carvable blocks */
   /* ---- cold ---- */
   span_t *next, *prev;        /* heap partial list / heap span cache / huge cache */
   uintptr_t base;             /* first byte of the run or mapping */
@@ -94,20 +109,115 @@ TD_INLINE void span_list_remove(span_t **head, span_t *s) {
   s->next = s->prev = NULL;
 }
 
-extern uintptr_t span_link_key;   /* defined in pagemap.c; random, odd */
+/* Secrets of the protocol, random from span_init: the link key is odd, the
+ * free key non-zero. */
+extern uintptr_t span_link_key TD_HIDDEN;
+extern uint64_t span_free_key TD_HIDDEN;
+void span_init(void);
 
 #if TIDAL_CHECKS
 TD_INLINE uintptr_t span_link_encode(uintptr_t p) { return p ^ span_link_key; }
 TD_INLINE uintptr_t span_link_decode(uintptr_t v) { return v ^ span_link_key; }
-TD_INLINE bool span_link_bad(uintptr_t p) { return (p & 15) != 0; }
+TD_INLINE bool span_link_bad(uintptr_t p) { return (p & (sizeof(block_t) - 1)) != 0; }
 #else
 TD_INLINE uintptr_t span_link_encode(uintptr_t p) { return p; }
 TD_INLINE uintptr_t span_link_decode(uintptr_t v) { return v; }
 TD_INLINE bool span_link_bad(uintptr_t p) { (void)p; return false; }
 #endif
 
+/* The marker a free block at address b carries in its key word. */
+TD_INLINE uint64_t span_marker(const void *b) { return span_free_key ^ (uint64_t)(uintptr_t)b; }
+TD_INLINE bool span_block_marked(const void *b) { return ((const block_t *)b)->key == span_marker(b); }
+
+/* A free-list link that does not decode to an aligned address: reported as
+ * a write after free (of a block of s, in the name of fn). */
+TD_COLD TD_NORETURN void span_corrupt(const void *block, const span_t *s, const char *fn);
+
+/* Mark b free and push it onto s's free list. */
+TD_INLINE void span_push(span_t *s, block_t *b) {
+  b->key = span_marker(b);
+  b->next = span_link_encode(s->free);
+  s->free = (uintptr_t)b;
+}
+
+/* Unlink the block after prev (the head when prev is NULL) and hand it out:
+ * its marker is cleared and used counts it. */
+TD_INLINE block_t *span_take(span_t *s, block_t *prev, block_t *b) {
+  uintptr_t next = span_link_decode(b->next);
+  if (TD_UNLIKELY(span_link_bad(next))) span_corrupt(b, s, "malloc");
+  TD_DASSERT(span_block_marked(b));   /* every free block carries its marker */
+  if (prev) prev->next = span_link_encode(next);
+  else s->free = next;
+  b->key = 0;
+  s->used++;
+  return b;
+}
+
+/* The one pop of a block from s's free list: NULL when it is empty. */
+TD_INLINE block_t *span_pop(span_t *s) {
+  block_t *b = (block_t *)s->free;
+  return TD_LIKELY(b != NULL) ? span_take(s, NULL, b) : NULL;
+}
+
+/* A block being freed that cannot be one of s's live blocks: outside the
+ * carved part, not at a block start (one multiply: off*divc < divc <=> size
+ * divides off), or already marked free. */
+TD_INLINE bool span_block_bad(const span_t *s, const void *p) {
+#if TIDAL_CHECKS
+  uintptr_t off = (uintptr_t)p - s->start;
+  return off >= s->limit || off * s->divc >= s->divc || span_block_marked(p);
+#else
+  (void)s; (void)p;
+  return false;
+#endif
+}
+
+/* ---- `used`, with the current-span bias and the full flag ---------------- */
+
+/* The free fast path: true when this free would empty the span or it is
+ * marked full; the slow path then decrements (span_used_drop). */
+TD_INLINE bool span_free_is_edge(const span_t *s) { return (int32_t)s->used <= (int32_t)SPAN_CUR_BIAS; }
+TD_INLINE void span_used_dec(span_t *s) { s->used--; }
+/* Decrement; true when the span became empty or had been full (slow work). */
+TD_INLINE bool span_used_drop(span_t *s) { return (int32_t)--s->used <= 0; }
+TD_INLINE bool span_is_full(const span_t *s) { return (s->used & SPAN_FULL_FLAG) != 0; }
+/* A full span gets a free block: it loses the flag; true if now empty. */
+TD_INLINE bool span_unfull(span_t *s) {
+  s->used &= ~SPAN_FULL_FLAG;
+  return s->used == 0;
+}
+/* The span becomes its heap's current span, or leaves it with every block
+ * out (full, on no list). */
+TD_INLINE void span_cur_enter(span_t *s) { s->used += SPAN_CUR_BIAS; }
+TD_INLINE void span_cur_leave_full(span_t *s) {
+  TD_DASSERT(s->used > SPAN_CUR_BIAS);
+  s->used = (s->used - SPAN_CUR_BIAS) | SPAN_FULL_FLAG;
+}
+/* A current span none of whose blocks is out. */
+TD_INLINE bool span_cur_unused(const span_t *s) { return s->used == SPAN_CUR_BIAS; }
+TD_INLINE uint32_t span_live(const span_t *s, bool current) {
+  return (s->used & ~SPAN_FULL_FLAG) - (current ? SPAN_CUR_BIAS : 0);
+}
+
+/* Report what is wrong with p, a pointer that failed the checks of fn
+ * (s: its pagemap entry, maybe NULL): not ours, not a block's start, never
+ * handed out, or already free. Words: "invalid free" / "double free" for
+ * free and its kin, "invalid pointer" / "use of a freed block" otherwise. */
+TD_COLD TD_NORETURN void span_misuse(const void *p, const span_t *s, const char *fn);
+
+/* Consistency of a slab span (the invariant above; walks the free list).
+ * Returns NULL when it holds, else what is wrong. */
+const char *span_check(const span_t *s, bool current);
+#ifdef TIDAL_DEBUG
+#define SPAN_DASSERT_CONSISTENT(s, current) do { \
+    const char *why_ = span_check((s), (current)); \
+    if (why_) safety_assert_fail(__FILE__, __LINE__, why_); } while (0)
+#else
+#define SPAN_DASSERT_CONSISTENT(s, current) do { (void)(s); (void)(current); } while (0)
+#endif
+
 /* The pagemap target of runs and mappings that were given back, so that a
- * second free of them is recognised as a double free. Defined in pagemap.c. */
+ * second free of them is recognised as a double free. */
 extern span_t span_released;
 
 #endif

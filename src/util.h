@@ -30,6 +30,9 @@
 #define TD_UNIT        ((size_t)1 << TD_UNIT_SHIFT)
 #define TD_UNIT_PAGES  (TD_UNIT / TD_PAGE)          /* 512 */
 
+/* A time that never comes: "no work due", "never expires". */
+#define TD_NEVER       UINT64_MAX
+
 /* The malloc alignment guarantee (max_align_t on x86-64 and aarch64). */
 #define TD_QUANTUM     16
 

@@ -2,7 +2,7 @@
 #include "unit.h"
 #include <pthread.h>
 
-static td_mutex_t m = TD_MUTEX_INIT("test");
+static td_mutex_t m = TD_MUTEX_INIT("test", RANK_INIT);
 static long counter;
 
 static void *worker(void *arg) {

@@ -1,0 +1,35 @@
+/*
+ * large.h — blocks too big for a slab: page runs up to 1 MiB, and huge
+ * mappings above (or with alignment beyond a unit) through huge.h.
+ *
+ * What it is: the owner of every block that is not a small block:
+ * allocation and free with their accounting on the calling thread's heap
+ * counters, in-place growth and shrinking of page runs (the pages after the
+ * run must be free), resizing of huge mappings by mremap, usable sizes, and
+ * the misuse check of a pointer into such a block (an interior pointer).
+ * A large block's first page is in the pagemap; its span's kind is
+ * SPAN_LARGE (a page run) or SPAN_HUGE (a mapping of its own); once freed,
+ * the pagemap points at span_released.
+ * What it is not: a cache of runs (the page layer's bins are that) or of
+ * mappings (huge.c's).
+ * It may call: huge, page, pagemap, heap (counters), sizeclass, lock, os.
+ */
+#ifndef TIDAL_LARGE_H
+#define TIDAL_LARGE_H
+
+#include "span.h"
+
+/* Requests above this are served by a mapping of their own (huge.h). */
+#define LARGE_RUN_MAX ((size_t)1 << 20)
+
+/* size > SC_SMALL_MAX (or a small size with an alignment no class has);
+ * align a power of two. NULL when out of memory (errno untouched). */
+void *large_alloc(size_t size, size_t align, bool zero);
+/* s: the span of a live large or huge block, p == its start. */
+void large_free(span_t *s);
+/* Resize in place (page runs) or by mremap (huge); returns the block's
+ * (possibly moved) address, or NULL when it must be copied elsewhere. */
+void *large_resize(span_t *s, size_t size);
+TD_INLINE size_t large_usable(const span_t *s) { return s->bytes; }
+
+#endif
