@@ -14,7 +14,7 @@
  * What it is not: the control namespace itself (ctl.h: locking, epochs,
  * lengths, error codes) or a policy.
  * It may call: heap, huge, page, pressure, secure, background, meta, lock,
- * os, conf, sizeclass (through heap.h), emitter.
+ * os, conf, safety (assertions), sizeclass (through heap.h), emitter.
  */
 #ifndef TIDAL_STATS_H
 #define TIDAL_STATS_H
