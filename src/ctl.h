@@ -3,12 +3,16 @@
  * dotted names to read statistics and options, and to act (purge, flush,
  * background thread).
  *
- * What it is: name lookup, length checks and the epoch-refreshed statistics
- * snapshot. Every number reported comes from stats.h; every option from the
- * options table (conf.h).
+ * What it is: one table of names (or name prefixes) and their handlers,
+ * length checks, and the epoch-refreshed statistics snapshot behind
+ * "stats.*". Printing copies the snapshot and runs the caller's callback with
+ * no lock held.
+ * What it is not: a list of statistics. Every "stats.*" name, its type and
+ * its value come from the statistics schema (stats_find in stats.h); every
+ * "opt.*" from the options table (conf.h).
  * Errors: ENOENT unknown name, EINVAL bad length or value, EPERM writing a
  * read-only name.
- * It may call: stats, conf, background, heap, huge, page, lock, os.
+ * It may call: stats, conf, background, heap, pressure (purge), lock, os.
  */
 #ifndef TIDAL_CTL_H
 #define TIDAL_CTL_H

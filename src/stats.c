@@ -1,6 +1,7 @@
 #include "stats.h"
 #include "background.h"
 #include "conf.h"
+#include "emitter.h"
 #include "lock.h"
 #include "meta.h"
 #include "safety.h"
@@ -64,316 +65,304 @@ void stats_collect(stats_t *st) {
   st->background_wakeups = background_wakeups();
 }
 
-/* ---- printing ------------------------------------------------------------- */
+/* ---- the schema ----------------------------------------------------------------
+ * Every statistic is described once, here: its JSON key (also its label in the
+ * text), its control name under "stats." (the node's prefix, then the key or
+ * `ctl` where the two differ), its type, where it is read (an offset in the
+ * node's struct, checked at compile time against the type's size, or a
+ * getter) and its unit. Nodes nest as the JSON document does; their order is
+ * the document's order. Adding a counter: one line in its node (and one row
+ * in docs/stats.md or docs/ctl.md). */
 
-typedef struct out_s {
-  stats_write_cb write;
-  void *arg;
-  char buf[512];
-  size_t n;
-} out_t;
+enum { IN_DOC = 1, IN_CTL = 2, IN_ALL = 3 };   /* IN_DOC: the JSON and the text */
 
-static void out_flush(out_t *o) {
-  if (!o->n) return;
-  o->buf[o->n] = 0;
-  o->write(o->arg, o->buf);
-  o->n = 0;
+typedef struct stat_field_s {
+  const char *key;
+  const char *ctl;      /* control name when it is not key */
+  uint8_t type;         /* stat_type_t */
+  uint8_t in;           /* IN_DOC, IN_CTL */
+  const char *unit;     /* text: after the number */
+  size_t offset;        /* in the node's struct (or the array's element) */
+  void (*get)(const void *base, uint64_t index, stat_value_t *out);   /* computed instead */
+} stat_field_t;
+
+typedef enum { NODE_GROUP, NODE_ARRAY, NODE_OPTIONS } node_kind_t;
+
+typedef struct stat_node_s stat_node_t;
+struct stat_node_s {
+  node_kind_t kind;
+  const char *key;                  /* JSON key and text heading; NULL: the document */
+  const char *ctl;                  /* control-name prefix; a child's extends its parent's */
+  size_t offset;                    /* in stats_t: the group's struct or the array's element 0 */
+  const stat_field_t *fields;
+  size_t nfields;
+  const stat_node_t *children;      /* groups: after the fields */
+  size_t nchildren;
+  size_t stride;                    /* arrays: element size, first index, end, shown in the document */
+  uint64_t first;
+  uint64_t (*end)(const stats_t *st);
+  bool (*shown)(const void *elem);
+};
+
+/* Every number is read as 8 bytes: size_t and uint64_t alike on 64-bit Linux. */
+_Static_assert(sizeof(size_t) == sizeof(uint64_t), "64-bit only");
+
+#define OFF(T, m, size) (offsetof(T, m) + 0 * sizeof(char[sizeof(((T *)0)->m) == (size) ? 1 : -1]))
+#define NUM_AS(key, ctl, in, T, m, unit) { key, ctl, STAT_U64, in, unit, OFF(T, m, 8), NULL }
+#define NUM(T, m, unit) NUM_AS(#m, NULL, IN_ALL, T, m, unit)
+#define BOOL(T, m) { #m, NULL, STAT_BOOL, IN_ALL, NULL, OFF(T, m, sizeof(bool)), NULL }
+#define STR(T, m) { #m, NULL, STAT_STR, IN_ALL, NULL, OFF(T, m, sizeof(char *)), NULL }
+#define GET(key, type, in, unit, fn) { key, NULL, type, in, unit, 0, fn }
+#define BYTES "B"
+
+static void get_version(const void *base, uint64_t i, stat_value_t *v) { v->s = TIDAL_VERSION_STRING; }
+static void get_index(const void *base, uint64_t i, stat_value_t *v) { v->u = i; }
+static void get_utilization(const void *base, uint64_t i, stat_value_t *v) {
+  const stats_class_t *k = base;
+  v->u = k->live;
+  v->den = k->capacity;
+}
+/* The document's large.allocated counts huge blocks too; stats.large_allocated does not. */
+static void get_large_total(const void *base, uint64_t i, stat_value_t *v) {
+  const stats_t *st = base;
+  v->u = st->large_allocated + st->huge_allocated;
 }
 
-static void out_str(out_t *o, const char *s) {
-  size_t len = strlen(s);
-  while (len) {
-    if (o->n == sizeof o->buf - 1) out_flush(o);
-    size_t k = TD_MIN(len, sizeof o->buf - 1 - o->n);
-    memcpy(o->buf + o->n, s, k);
-    o->n += k; s += k; len -= k;
+static uint64_t classes_end(const stats_t *st) { return SC_NCLASSES; }
+static uint64_t mutexes_end(const stats_t *st) { return st->nmutexes; }
+static uint64_t cleaners_end(const stats_t *st) { return st->pressure.ncleaners; }
+static bool class_used(const void *elem) {
+  const stats_class_t *k = elem;
+  return k->requests || k->slabs;
+}
+
+static const stat_field_t top_fields[] = {
+  GET("version", STAT_STR, IN_DOC, NULL, get_version),
+  NUM(stats_t, allocated, BYTES), NUM(stats_t, active, BYTES), NUM(stats_t, resident, BYTES), NUM(stats_t, mapped, BYTES),
+  NUM(stats_t, retained, BYTES), NUM(stats_t, metadata, BYTES),
+  NUM_AS("metadata_mapped", NULL, IN_CTL, stats_t, metadata_mapped, BYTES),
+  NUM(stats_t, pagemap_mapped, BYTES), NUM(stats_t, secure_allocated, BYTES), NUM(stats_t, guarded_mapped, BYTES),
+};
+static const stat_field_t small_fields[] = {
+  NUM_AS("allocated", "small_allocated", IN_ALL, stats_t, small_allocated, BYTES),
+};
+static const stat_field_t class_fields[] = {
+  GET("class", STAT_U64, IN_DOC, NULL, get_index),
+  NUM(stats_class_t, size, BYTES), NUM(stats_class_t, requests, NULL), NUM(stats_class_t, frees, NULL),
+  NUM(stats_class_t, live, NULL), NUM(stats_class_t, slabs, NULL),
+  NUM_AS("capacity", NULL, IN_CTL, stats_class_t, capacity, NULL),
+  GET("utilization", STAT_RATIO, IN_ALL, NULL, get_utilization),
+};
+static const stat_field_t large_fields[] = {
+  GET("allocated", STAT_U64, IN_DOC, BYTES, get_large_total),
+  NUM_AS("large_allocated", NULL, IN_CTL, stats_t, large_allocated, BYTES),
+  NUM_AS("huge_allocated", NULL, IN_CTL, stats_t, huge_allocated, BYTES),
+  NUM_AS("requests", "large_requests", IN_ALL, stats_t, large_requests, NULL),
+  NUM_AS("frees", "large_frees", IN_ALL, stats_t, large_frees, NULL),
+};
+static const stat_field_t huge_fields[] = {
+  NUM(huge_stats_t, live_bytes, BYTES), NUM(huge_stats_t, live_count, NULL), NUM(huge_stats_t, cached_bytes, BYTES),
+  NUM(huge_stats_t, cached_count, NULL), NUM(huge_stats_t, cache_hits, NULL),
+  NUM(huge_stats_t, cache_misses, NULL), NUM(huge_stats_t, remaps, NULL),
+};
+static const stat_field_t page_fields[] = {
+  NUM(page_stats_t, mapped, BYTES), NUM(page_stats_t, units, NULL), NUM(page_stats_t, hugified_units, NULL),
+  NUM(page_stats_t, active, BYTES), NUM(page_stats_t, dirty, BYTES), NUM(page_stats_t, muzzy, BYTES),
+  NUM(page_stats_t, purged_lazy_bytes, BYTES), NUM(page_stats_t, purged_now_bytes, BYTES),
+  NUM(page_stats_t, purge_passes, NULL), NUM(page_stats_t, hugifies, NULL), NUM(page_stats_t, dehugifies, NULL),
+  NUM(page_stats_t, collapses, NULL), NUM(page_stats_t, collapse_failures, NULL),
+  NUM(page_stats_t, decommits, NULL),
+};
+#define SYS(key, m) NUM_AS(key, #m, IN_ALL, os_counters_t, m, NULL)
+static const stat_field_t syscall_fields[] = {
+  SYS("mmap", maps), SYS("munmap", unmaps), SYS("madvise_free", purges_lazy),
+  SYS("madvise_dontneed", purges_now), SYS("madvise_hugepage", hugifies),
+  SYS("madvise_nohugepage", dehugifies), SYS("madvise_collapse", collapses), SYS("mremap", remaps),
+  SYS("commit", commits),
+};
+static const stat_field_t mutex_fields[] = {
+  STR(stats_mutex_t, name), NUM(stats_mutex_t, acquisitions, NULL), NUM(stats_mutex_t, contended, NULL),
+  NUM(stats_mutex_t, wait_ns, "ns"),
+};
+static const stat_field_t pressure_fields[] = {
+  NUM(pressure_stats_t, events_psi, NULL), NUM(pressure_stats_t, events_cgroup, NULL),
+  NUM(pressure_stats_t, events_limit, NULL), NUM(pressure_stats_t, events_explicit, NULL),
+  NUM(pressure_stats_t, drains, NULL), NUM(pressure_stats_t, released, BYTES),
+};
+static const stat_field_t cleaner_fields[] = {
+  STR(pressure_cleaner_stats_t, name), NUM(pressure_cleaner_stats_t, calls, NULL),
+  NUM(pressure_cleaner_stats_t, released, BYTES),
+};
+static const stat_field_t thread_fields[] = {
+  NUM(stats_t, heaps_active, NULL), NUM(stats_t, heaps_pooled, NULL), BOOL(stats_t, background_running),
+  NUM(stats_t, background_wakeups, NULL),
+};
+
+/* Node offsets are in stats_t; 0 is stats_t itself. */
+#define GROUP(k, c, off, f) { .kind = NODE_GROUP, .key = k, .ctl = c, .offset = off, .fields = f, \
+                              .nfields = TD_ARRAY_LEN(f) }
+#define PARENT(k, c, off, f, ch) { .kind = NODE_GROUP, .key = k, .ctl = c, .offset = off, .fields = f, \
+                                   .nfields = TD_ARRAY_LEN(f), .children = ch, .nchildren = TD_ARRAY_LEN(ch) }
+#define ARRAY(k, c, member, f, first_, end_, shown_) \
+  { .kind = NODE_ARRAY, .key = k, .ctl = c, .offset = offsetof(stats_t, member), .fields = f, \
+    .nfields = TD_ARRAY_LEN(f), .stride = sizeof(((stats_t *)0)->member[0]), .first = first_, \
+    .end = end_, .shown = shown_ }
+
+static const stat_node_t small_children[] = {
+  ARRAY("classes", "classes.", classes, class_fields, 1, classes_end, class_used),
+};
+static const stat_node_t pressure_children[] = {
+  ARRAY("cleaners", "pressure.cleaners.", pressure.cleaners, cleaner_fields, 0, cleaners_end, NULL),
+};
+static const stat_node_t top_children[] = {
+  { .kind = NODE_OPTIONS, .key = "options" },   /* every option (conf.h); opt.* names belong to ctl */
+  PARENT("small", "", 0, small_fields, small_children),
+  GROUP("large", "", 0, large_fields),
+  GROUP("huge", "huge.", offsetof(stats_t, huge), huge_fields),
+  GROUP("pages", "pages.", offsetof(stats_t, pages), page_fields),
+  GROUP("syscalls", "syscalls.", offsetof(stats_t, syscalls), syscall_fields),
+  ARRAY("mutexes", "mutexes.", mutexes, mutex_fields, 0, mutexes_end, NULL),
+  PARENT("pressure", "pressure.", offsetof(stats_t, pressure), pressure_fields, pressure_children),
+  GROUP("threads", "", 0, thread_fields),
+};
+static const stat_node_t schema = PARENT(NULL, "", 0, top_fields, top_children);
+
+/* ---- reading a field ------------------------------------------------------------ */
+
+static void field_value(const stat_field_t *f, const void *base, uint64_t index, stat_value_t *v) {
+  memset(v, 0, sizeof *v);
+  v->type = (stat_type_t)f->type;
+  if (f->get) {
+    f->get(base, index, v);
+    return;
+  }
+  const char *p = (const char *)base + f->offset;
+  if (f->type == STAT_U64) memcpy(&v->u, p, sizeof v->u);
+  else if (f->type == STAT_BOOL) v->u = *(const bool *)p;
+  else if (f->type == STAT_STR) memcpy(&v->s, p, sizeof v->s);
+}
+
+static const void *element(const stats_t *st, const stat_node_t *n, uint64_t i) {
+  return (const char *)st + n->offset + i * n->stride;
+}
+
+/* ---- the document: JSON or text from one walk ----------------------------------- */
+
+static void emit_field(emitter_t *em, const stat_field_t *f, const void *base, uint64_t index) {
+  stat_value_t v;
+  field_value(f, base, index, &v);
+  switch (v.type) {
+    case STAT_U64: em_kv_u64(em, f->key, v.u, f->unit); break;
+    case STAT_BOOL: em_kv_bool(em, f->key, v.u != 0); break;
+    case STAT_STR: em_kv_str(em, f->key, v.s); break;
+    case STAT_RATIO: em_kv_ratio(em, f->key, v.u, v.den); break;
   }
 }
 
-static void out_u64(out_t *o, uint64_t v) {
-  char tmp[24];
-  tmp[fmt_u64(tmp, v)] = 0;
-  out_str(o, tmp);
+static void emit_fields(emitter_t *em, const stat_node_t *n, const void *base, uint64_t index) {
+  for (size_t i = 0; i < n->nfields; i++)
+    if (n->fields[i].in & IN_DOC) emit_field(em, &n->fields[i], base, index);
 }
 
-/* Fixed-point with 3 decimals (ratios), without floating-point printing. */
-static void out_ratio(out_t *o, uint64_t num, uint64_t den) {
-  uint64_t milli = den ? num * 1000 / den : 0;
-  out_u64(o, milli / 1000);
-  char tmp[8] = { '.', (char)('0' + milli / 100 % 10), (char)('0' + milli / 10 % 10), (char)('0' + milli % 10), 0 };
-  out_str(o, tmp);
-}
-
-/* JSON helpers: every member is written as "key": value, with commas managed. */
-typedef struct json_s { out_t *o; bool first; } json_t;
-
-static void j_key(json_t *j, const char *key) {
-  out_str(j->o, j->first ? "\"" : ",\"");
-  j->first = false;
-  out_str(j->o, key);
-  out_str(j->o, "\":");
-}
-static void j_u64(json_t *j, const char *key, uint64_t v) { j_key(j, key); out_u64(j->o, v); }
-static void j_bool(json_t *j, const char *key, bool v) { j_key(j, key); out_str(j->o, v ? "true" : "false"); }
-static void j_str(json_t *j, const char *key, const char *v) { j_key(j, key); out_str(j->o, "\""); out_str(j->o, v); out_str(j->o, "\""); }
-static void j_open(json_t *j, const char *key) { j_key(j, key); out_str(j->o, "{"); j->first = true; }
-static void j_close(json_t *j) { out_str(j->o, "}"); j->first = false; }
-
-static void print_json(const stats_t *st, out_t *o) {
-  json_t j = { o, true };
-  out_str(o, "{");
-  j_str(&j, "version", TIDAL_VERSION_STRING);
-  j_u64(&j, "allocated", st->allocated);
-  j_u64(&j, "active", st->active);
-  j_u64(&j, "resident", st->resident);
-  j_u64(&j, "mapped", st->mapped);
-  j_u64(&j, "retained", st->retained);
-  j_u64(&j, "metadata", st->metadata);
-  j_u64(&j, "pagemap_mapped", st->pagemap_mapped);
-  j_u64(&j, "secure_allocated", st->secure_allocated);
-  j_u64(&j, "guarded_mapped", st->guarded_mapped);
-  j_open(&j, "options");
+static void emit_options(emitter_t *em, const char *key) {
+  em_dict_begin(em, key);
   for (size_t i = 0; i < conf_table_len; i++) {
     const opt_desc_t *d = &conf_table[i];
     char v[40];
     conf_format(d, conf_get(d), v);
-    if (d->type == OPT_ENUM) j_str(&j, d->name, v);
-    else { j_key(&j, d->name); out_str(o, v); }
+    if (d->type == OPT_ENUM) em_kv_str(em, d->name, v);
+    else em_kv_raw(em, d->name, v);
   }
-  j_close(&j);
-  j_open(&j, "small");
-  j_u64(&j, "allocated", st->small_allocated);
-  j_key(&j, "classes");
-  out_str(o, "[");
-  bool first_class = true;
-  for (unsigned c = 1; c < SC_NCLASSES; c++) {
-    const stats_class_t *k = &st->classes[c];
-    if (!k->requests && !k->slabs) continue;
-    out_str(o, first_class ? "{" : ",{");
-    first_class = false;
-    j.first = true;
-    j_u64(&j, "class", c);
-    j_u64(&j, "size", k->size);
-    j_u64(&j, "requests", k->requests);
-    j_u64(&j, "frees", k->frees);
-    j_u64(&j, "live", k->live);
-    j_u64(&j, "slabs", k->slabs);
-    j_key(&j, "utilization");
-    out_ratio(o, k->live, k->capacity);
-    j_close(&j);
-  }
-  out_str(o, "]");
-  j_close(&j);
-  j_open(&j, "large");
-  j_u64(&j, "allocated", st->large_allocated + st->huge_allocated);
-  j_u64(&j, "requests", st->large_requests);
-  j_u64(&j, "frees", st->large_frees);
-  j_close(&j);
-  j_open(&j, "huge");
-  j_u64(&j, "live_bytes", st->huge.live_bytes);
-  j_u64(&j, "live_count", st->huge.live_count);
-  j_u64(&j, "cached_bytes", st->huge.cached_bytes);
-  j_u64(&j, "cached_count", st->huge.cached_count);
-  j_u64(&j, "cache_hits", st->huge.cache_hits);
-  j_u64(&j, "cache_misses", st->huge.cache_misses);
-  j_u64(&j, "remaps", st->huge.remaps);
-  j_close(&j);
-  j_open(&j, "pages");
-  j_u64(&j, "mapped", st->pages.mapped);
-  j_u64(&j, "units", st->pages.units);
-  j_u64(&j, "hugified_units", st->pages.hugified_units);
-  j_u64(&j, "active", st->pages.active);
-  j_u64(&j, "dirty", st->pages.dirty);
-  j_u64(&j, "muzzy", st->pages.muzzy);
-  j_u64(&j, "purged_lazy_bytes", st->pages.purged_lazy_bytes);
-  j_u64(&j, "purged_now_bytes", st->pages.purged_now_bytes);
-  j_u64(&j, "purge_passes", st->pages.purge_passes);
-  j_u64(&j, "hugifies", st->pages.hugifies);
-  j_u64(&j, "dehugifies", st->pages.dehugifies);
-  j_u64(&j, "collapses", st->pages.collapses);
-  j_u64(&j, "collapse_failures", st->pages.collapse_failures);
-  j_u64(&j, "decommits", st->pages.decommits);
-  j_close(&j);
-  j_open(&j, "syscalls");
-  j_u64(&j, "mmap", st->syscalls.maps);
-  j_u64(&j, "munmap", st->syscalls.unmaps);
-  j_u64(&j, "madvise_free", st->syscalls.purges_lazy);
-  j_u64(&j, "madvise_dontneed", st->syscalls.purges_now);
-  j_u64(&j, "madvise_hugepage", st->syscalls.hugifies);
-  j_u64(&j, "madvise_nohugepage", st->syscalls.dehugifies);
-  j_u64(&j, "madvise_collapse", st->syscalls.collapses);
-  j_u64(&j, "mremap", st->syscalls.remaps);
-  j_u64(&j, "commit", st->syscalls.commits);
-  j_close(&j);
-  j_key(&j, "mutexes");
-  out_str(o, "[");
-  for (unsigned i = 0; i < st->nmutexes; i++) {
-    out_str(o, i ? ",{" : "{");
-    j.first = true;
-    j_str(&j, "name", st->mutexes[i].name);
-    j_u64(&j, "acquisitions", st->mutexes[i].acquisitions);
-    j_u64(&j, "contended", st->mutexes[i].contended);
-    j_u64(&j, "wait_ns", st->mutexes[i].wait_ns);
-    j_close(&j);
-  }
-  out_str(o, "]");
-  j_open(&j, "pressure");
-  j_u64(&j, "events_psi", st->pressure.events_psi);
-  j_u64(&j, "events_cgroup", st->pressure.events_cgroup);
-  j_u64(&j, "events_limit", st->pressure.events_limit);
-  j_u64(&j, "events_explicit", st->pressure.events_explicit);
-  j_u64(&j, "drains", st->pressure.drains);
-  j_u64(&j, "released", st->pressure.released);
-  j_key(&j, "cleaners");
-  out_str(o, "[");
-  for (unsigned i = 0; i < st->pressure.ncleaners; i++) {
-    out_str(o, i ? ",{" : "{");
-    j.first = true;
-    j_str(&j, "name", st->pressure.cleaners[i].name);
-    j_u64(&j, "calls", st->pressure.cleaners[i].calls);
-    j_u64(&j, "released", st->pressure.cleaners[i].released);
-    j_close(&j);
-  }
-  out_str(o, "]");
-  j_close(&j);
-  j_open(&j, "threads");
-  j_u64(&j, "heaps_active", st->heaps_active);
-  j_u64(&j, "heaps_pooled", st->heaps_pooled);
-  j_bool(&j, "background_running", st->background_running);
-  j_u64(&j, "background_wakeups", st->background_wakeups);
-  j_close(&j);
-  out_str(o, "}\n");
+  em_dict_end(em);
 }
 
-static void t_line(out_t *o, const char *label, uint64_t v) {
-  out_str(o, label);
-  out_u64(o, v);
-  out_str(o, "\n");
+#define MAX_COLUMNS 8
+
+static void emit_array(emitter_t *em, const stats_t *st, const stat_node_t *n) {
+  em_column_t cols[MAX_COLUMNS];
+  unsigned ncols = 0;
+  for (size_t i = 0; i < n->nfields; i++) {
+    if (!(n->fields[i].in & IN_DOC)) continue;
+    TD_DASSERT(ncols < MAX_COLUMNS);
+    cols[ncols++] = (em_column_t){ n->fields[i].key, n->fields[i].type == STAT_STR };
+  }
+  em_table_begin(em, n->key, cols, ncols);
+  for (uint64_t i = n->first, end = n->end(st); i < end; i++) {
+    const void *elem = element(st, n, i);
+    if (n->shown && !n->shown(elem)) continue;
+    em_row_begin(em);
+    emit_fields(em, n, elem, i);
+    em_row_end(em);
+  }
+  em_table_end(em);
 }
 
-static void print_text(const stats_t *st, out_t *o) {
-  out_str(o, "___ tidalloc " TIDAL_VERSION_STRING " statistics ___\n");
-  t_line(o, "allocated:          ", st->allocated);
-  t_line(o, "active:             ", st->active);
-  t_line(o, "resident (bound):   ", st->resident);
-  t_line(o, "mapped:             ", st->mapped);
-  t_line(o, "retained:           ", st->retained);
-  t_line(o, "metadata:           ", st->metadata);
-  out_str(o, "options:           ");
-  for (size_t i = 0; i < conf_table_len; i++) {
-    char v[40];
-    conf_format(&conf_table[i], conf_get(&conf_table[i]), v);
-    out_str(o, " ");
-    out_str(o, conf_table[i].name);
-    out_str(o, ":");
-    out_str(o, v);
-  }
-  out_str(o, "\npages: units ");
-  out_u64(o, st->pages.units);
-  out_str(o, ", hugified ");
-  out_u64(o, st->pages.hugified_units);
-  out_str(o, ", dirty ");
-  out_u64(o, st->pages.dirty);
-  out_str(o, " B, muzzy ");
-  out_u64(o, st->pages.muzzy);
-  out_str(o, " B, purged lazily ");
-  out_u64(o, st->pages.purged_lazy_bytes);
-  out_str(o, " B / now ");
-  out_u64(o, st->pages.purged_now_bytes);
-  out_str(o, " B, hugifies ");
-  out_u64(o, st->pages.hugifies);
-  out_str(o, ", collapses ");
-  out_u64(o, st->pages.collapses);
-  out_str(o, "\nhuge: live ");
-  out_u64(o, st->huge.live_bytes);
-  out_str(o, " B in ");
-  out_u64(o, st->huge.live_count);
-  out_str(o, ", cached ");
-  out_u64(o, st->huge.cached_bytes);
-  out_str(o, " B, cache hits ");
-  out_u64(o, st->huge.cache_hits);
-  out_str(o, " / misses ");
-  out_u64(o, st->huge.cache_misses);
-  out_str(o, "\nsyscalls: mmap ");
-  out_u64(o, st->syscalls.maps);
-  out_str(o, ", munmap ");
-  out_u64(o, st->syscalls.unmaps);
-  out_str(o, ", MADV_FREE ");
-  out_u64(o, st->syscalls.purges_lazy);
-  out_str(o, ", MADV_DONTNEED ");
-  out_u64(o, st->syscalls.purges_now);
-  out_str(o, ", MADV_HUGEPAGE ");
-  out_u64(o, st->syscalls.hugifies);
-  out_str(o, ", mremap ");
-  out_u64(o, st->syscalls.remaps);
-  out_str(o, "\npressure: events psi ");
-  out_u64(o, st->pressure.events_psi);
-  out_str(o, ", cgroup ");
-  out_u64(o, st->pressure.events_cgroup);
-  out_str(o, ", limit ");
-  out_u64(o, st->pressure.events_limit);
-  out_str(o, ", explicit ");
-  out_u64(o, st->pressure.events_explicit);
-  out_str(o, "; drains ");
-  out_u64(o, st->pressure.drains);
-  out_str(o, ", released ");
-  out_u64(o, st->pressure.released);
-  out_str(o, " B");
-  out_str(o, "\nthreads: heaps active ");
-  out_u64(o, st->heaps_active);
-  out_str(o, ", pooled ");
-  out_u64(o, st->heaps_pooled);
-  out_str(o, ", background thread ");
-  out_str(o, st->background_running ? "running" : "not running");
-  out_str(o, "\nclass       size    requests       frees        live   slabs  util\n");
-  for (unsigned c = 1; c < SC_NCLASSES; c++) {
-    const stats_class_t *k = &st->classes[c];
-    if (!k->requests && !k->slabs) continue;
-    char line[96];
-    size_t n = 0;
-    uint64_t cols[] = { c, k->size, k->requests, k->frees, k->live, k->slabs };
-    static const unsigned width[] = { 5, 10, 12, 12, 12, 8 };
-    for (unsigned i = 0; i < 6; i++) {
-      char tmp[24];
-      size_t l = fmt_u64(tmp, cols[i]);
-      for (size_t pad = l; pad < width[i]; pad++) line[n++] = ' ';
-      memcpy(line + n, tmp, l);
-      n += l;
-    }
-    line[n++] = ' ';
-    line[n++] = ' ';
-    line[n] = 0;
-    out_str(o, line);
-    out_ratio(o, k->live, k->capacity);
-    out_str(o, "\n");
-  }
-  out_str(o, "mutex                  acquisitions   contended     wait_ns\n");
-  for (unsigned i = 0; i < st->nmutexes; i++) {
-    char line[96];
-    size_t n = strlen(st->mutexes[i].name);
-    memcpy(line, st->mutexes[i].name, n);
-    uint64_t cols[] = { st->mutexes[i].acquisitions, st->mutexes[i].contended, st->mutexes[i].wait_ns };
-    static const unsigned width[] = { 35, 12, 12 };
-    size_t target = 0;
-    for (unsigned k = 0; k < 3; k++) {
-      char tmp[24];
-      size_t l = fmt_u64(tmp, cols[k]);
-      target += width[k];
-      while (n + l < target) line[n++] = ' ';
-      memcpy(line + n, tmp, l);
-      n += l;
-    }
-    line[n++] = '\n';
-    line[n] = 0;
-    out_str(o, line);
-  }
+static void emit_node(emitter_t *em, const stats_t *st, const stat_node_t *n) {
+  if (n->kind == NODE_OPTIONS) { emit_options(em, n->key); return; }
+  if (n->kind == NODE_ARRAY) { emit_array(em, st, n); return; }
+  if (n->key) em_dict_begin(em, n->key);
+  emit_fields(em, n, (const char *)st + n->offset, 0);
+  for (size_t i = 0; i < n->nchildren; i++) emit_node(em, st, &n->children[i]);
+  if (n->key) em_dict_end(em);
 }
 
 void stats_print(const stats_t *st, stats_write_cb write, void *arg, bool json) {
-  out_t o;
-  o.write = write;
-  o.arg = arg;
-  o.n = 0;
-  if (json) print_json(st, &o); else print_text(st, &o);
-  out_flush(&o);
+  emitter_t em;
+  em_init(&em, json, write, arg);
+  em_begin(&em, "tidalloc statistics");
+  emit_node(&em, st, &schema);
+  em_end(&em);
+}
+
+/* ---- control names: "stats." then the node's prefix, then the field ------------- */
+
+/* "12.rest" -> 12, *name = "rest"; false without digits and a dot, or on overflow. */
+static bool parse_index(const char **name, uint64_t *out) {
+  const char *s = *name;
+  uint64_t v = 0;
+  if (*s < '0' || *s > '9') return false;
+  while (*s >= '0' && *s <= '9') {
+    if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, (uint64_t)(*s++ - '0'), &v)) return false;
+  }
+  if (*s != '.') return false;
+  *out = v;
+  *name = s + 1;
+  return true;
+}
+
+static bool find_field(const stat_node_t *n, const void *base, uint64_t index, const char *rest, stat_value_t *out) {
+  for (size_t i = 0; i < n->nfields; i++) {
+    const stat_field_t *f = &n->fields[i];
+    if ((f->in & IN_CTL) && strcmp(rest, f->ctl ? f->ctl : f->key) == 0) {
+      field_value(f, base, index, out);
+      return true;
+    }
+  }
+  return false;
+}
+
+/* "count", or "<index>.<field>" with first <= index < end. */
+static bool find_in_array(const stats_t *st, const stat_node_t *n, const char *rest, stat_value_t *out) {
+  uint64_t end = n->end(st), i;
+  if (strcmp(rest, "count") == 0) {
+    *out = (stat_value_t){ .type = STAT_U64, .u = end - n->first };
+    return true;
+  }
+  if (!parse_index(&rest, &i) || i < n->first || i >= end) return false;
+  return find_field(n, element(st, n, i), i, rest, out);
+}
+
+static bool find_in(const stats_t *st, const stat_node_t *n, const char *name, stat_value_t *out) {
+  if (n->kind == NODE_OPTIONS) return false;
+  size_t plen = strlen(n->ctl);
+  if (strncmp(name, n->ctl, plen) != 0) return false;
+  if (n->kind == NODE_ARRAY) return find_in_array(st, n, name + plen, out);
+  if (find_field(n, (const char *)st + n->offset, 0, name + plen, out)) return true;
+  for (size_t i = 0; i < n->nchildren; i++)
+    if (find_in(st, &n->children[i], name, out)) return true;
+  return false;
+}
+
+bool stats_find(const stats_t *st, const char *name, stat_value_t *out) {
+  return find_in(st, &schema, name, out);
 }

@@ -1,15 +1,20 @@
 /*
- * stats.h — statistics: one snapshot of everything the layers count, and
- * its text and JSON renderings.
+ * stats.h — statistics: one snapshot of everything the layers count, one
+ * schema that describes it, and what the schema drives.
  *
  * What it is: stats_collect() merges the per-heap counters (kept on the fast
  * paths without locks or atomics) and reads the page layer, huge cache,
- * metadata, syscall and mutex counters. While it merges it holds the page
- * lock, so no slab or run changes hands meanwhile: the snapshot keeps
- * allocated <= active <= resident <= mapped. Printing formats on the stack and
- * writes through the caller's callback, in chunks; it never allocates.
- * What it is not: a control interface (ctl.h) or a policy.
- * It may call: heap, huge, page, background, meta, lock, os, conf, sizeclass.
+ * metadata, syscall, mutex and pressure counters. While it merges it holds
+ * the page lock, so no slab or run changes hands meanwhile: the snapshot keeps
+ * allocated <= active <= resident <= mapped. One table in stats.c names every
+ * field once (JSON key, control name, type, where to read it, unit) and
+ * drives the JSON document, the text rendering (stats_print, through the
+ * emitter, on the stack and in chunks; it never allocates) and the "stats.*"
+ * control names (stats_find). A new counter is one line in that table.
+ * What it is not: the control namespace itself (ctl.h: locking, epochs,
+ * lengths, error codes) or a policy.
+ * It may call: heap, huge, page, pressure, secure, background, meta, lock,
+ * os, conf, safety (assertions), sizeclass (through heap.h), emitter.
  */
 #ifndef TIDAL_STATS_H
 #define TIDAL_STATS_H
@@ -62,5 +67,20 @@ void stats_collect(stats_t *out);
 typedef void (*stats_write_cb)(void *arg, const char *text);
 /* json: JSON document (schema in docs/stats.md); else text. */
 void stats_print(const stats_t *st, stats_write_cb write, void *arg, bool json);
+
+/* One statistic, typed as the control namespace reports it: STAT_U64 as
+ * uint64_t (size_t alike), STAT_BOOL as bool, STAT_STR as const char *,
+ * STAT_RATIO as double (u / den, 0 when den is 0). */
+typedef enum { STAT_U64, STAT_BOOL, STAT_STR, STAT_RATIO } stat_type_t;
+typedef struct stat_value_s {
+  stat_type_t type;
+  uint64_t u, den;
+  const char *s;
+} stat_value_t;
+
+/* The statistic a control name denotes, given without "stats." ("allocated",
+ * "pages.dirty", "classes.3.live", "mutexes.count"); false if none. Indexes
+ * are decimal and overflow-checked; one out of range is no statistic. */
+bool stats_find(const stats_t *st, const char *name, stat_value_t *out);
 
 #endif
