@@ -40,7 +40,7 @@ static void sequence(emitter_t *em) {
   em_end(em);
 }
 
-int main(void) {
+TEST(json_document) {
   sink_t k = { .n = 0 };
   emitter_t em;
   em_init(&em, true, sink, &k);
@@ -48,8 +48,11 @@ int main(void) {
   CHECK(strcmp(k.text, "{\"version\":\"1.2\",\"bytes\":4096,\"group\":{\"on\":true,\"ratio\":0.333,"
                        "\"literal\":0.25,\"rows\":[{\"name\":\"a\",\"count\":0},{\"name\":\"b\",\"count\":10}]},"
                        "\"empty\":[]}\n") == 0);
+}
 
-  memset(&k, 0, sizeof k);
+TEST(text_rendering) {
+  sink_t k = { .n = 0 };
+  emitter_t em;
   em_init(&em, false, sink, &k);
   sequence(&em);
   CHECK(strcmp(k.text, "___ demo ___\n"
@@ -63,8 +66,12 @@ int main(void) {
                        "empty:\n"
                        "  name                          count\n") == 0);
 
-  /* Long dictionary lines wrap; output comes in chunks that fit the buffer. */
-  memset(&k, 0, sizeof k);
+}
+
+/* Long dictionary lines wrap; output comes in chunks that fit the buffer. */
+TEST(long_lines_wrap_in_chunks) {
+  sink_t k = { .n = 0 };
+  emitter_t em;
   em_init(&em, false, sink, &k);
   em_begin(&em, "wrap");
   em_dict_begin(&em, "d");
@@ -78,5 +85,6 @@ int main(void) {
     line = nl + 1;
   }
   CHECK(strstr(k.text, "key 199\n") != NULL);
-  UNIT_DONE();
 }
+
+UNIT_MAIN()

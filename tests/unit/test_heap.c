@@ -1,6 +1,7 @@
 /* Heaps: random same-thread traffic keeps every list and count consistent,
  * cross-thread frees come back through the inbox, and exited threads' heaps
- * are reused whole. */
+ * are reused whole. The cases run in order on the main thread's heap; the
+ * last frees what the first left allocated. */
 #include "heap.h"
 #include "page.h"
 #include "pagemap.h"
@@ -13,6 +14,7 @@
 #define N 20000
 static void *slots[N];
 static size_t sizes[N];
+static heap_t *h;
 
 static void *remote_free(void *arg) {
   void **ptrs = arg;
@@ -28,11 +30,8 @@ static void *short_lived(void *arg) {
   return tls_heap;
 }
 
-int main(void) {
+TEST(random_traffic) {
   unsigned long long seed = 7;
-  free(malloc(1));
-  heap_t *h = tls_heap;
-  CHECK(h != &heap_empty);
   for (int round = 0; round < 400000; round++) {
     int i = (int)(unit_rand(&seed) % N);
     if (slots[i]) {
@@ -51,11 +50,13 @@ int main(void) {
       p[0] = (unsigned char)i;
       slots[i] = p;
     }
-    if (round % 50000 == 0) { heap_validate(h); page_validate(); }
+    if (round % 50000 == 0) { VALIDATE(heap_validate(h)); VALIDATE(page_validate()); }
   }
-  heap_validate(h);
+  VALIDATE(heap_validate(h));
+}
 
-  /* Cross-thread frees land in our inbox and are collected on the next refill. */
+/* Cross-thread frees land in our inbox and are collected on the next refill. */
+TEST(remote_frees_via_inbox) {
   void *batch[1000];
   for (int i = 0; i < 1000; i++) batch[i] = malloc(48);
   span_t *s = pagemap_lookup(batch[0]);
@@ -66,10 +67,13 @@ int main(void) {
   CHECK(__atomic_load_n(&h->inbox, __ATOMIC_RELAXED) != NULL);
   heap_collect(h);
   CHECK(__atomic_load_n(&h->inbox, __ATOMIC_RELAXED) == NULL);
-  heap_validate(h);
+  VALIDATE(heap_validate(h));
+}
 
-  /* Thread churn reuses pooled heaps instead of creating new ones. */
+/* Thread churn reuses pooled heaps instead of creating new ones. */
+TEST(pooled_heaps_reused) {
   void *first = NULL;
+  pthread_t t;
   pthread_create(&t, NULL, short_lived, NULL);
   pthread_join(t, &first);
   for (int k = 0; k < 50; k++) {
@@ -78,10 +82,20 @@ int main(void) {
     pthread_join(t, &hp);
     CHECK(hp == first);
   }
+}
 
+/* Everything random_traffic left allocated goes back, and the structures
+ * stay consistent after a purge. */
+TEST(free_all_and_purge) {
   for (int i = 0; i < N; i++) free(slots[i]);
   tidal_purge();
-  heap_validate(h);
-  page_validate();
-  UNIT_DONE();
+  VALIDATE(heap_validate(h));
+  VALIDATE(page_validate());
+}
+
+int main(int argc, char **argv) {
+  free(malloc(1));
+  h = tls_heap;
+  CHECK(h != &heap_empty);
+  return UNIT_RUN(argc, argv);
 }

@@ -2,7 +2,9 @@
  * clock: every purge, hugify and commit is recorded, and time only moves when
  * the test says so. Runs with TIDALLOC_CONF="background_thread:false,
  * dirty_decay_ms:1000,muzzy_decay_ms:1000,hugify_delay_ms:500,dirty_mult:100"
- * (set by CTest), so deferred work happens inline or when the test calls it. */
+ * (set by CTest), so deferred work happens inline or when the test calls it.
+ * The cases run in order and share the page layer's state: later ones use
+ * spans and units the earlier ones left (a, b, u[], dense, sparse). */
 #include "conf.h"
 #include "os.h"
 #include "page.h"
@@ -50,20 +52,13 @@ static uint64_t fake_clock(void) { return fake_now; }
 static size_t dirty_bytes(void) { page_stats_t st; page_stats_get(&st); return st.dirty; }
 static size_t muzzy_bytes(void) { page_stats_t st; page_stats_get(&st); return st.muzzy; }
 
-int main(void) {
-  free(malloc(1));                       /* initialise with the real hooks */
-  CHECK(!opt.background_thread && opt.dirty_decay_ms == 1000 && opt.hugify_delay_ms == 500);
-  os_hooks_t h = os_hooks_default;
-  h.purge = fake_purge;
-  h.hugify = fake_hugify;
-  h.commit = fake_commit;
-  h.now_ns = fake_clock;
-  fake_now = os_hooks_default.now_ns() + 1000 * MS;
-  os_hooks_set(&h);
-  page_validate();
+enum { N = 32 };
+static span_t *a, *b, *u[N], *dense, *sparse;
+static uintptr_t du, su;
 
-  /* --- bins: best fit first, then the oldest unit ------------------------ */
-  span_t *a = page_alloc(512, 1), *b = page_alloc(512, 1);
+/* --- bins: best fit first, then the oldest unit ------------------------ */
+TEST(bins_best_fit_then_oldest) {
+  a = page_alloc(512, 1), b = page_alloc(512, 1);
   CHECK(a && b && a->unit != b->unit);
   CHECK(a->zeroed && b->zeroed);
   page_shrink(a, 500);                   /* a: 12 free pages at the end */
@@ -83,19 +78,21 @@ int main(void) {
   span_t *f = page_alloc(12, 1);
   CHECK(f && f->unit == a->unit);        /* same longest free range: the older unit */
   page_free(f);
-  page_validate();
+  VALIDATE(page_validate());
+}
 
-  /* --- freed pages are dirty, not zeroed, and stay while young ----------- */
+/* --- freed pages are dirty, not zeroed, and stay while young ----------- */
+TEST(freed_pages_stay_dirty) {
   memset((void *)b->base, 1, 4096);
   uintptr_t where = b->base;
   page_free(b);
   span_t *again = page_alloc(500, 1);
   CHECK(again && again->base == where && !again->zeroed);
   page_free(again);
+}
 
-  /* --- decay: a burst of freed memory goes lazily, then for good ---------- */
-  enum { N = 32 };
-  span_t *u[N];
+/* --- decay: a burst of freed memory goes lazily, then for good ---------- */
+TEST(decay_lazy_then_now) {
   for (int i = 0; i < N; i++) { u[i] = page_alloc(512, 1); CHECK(u[i]); memset((void *)u[i]->base, 7, 4096); }
   nrec = 0;
   size_t before = dirty_bytes();
@@ -120,12 +117,14 @@ int main(void) {
   CHECK_EQ(muzzy_bytes(), 0);             /* then MADV_DONTNEED within muzzy_decay_ms */
   CHECK(bytes(R_NOW) >= (size_t)N * TD_UNIT);
   CHECK(page_deferred_work(fake_now, false) == UINT64_MAX);   /* nothing left to do */
-  page_validate();
+  VALIDATE(page_validate());
   span_t *z = page_alloc(512, 1);
   CHECK(z && z->zeroed);                  /* purged pages are known zero */
   page_free(z);
+}
 
-  /* --- the dirty ceiling purges at once, regardless of age ---------------- */
+/* --- the dirty ceiling purges at once, regardless of age ---------------- */
+TEST(dirty_ceiling) {
   opt.dirty_mult_milli = 0;               /* ceiling = the 32 MiB floor */
   for (int i = 0; i < N; i++) { u[i] = page_alloc(512, 1); CHECK(u[i]); }
   nrec = 0;
@@ -134,13 +133,15 @@ int main(void) {
   CHECK(count(R_LAZY, 0) > 0);
   opt.dirty_mult_milli = 100000;
   page_purge_all();
+}
 
-  /* --- hugify: only units that stay dense for the delay -------------------- */
+/* --- hugify: only units that stay dense for the delay -------------------- */
+TEST(hugify_dense_units) {
   nrec = 0;
-  span_t *dense = page_alloc(500, 1);    /* 500/512 >= 95 % */
-  span_t *sparse = page_alloc(100, 1);
+  dense = page_alloc(500, 1);            /* 500/512 >= 95 % */
+  sparse = page_alloc(100, 1);
   CHECK(dense && sparse && dense->unit != sparse->unit);
-  uintptr_t du = dense->unit->base, su = sparse->unit->base;
+  du = dense->unit->base, su = sparse->unit->base;
   fake_now += 100 * MS;
   page_deferred_work(fake_now, true);
   CHECK_EQ(count(R_HUGE_ON, du), 0);      /* not dense for long enough yet */
@@ -160,9 +161,11 @@ int main(void) {
   fake_now += 1000 * MS;
   page_deferred_work(fake_now, true);
   CHECK_EQ(count(R_HUGE_ON, bu), 0);
+}
 
-  /* --- purge order: non-hugified first; a hugified unit is dehugified
-   *     before any of it is purged ------------------------------------------ */
+/* --- purge order: non-hugified first; a hugified unit is dehugified
+ *     before any of it is purged (on hugify_dense_units' dense and sparse) -- */
+TEST(purge_order) {
   nrec = 0;
   page_shrink(dense, 400);                /* 112 dirty pages in the hugified unit */
   page_shrink(sparse, 50);                /* 50 dirty pages in the plain unit */
@@ -178,9 +181,11 @@ int main(void) {
   CHECK(off_dense >= 0 && off_dense < first_dense);
   page_free(dense);
   page_free(sparse);
+}
 
-  /* --- strict overcommit: an empty unit that is purged gives its commit
-   *     charge back, and is committed again when reused -------------------- */
+/* --- strict overcommit: an empty unit that is purged gives its commit
+ *     charge back, and is committed again when reused -------------------- */
+TEST(strict_overcommit_decommit) {
   os_system.overcommit_strict = true;
   span_t *sc = page_alloc(512, 1);
   uintptr_t scu = sc->unit->base;
@@ -195,7 +200,22 @@ int main(void) {
   }
   CHECK(again2 && count(R_COMMIT, scu) == 1);
   os_system.overcommit_strict = false;
+  VALIDATE(page_validate());
+}
+
+int main(int argc, char **argv) {
+  free(malloc(1));                       /* initialise with the real hooks */
+  CHECK(!opt.background_thread && opt.dirty_decay_ms == 1000 && opt.hugify_delay_ms == 500);
+  static os_hooks_t h;
+  h = os_hooks_default;
+  h.purge = fake_purge;
+  h.hugify = fake_hugify;
+  h.commit = fake_commit;
+  h.now_ns = fake_clock;
+  fake_now = os_hooks_default.now_ns() + 1000 * MS;
+  os_hooks_set(&h);
   page_validate();
+  int rc = UNIT_RUN(argc, argv);
   os_hooks_set(NULL);
-  UNIT_DONE();
+  return rc;
 }

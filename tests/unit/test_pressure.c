@@ -1,4 +1,5 @@
-/* The cleaner registry and drain order, with fake cleaners. */
+/* The cleaner registry and drain order, with fake cleaners. The cases run in
+ * order on the cleaners the first one registers. */
 #include "pressure.h"
 #include "tidalloc.h"
 #include "unit.h"
@@ -7,6 +8,7 @@
 static char order[64];
 static int norder;
 static size_t give[4] = { 100, 1000, 10000, 0 };
+static int a, b, c;
 
 static size_t fake(void *arg, size_t want) {
   int id = (int)(intptr_t)arg;
@@ -15,20 +17,23 @@ static size_t fake(void *arg, size_t want) {
   return give[id];
 }
 
-int main(void) {
-  free(malloc(1));
-  int a = tidal_cleaner_register("A", fake, (void *)0);
-  int b = tidal_cleaner_register("B", fake, (void *)1);
-  int c = tidal_cleaner_register("C", fake, (void *)2);
+TEST(register_cleaners) {
+  a = tidal_cleaner_register("A", fake, (void *)0);
+  b = tidal_cleaner_register("B", fake, (void *)1);
+  c = tidal_cleaner_register("C", fake, (void *)2);
   CHECK(a >= 0 && b >= 0 && c >= 0 && a != b && b != c);
   CHECK_EQ(tidal_cleaner_register("null", NULL, NULL), -1);
+}
 
-  /* First pressure: only tidalloc's own caches. */
+/* First pressure: only tidalloc's own caches. */
+TEST(some_pressure_own_caches_only) {
   norder = 0;
   pressure_drain(1u << 30, PRESSURE_SOME);
   CHECK_EQ(norder, 0);
+}
 
-  /* Critical: the application's cleaners, in order, until the target is met. */
+/* Critical: the application's cleaners, in order, until the target is met. */
+TEST(critical_calls_cleaners_in_order) {
   norder = 0;
   size_t got = pressure_drain(1050, PRESSURE_CRITICAL);
   CHECK(got >= 1100);
@@ -38,8 +43,10 @@ int main(void) {
   pressure_drain(1u << 30, PRESSURE_CRITICAL);
   order[norder] = 0;
   CHECK(strcmp(order, "ABC") == 0);
+}
 
-  /* Unregistered cleaners are never called again. */
+/* Unregistered cleaners are never called again. */
+TEST(unregistered_not_called) {
   CHECK_EQ(tidal_cleaner_unregister(b), 0);
   CHECK_EQ(tidal_cleaner_unregister(b), -1);
   CHECK_EQ(tidal_cleaner_unregister(999), -1);
@@ -47,8 +54,10 @@ int main(void) {
   tidal_release(1u << 30);
   order[norder] = 0;
   CHECK(strcmp(order, "AC") == 0);
+}
 
-  /* Statistics: own cleaners first, then the application's, with counts. */
+/* Statistics: own cleaners first, then the application's, with counts. */
+TEST(stats) {
   pressure_stats_t st;
   pressure_stats_get(&st);
   CHECK(st.drains >= 4 && st.events_explicit >= 1);
@@ -59,5 +68,9 @@ int main(void) {
   CHECK(seen_a);
   tidal_cleaner_unregister(a);
   tidal_cleaner_unregister(c);
-  UNIT_DONE();
+}
+
+int main(int argc, char **argv) {
+  free(malloc(1));
+  return UNIT_RUN(argc, argv);
 }

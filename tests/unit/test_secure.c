@@ -1,0 +1,356 @@
+/* The hardened mode (secure.c), with TIDALLOC_CONF="secure:true,
+ * background_thread:false" (set by CTest; no background thread, so the
+ * module's counters move only with the test's calls). What can be checked
+ * without aborting: canaries, zero-on-free, the quarantines delaying reuse,
+ * guard pages and the layout of guarded blocks, span kinds, zero-size blocks,
+ * randomised slots, guarded metadata. Misuse that aborts is tests/misuse's.
+ *
+ * Whether a page is accessible is probed without faulting: write(2) from it
+ * into a pipe fails with EFAULT when it is not. */
+#include "conf.h"
+#include "meta.h"
+#include "pagemap.h"
+#include "secure.h"
+#include "sizeclass.h"
+#include "unit.h"
+#include <errno.h>
+#include <string.h>
+
+#define CANARY 8                      /* secure.c: CANARY_BYTES */
+#define QSLOTS 1024                   /* secure.c: QUARANTINE_SLOTS (holds QSLOTS - 1) */
+#define QBYTES ((size_t)4 << 20)      /* secure.c: QUARANTINE_BYTES */
+#define GSLOTS 64                     /* secure.c: GUARDED_SLOTS */
+#define P      ((uintptr_t)TD_PAGE)
+
+static int probe[2];
+
+static bool readable(uintptr_t a) {
+  if (write(probe[1], (const void *)a, 1) == 1) {
+    char c;
+    if (read(probe[0], &c, 1) != 1) FAIL("probe pipe");
+    return true;
+  }
+  if (errno != EFAULT) FAIL("probe write: errno %d", errno);
+  return false;
+}
+
+static bool all_zero(const void *p, size_t from, size_t to) {
+  const unsigned char *c = p;
+  for (size_t i = from; i < to; i++) if (c[i]) return false;
+  return true;
+}
+static uint64_t word(const void *p) { uint64_t w; memcpy(&w, p, 8); return w; }
+static size_t live_bytes(void) { size_t live, gm; secure_stats(&live, &gm); return live; }
+static size_t guarded_bytes(void) { size_t live, gm; secure_stats(&live, &gm); return gm; }
+
+/* Whether block b is on its slab's free list. */
+static bool on_free_list(const span_t *s, const void *b) {
+  uintptr_t x = s->free;
+  for (uint32_t n = 0; x && n <= s->capacity; n++) {
+    if (x == (uintptr_t)b) return true;
+    x = span_link_decode(((const block_t *)x)->next);
+  }
+  return false;
+}
+
+static int kind_of(const void *p) {
+  span_t *s = pagemap_lookup(p);
+  if (!s) FAIL("%p has no span", p);
+  return s->kind;
+}
+
+static void sfree(void *p) {
+  span_t *s = pagemap_lookup(p);
+  if (!s) FAIL("%p has no span", p);
+  secure_free(p, s, "free");
+}
+
+/* Two blocks of one slab: *keep holds the slab (so it is never given back
+ * while the test looks at it) and the returned one is the block under test. */
+static void *pair(size_t size, void **keep) {
+  for (int i = 0; i < 16; i++) {
+    void *k = secure_alloc(size, 0, false), *p = secure_alloc(size, 0, false);
+    if (!k || !p) FAIL("secure_alloc(%zu) failed", size);
+    if (pagemap_lookup(k) == pagemap_lookup(p)) { *keep = k; return p; }
+    sfree(k);
+    sfree(p);
+  }
+  FAIL("no two consecutive blocks of one slab");
+}
+
+/* Each free of a fresh block of `size`: pushes the quarantine along. */
+static void churn(size_t size, int n) {
+  for (int i = 0; i < n; i++) {
+    void *b = secure_alloc(size, 0, false);
+    if (!b) FAIL("secure_alloc failed");
+    span_t *s = pagemap_lookup(b);
+    if (!all_zero(b, 0, s->size - CANARY)) FAIL("block %p handed out dirty", b);
+    sfree(b);
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+
+/* The API routes to the hardened allocator: spans of its own kinds. */
+TEST(api_uses_secure_kinds) {
+  CHECK(opt.secure);
+  void *a = malloc(40), *b = malloc(100000), *c = malloc(0);
+  CHECK(a && b && c);
+  CHECK_EQ(kind_of(a), SPAN_SECURE);
+  CHECK_EQ(kind_of(b), SPAN_GUARDED);
+  CHECK_EQ(kind_of(c), SPAN_ZERO);
+  free(a); free(b); free(c);
+}
+
+/* A small block: handed out zeroed, at a block start of a secure slab of the
+ * class that holds size + canary; its usable size stops at the canary, which
+ * is a secret XOR the canary's address (one secret for all blocks). */
+TEST(small_block_canary) {
+  size_t size0 = live_bytes();
+  unsigned char *p = secure_alloc(40, 0, false), *q = secure_alloc(40, 0, false);
+  unsigned char *r = secure_alloc(100, 64, false), *t = secure_alloc(3000, 0, false);
+  CHECK(p && q && r && t);
+  span_t *s = pagemap_lookup(p);
+  CHECK_EQ(s->kind, SPAN_SECURE);
+  CHECK_EQ(s->size, sc_info[sizeclass_of(40 + CANARY)].size);
+  CHECK_EQ(((uintptr_t)p - s->start) % s->size, 0);
+  CHECK((uintptr_t)p - s->start < s->limit);
+  CHECK_EQ((uintptr_t)p % 16, 0);
+  size_t up = secure_usable(p, s);
+  CHECK_EQ(up, s->size - CANARY);
+  CHECK(up >= 40);
+  CHECK(all_zero(p, 0, up));
+  CHECK_EQ((uintptr_t)r % 64, 0);
+  CHECK(secure_usable(r, pagemap_lookup(r)) >= 100);
+  CHECK(secure_usable(t, pagemap_lookup(t)) >= 3000);
+  CHECK_EQ(live_bytes() - size0, up + secure_usable(q, pagemap_lookup(q)) +
+           secure_usable(r, pagemap_lookup(r)) + secure_usable(t, pagemap_lookup(t)));
+  uintptr_t cp = (uintptr_t)p + up;
+  uint64_t key = word((void *)cp) ^ cp;
+  CHECK(key != 0);
+  unsigned char *blocks[] = { q, r, t };
+  for (int i = 0; i < 3; i++) {
+    uintptr_t c = (uintptr_t)blocks[i] + secure_usable(blocks[i], pagemap_lookup(blocks[i]));
+    CHECK_EQX(word((void *)c) ^ c, key);
+  }
+  /* Where the canary no longer fits a class, the block is guarded. */
+  void *big = secure_alloc(SC_SMALL_MAX - CANARY, 0, false), *over = secure_alloc(SC_SMALL_MAX - CANARY + 1, 0, false);
+  CHECK_EQ(kind_of(big), SPAN_SECURE);
+  CHECK_EQ(pagemap_lookup(big)->size, SC_SMALL_MAX);
+  CHECK_EQ(kind_of(over), SPAN_GUARDED);
+  sfree(p); sfree(q); sfree(r); sfree(t); sfree(big); sfree(over);
+}
+
+/* Every secure slab is followed by an inaccessible page, which is its own. */
+TEST(slab_guard_page) {
+  unsigned classes[] = { sizeclass_of(48), sizeclass_of(1000), sizeclass_of(SC_SMALL_MAX) };
+  for (unsigned i = 0; i < 3; i++) {
+    void *b = secure_alloc(sc_info[classes[i]].size - CANARY, 0, false);
+    span_t *s = pagemap_lookup(b);
+    CHECK_EQ(s->kind, SPAN_SECURE);
+    size_t data = (size_t)sc_info[s->cls].pages * TD_PAGE;
+    CHECK_EQ(s->bytes, data + TD_PAGE);
+    CHECK(readable(s->base));
+    CHECK(readable(s->base + data - 1));
+    CHECK(!readable(s->base + data));
+    CHECK(!readable(s->base + data + P - 1));
+    CHECK(pagemap_lookup((void *)(s->base + data)) == s);
+    CHECK((uintptr_t)s->start + s->limit <= s->base + data);
+    sfree(b);
+  }
+}
+
+/* Freeing zeroes the whole block, canary included, but for the free marker
+ * in its second word (so that a second free is recognised). */
+TEST(zero_on_free) {
+  void *keep;
+  unsigned char *p = pair(100, &keep);
+  span_t *s = pagemap_lookup(p);
+  size_t up = secure_usable(p, s);
+  memset(p, 0xab, up);
+  size_t live0 = live_bytes();
+  secure_free(p, s, "free");
+  CHECK_EQ(live0 - live_bytes(), up);
+  CHECK_EQ(word(p), 0);
+  CHECK(word(p + 8) != 0);
+  CHECK(all_zero(p, 16, s->size));
+  CHECK(!on_free_list(s, p));                    /* quarantined, not free */
+  sfree(keep);
+}
+
+/* A freed block waits in the quarantine until QSLOTS - 1 other frees have
+ * followed it; meanwhile it is not on its slab's free list and no
+ * allocation returns it. Blocks handed out are zero. */
+TEST(quarantine_delays_reuse) {
+  churn(40, QSLOTS + 100);                       /* the quarantine: full of 48-byte blocks */
+  void *keep;
+  unsigned char *p = pair(40, &keep);
+  span_t *s = pagemap_lookup(p);
+  secure_free(p, s, "free");
+  for (int i = 0; i < QSLOTS - 2; i++) {
+    void *b = secure_alloc(40, 0, false);
+    CHECK(b != p);
+    CHECK(all_zero(b, 0, 40));
+    sfree(b);
+  }
+  CHECK(!on_free_list(s, p));                    /* after QSLOTS - 2 frees: still waiting */
+  churn(40, 1);
+  CHECK(on_free_list(s, p));                     /* the next one releases it */
+  CHECK(all_zero(p, 16, s->size));               /* still zero behind link and marker */
+  sfree(keep);
+}
+
+/* The quarantine also holds at most QBYTES: with the largest class it keeps
+ * QBYTES / SC_SMALL_MAX blocks. */
+TEST(quarantine_byte_bound) {
+  size_t size = SC_SMALL_MAX - CANARY;
+  churn(size, 400);                              /* steady state: 32 KiB blocks only */
+  void *keep;
+  unsigned char *p = pair(size, &keep);
+  span_t *s = pagemap_lookup(p);
+  CHECK_EQ(s->size, SC_SMALL_MAX);
+  secure_free(p, s, "free");
+  churn(size, (int)(QBYTES / SC_SMALL_MAX) - 1);
+  CHECK(!on_free_list(s, p));
+  churn(size, 1);
+  CHECK(on_free_list(s, p));
+  sfree(keep);
+}
+
+/* A guarded block: alone in its mapping, a guard page before and after, the
+ * block right-aligned against the trailing guard; every page of the mapping
+ * (guards too) resolves to its span, of kind SPAN_GUARDED. */
+TEST(guarded_layout) {
+  size_t gm0 = guarded_bytes(), live0 = live_bytes();
+  unsigned char *p = secure_alloc(100000, 0, false);
+  CHECK(p != NULL);
+  CHECK_EQ(kind_of(p), SPAN_GUARDED);
+  span_t *s = pagemap_lookup(p);
+  CHECK_EQ(s->req_size, 100000);
+  CHECK_EQ(s->used, 1);
+  CHECK_EQX(s->start, p);
+  CHECK_EQ(s->base % TD_PAGE, 0);
+  CHECK_EQ(s->bytes, td_align_up(100000, TD_PAGE) + 2 * TD_PAGE);
+  uintptr_t trail = s->base + s->bytes - TD_PAGE;
+  CHECK_EQX((uintptr_t)p + 100000, trail);       /* ends right at the guard */
+  CHECK_EQ(secure_usable(p, s), 100000);
+  CHECK(!readable(s->base) && !readable(s->base + P - 1));
+  CHECK(readable(s->base + P));
+  CHECK(readable((uintptr_t)p) && readable((uintptr_t)p + 99999));
+  CHECK(!readable(trail) && !readable(trail + P - 1));
+  CHECK(pagemap_lookup((void *)s->base) == s);
+  CHECK(pagemap_lookup(p + 50000) == s);
+  CHECK(pagemap_lookup((void *)trail) == s);
+  CHECK(all_zero(p, 0, 100000));
+  CHECK_EQ(guarded_bytes() - gm0, s->bytes);
+  CHECK_EQ(live_bytes() - live0, 100000);
+
+  /* A size that is not a multiple of 16 ends less than 16 bytes short. */
+  unsigned char *q = secure_alloc(100001, 0, false);
+  span_t *t = pagemap_lookup(q);
+  CHECK_EQ((uintptr_t)q % 16, 0);
+  CHECK_EQ(secure_usable(q, t), 100016);
+  CHECK_EQX((uintptr_t)q + 100016, t->base + t->bytes - TD_PAGE);
+  CHECK(!readable(t->base + t->bytes - TD_PAGE));
+
+  /* Alignment above a page: a small block becomes guarded, aligned. */
+  unsigned char *r = secure_alloc(64, 8192, false);
+  CHECK_EQ(kind_of(r), SPAN_GUARDED);
+  span_t *u = pagemap_lookup(r);
+  CHECK_EQ((uintptr_t)r % 8192, 0);
+  CHECK((uintptr_t)r + 64 <= u->base + u->bytes - TD_PAGE);
+  CHECK(!readable(u->base + u->bytes - TD_PAGE) && !readable(u->base));
+  CHECK(readable((uintptr_t)r + 63));
+  sfree(p); sfree(q); sfree(r);
+}
+
+/* A freed guarded block stays mapped but inaccessible (a use after free
+ * faults), still registered, for GSLOTS further guarded frees; then it is
+ * unmapped and its entry says released. */
+TEST(guarded_quarantine) {
+  unsigned char *p = secure_alloc(50000, 0, false);
+  span_t *s = pagemap_lookup(p);
+  size_t bytes = s->bytes, up = secure_usable(p, s);
+  p[0] = 1;
+  size_t gm0 = guarded_bytes(), live0 = live_bytes();
+  secure_free(p, s, "free");
+  CHECK_EQ(s->used, 0);
+  CHECK(!readable((uintptr_t)p) && !readable(s->base + P) && !readable((uintptr_t)p + up - 1));
+  CHECK(pagemap_lookup(p) == s);
+  CHECK_EQ(guarded_bytes(), gm0);
+  CHECK_EQ(live0 - live_bytes(), up);
+  for (int i = 0; i < GSLOTS - 1; i++) sfree(secure_alloc(40000, 0, false));
+  CHECK(pagemap_lookup(p) == s);                 /* after GSLOTS - 1 frees: still kept */
+  CHECK_EQ(s->kind, SPAN_GUARDED);
+  void *last = secure_alloc(40000, 0, false);
+  size_t last_bytes = pagemap_lookup(last)->bytes;
+  size_t gm1 = guarded_bytes();
+  sfree(last);
+  CHECK(pagemap_lookup(p) == &span_released);    /* the next one evicts it */
+  CHECK_EQ(gm1 - guarded_bytes(), bytes);
+  CHECK(last_bytes > 0);
+}
+
+/* Zero-size requests: distinct 16-byte slots of an inaccessible region, of
+ * kind SPAN_ZERO, usable size 0; a free marks the slot. An aligned zero-size
+ * request is a real block. */
+TEST(zero_size_blocks) {
+  unsigned char *a = secure_alloc(0, 0, false), *b = secure_alloc(0, 0, false);
+  CHECK(a && b && a != b);
+  CHECK_EQ(kind_of(a), SPAN_ZERO);
+  span_t *s = pagemap_lookup(a);
+  CHECK_EQ(secure_usable(a, s), 0);
+  CHECK(!readable((uintptr_t)a));
+  if (pagemap_lookup(b) == s) CHECK_EQ(b - a, 16);
+  const uint64_t *bits = (const uint64_t *)s->free;
+  size_t slot = ((uintptr_t)a - s->start) / 16;
+  CHECK(!((bits[slot / 64] >> (slot % 64)) & 1));
+  secure_free(a, s, "free");
+  CHECK((bits[slot / 64] >> (slot % 64)) & 1);
+  if (pagemap_lookup(b) == s) {
+    size_t sb = ((uintptr_t)b - s->start) / 16;
+    CHECK(!((bits[sb / 64] >> (sb % 64)) & 1));
+  }
+  sfree(b);
+  unsigned char *c = secure_alloc(0, 64, false);
+  CHECK_EQ(kind_of(c), SPAN_SECURE);
+  CHECK_EQ((uintptr_t)c % 64, 0);
+  CHECK(readable((uintptr_t)c));
+  sfree(c);
+}
+
+/* The slot handed out is chosen at random among the first free ones: a
+ * fresh slab is not handed out in address order. */
+TEST(random_slots) {
+  enum { N = 64 };
+  unsigned char *b[N];
+  size_t size = 256 - CANARY;                    /* a class no other case uses */
+  for (int i = 0; i < N; i++) { b[i] = secure_alloc(size, 0, false); CHECK(b[i]); }
+  span_t *s = pagemap_lookup(b[0]);
+  int in_order = 0, same_slab = 0;
+  for (int i = 1; i < N; i++) {
+    if (pagemap_lookup(b[i]) != s) continue;
+    same_slab++;
+    in_order += b[i] == b[i - 1] + s->size;
+    for (int j = 0; j < i; j++) CHECK(b[i] != b[j]);
+  }
+  CHECK(same_slab >= 16);
+  CHECK(in_order * 2 < same_slab);              /* in order would be all of them */
+  for (int i = 0; i < N; i++) sfree(b[i]);
+}
+
+/* Metadata in the hardened mode has an inaccessible page on each side. */
+TEST(metadata_guard_pages) {
+  uintptr_t m = (uintptr_t)meta_alloc_mapping(2 * TD_PAGE);
+  CHECK(m != 0);
+  CHECK(readable(m) && readable(m + 2 * P - 1));
+  CHECK(!readable(m - 1) && !readable(m - P));
+  CHECK(!readable(m + 2 * P));
+}
+
+int main(int argc, char **argv) {
+  free(malloc(1));
+  CHECK(opt.secure && !opt.background_thread);
+  CHECK(pipe(probe) == 0);
+  return UNIT_RUN(argc, argv);
+}
