@@ -14,7 +14,8 @@
  * pool with the slabs still in use; the next new thread adopts it whole, so
  * thread churn neither leaks nor grows.
  * What it is not: the large or huge path (page.h, huge.h), or initialisation.
- * It may call: page, pagemap, meta, sizeclass, lock, safety, os.
+ * It may call: span, secure (guarded samples), page, pagemap, meta, sizeclass,
+ * conf, lock, safety, os.
  */
 #ifndef TIDAL_HEAP_H
 #define TIDAL_HEAP_H

@@ -12,7 +12,8 @@
  * (never less than 8 MiB), and entries older than dirty_decay_ms are unmapped
  * (by the background thread while the program is idle).
  * What it is not: the page layer; huge mappings never hold small objects.
- * It may call: os, lock, pagemap, page (descriptor recycling), conf, safety.
+ * It may call: span, os, lock, pagemap, page (descriptor recycling), conf,
+ * safety.
  */
 #ifndef TIDAL_HUGE_H
 #define TIDAL_HUGE_H

@@ -12,7 +12,7 @@
  * the pagemap points at span_released.
  * What it is not: a cache of runs (the page layer's bins are that) or of
  * mappings (huge.c's).
- * It may call: huge, page, pagemap, heap (counters), sizeclass, lock, os.
+ * It may call: span, huge, page, pagemap, heap (counters), sizeclass.
  */
 #ifndef TIDAL_LARGE_H
 #define TIDAL_LARGE_H

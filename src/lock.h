@@ -9,7 +9,7 @@
  * Every mutex has a rank (enum lock_rank); debug builds check that a thread
  * takes them in increasing rank (a witness in the spirit of jemalloc's).
  * What it is not: recursive, fair, or usable before os_init (it needs none).
- * It may call: os (futex, clock).
+ * It may call: os (futex, clock), safety (the witness's report).
  */
 #ifndef TIDAL_LOCK_H
 #define TIDAL_LOCK_H

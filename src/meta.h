@@ -7,7 +7,7 @@
  * separately. Memory from meta_alloc is zeroed and never returned to the OS;
  * fixed-size descriptors are recycled through meta_pool_t free lists.
  * What it is not: a general allocator; it cannot free.
- * It may call: os, lock.
+ * It may call: os, lock, conf (guard pages in the hardened mode).
  */
 #ifndef TIDAL_META_H
 #define TIDAL_META_H

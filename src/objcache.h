@@ -10,8 +10,8 @@
  * first cache, drains them all at the application's level. One mutex per
  * cache, under the registry's.
  * What it is not: the exported symbols (api.c initialises, then calls here).
- * It may call: pressure (registry), pagemap, page (descriptors), meta, conf,
- * lock, safety, os.
+ * It may call: span, pressure (registry), pagemap, page (descriptors), meta,
+ * conf, lock, safety, os.
  */
 #ifndef TIDAL_OBJCACHE_H
 #define TIDAL_OBJCACHE_H

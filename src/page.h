@@ -23,7 +23,7 @@
  *   first used; a purged empty unit is decommitted.
  * What it is not: a per-thread cache (heap.h) or the home of allocations
  * larger than 1 MiB (huge.h).
- * It may call: os, lock, meta, pagemap, decay, conf, safety.
+ * It may call: span, bitmap, os, lock, meta, pagemap, decay, conf, safety.
  */
 #ifndef TIDAL_PAGE_H
 #define TIDAL_PAGE_H

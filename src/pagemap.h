@@ -10,7 +10,7 @@
  * so an interior pointer to it resolves to NULL (an invalid free).
  * Readers take no lock; leaves are created once and never removed.
  * What it is not: an owner of spans; it stores what the layers above give it.
- * It may call: meta, lock.
+ * It may call: span, meta, lock.
  */
 #ifndef TIDAL_PAGEMAP_H
 #define TIDAL_PAGEMAP_H

@@ -11,7 +11,7 @@
  * thread-heap slab's first line.
  * What it is not: a policy (heap.c decides which span to use, page.c where
  * memory comes from).
- * It may call: safety.
+ * It may call: safety, os (random secrets).
  */
 #ifndef TIDAL_SPAN_H
 #define TIDAL_SPAN_H

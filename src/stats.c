@@ -50,6 +50,8 @@ void stats_collect(stats_t *st) {
                st->pagemap_mapped + st->guarded_mapped;
   size_t used_region = st->pages.active + st->pages.dirty + st->pages.muzzy;
   st->retained = st->pages.mapped > used_region ? st->pages.mapped - used_region : 0;
+  /* The ordering every snapshot keeps (stats.h). */
+  TD_DASSERT(st->allocated <= st->active && st->active <= st->resident && st->resident <= st->mapped);
 
   td_mutex_t *mutexes[STATS_MAX_MUTEXES];
   unsigned nmutexes = mutex_registered(mutexes, STATS_MAX_MUTEXES);

@@ -3,6 +3,7 @@
  *
  * Contract: header-only, no state, no calls into other modules or the OS.
  * Every layer may include it.
+ * It may call: nothing.
  */
 #ifndef TIDAL_UTIL_H
 #define TIDAL_UTIL_H
