@@ -216,10 +216,11 @@ static size_t usable_of(const void *p, span_t *s) {
 enum free_mode { FREE_PLAIN, FREE_SIZED, FREE_ALIGNED_SIZED };
 
 /* A size that cannot be the one the block was allocated with: larger than
- * the block, or (unaligned small blocks) at most half of it, which no request
- * that lands in this class, nor a realloc that stayed in place, can be. */
+ * the block, or (unaligned small blocks above HEAP_TIGHT_CLASS_MAX) at most
+ * half of it, which no request that lands in this class, nor a realloc that
+ * stayed in place, can be. */
 TD_INLINE bool sized_bad(size_t usable, size_t size, bool slab, enum free_mode mode) {
-  return size > usable || (mode == FREE_SIZED && slab && usable > 64 && size <= usable / 2);
+  return size > usable || (mode == FREE_SIZED && slab && usable > HEAP_TIGHT_CLASS_MAX && size <= usable / 2);
 }
 
 static TD_COLD TD_NORETURN void sized_report(const void *p, size_t size, size_t usable, const char *fn) {

@@ -235,7 +235,7 @@ void heap_free_local_edge(heap_t *h, span_t *s) {
 
 bool heap_resize_in_place(const span_t *s, size_t size) {
   /* Stay when the new size fits and would not fit a much smaller class. */
-  return size <= s->size && (size > s->size / 2 || s->size <= 64);
+  return size <= s->size && (size > s->size / 2 || s->size <= HEAP_TIGHT_CLASS_MAX);
 }
 
 static void inbox_push(heap_t *dest, block_t *head, block_t *tail) {

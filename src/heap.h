@@ -26,6 +26,10 @@
 #define HEAP_OUT_SLOTS   8      /* outgoing remote-free buffers per heap */
 #define HEAP_OUT_BATCH   32     /* blocks per buffer before it is pushed */
 #define HEAP_SPAN_CACHE  4      /* empty slabs a heap keeps for reuse */
+/* Up to this block size a block stays put for any smaller size (realloc)
+ * and a sized free may name any smaller size: classes are 16 bytes apart
+ * there, so a much smaller request lands in the same class. */
+#define HEAP_TIGHT_CLASS_MAX 64
 
 typedef struct outbuf_s {
   struct heap_s *dest;

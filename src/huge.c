@@ -16,52 +16,52 @@ static struct {
   uint64_t peak_ns;
   uint64_t hits, misses, remaps;
   void (*hook)(uint64_t);
-} H;
+} mappings;
 
 static uint64_t decay_ns(void) {
   return opt.dirty_decay_ms < 0 ? TD_NEVER : (uint64_t)opt.dirty_decay_ms * 1000000u;
 }
 
 static void cache_unlink(span_t *s) {
-  if (s->prev) s->prev->next = s->next; else H.cache = s->next;
+  if (s->prev) s->prev->next = s->next; else mappings.cache = s->next;
   if (s->next) s->next->prev = s->prev;
   s->next = s->prev = NULL;
-  H.cached_bytes -= s->bytes;
-  H.cached_n--;
+  mappings.cached_bytes -= s->bytes;
+  mappings.cached_n--;
 }
 
 static void cache_push(span_t *s) {
   s->prev = NULL;
-  s->next = H.cache;
-  if (H.cache) H.cache->prev = s;
-  H.cache = s;
-  H.cached_bytes += s->bytes;
-  H.cached_n++;
+  s->next = mappings.cache;
+  if (mappings.cache) mappings.cache->prev = s;
+  mappings.cache = s;
+  mappings.cached_bytes += s->bytes;
+  mappings.cached_n++;
 }
 
 /* Remember the recent peak of live huge bytes (forgotten after a decay time). */
 static void peak_note(uint64_t now) {
-  if (H.live_bytes >= H.peak_bytes || now - H.peak_ns > decay_ns()) {
-    H.peak_bytes = H.live_bytes;
-    H.peak_ns = now;
+  if (mappings.live_bytes >= mappings.peak_bytes || now - mappings.peak_ns > decay_ns()) {
+    mappings.peak_bytes = mappings.live_bytes;
+    mappings.peak_ns = now;
   }
 }
 
 /* What the cache may hold now: enough to get back to the recent peak. */
 static size_t cache_budget(uint64_t now) {
   peak_note(now);
-  return TD_MAX(HUGE_CACHE_MIN_BYTES, H.peak_bytes - H.live_bytes);
+  return TD_MAX(HUGE_CACHE_MIN_BYTES, mappings.peak_bytes - mappings.live_bytes);
 }
 
 /* Take out entries that are too old, over budget or too many (oldest first);
  * returns them as a list for unmapping outside the lock. */
 static span_t *cache_evict(uint64_t now, size_t budget) {
-  span_t *out = NULL, *s = H.cache;
+  span_t *out = NULL, *s = mappings.cache;
   while (s && s->next) s = s->next;
   uint64_t age = decay_ns();
   while (s) {
     span_t *prev = s->prev;
-    if ((age != TD_NEVER && now - s->stamp_ns >= age) || H.cached_bytes > budget || H.cached_n > HUGE_CACHE_ENTRIES) {
+    if ((age != TD_NEVER && now - s->stamp_ns >= age) || mappings.cached_bytes > budget || mappings.cached_n > HUGE_CACHE_ENTRIES) {
       cache_unlink(s);
       s->next = out;
       out = s;
@@ -87,7 +87,7 @@ static size_t unmap_list(span_t *s) {
  * The returned descriptor is out of the cache. */
 static span_t *cache_take(size_t map_size, size_t align, span_t **spare) {
   span_t *best = NULL, *largest = NULL;
-  for (span_t *s = H.cache; s; s = s->next) {
+  for (span_t *s = mappings.cache; s; s = s->next) {
     if ((s->base & (align - 1)) != 0) continue;
     if (s->bytes >= map_size && (!best || s->bytes < best->bytes)) best = s;
     if (!largest || s->bytes > largest->bytes) largest = s;
@@ -150,8 +150,8 @@ static bool mapping_resize(span_t *s, size_t map_size, bool registered) {
 
 static void live_add(span_t *s) {
   mutex_lock(&huge_lock);
-  H.live_bytes += s->bytes;
-  H.live_count++;
+  mappings.live_bytes += s->bytes;
+  mappings.live_count++;
   mutex_unlock(&huge_lock);
 }
 
@@ -161,8 +161,8 @@ void *huge_alloc(size_t size, size_t align, bool zero) {
   if (map_size < size) return NULL;
   span_t *spare = page_span_get();   /* for a split; returned if unused */
   mutex_lock(&huge_lock);
-  span_t *s = H.cache ? cache_take(map_size, align, &spare) : NULL;
-  if (s) H.hits++; else H.misses++;
+  span_t *s = mappings.cache ? cache_take(map_size, align, &spare) : NULL;
+  if (s) mappings.hits++; else mappings.misses++;
   mutex_unlock(&huge_lock);
   if (spare) page_span_put(spare);
   bool fresh = false;
@@ -202,7 +202,7 @@ void *huge_alloc(size_t size, size_t align, bool zero) {
 static span_t *cache_coalesce(span_t *s, span_t **dead) {
   for (bool merged = true; merged;) {
     merged = false;
-    for (span_t *c = H.cache; c; c = c->next) {
+    for (span_t *c = mappings.cache; c; c = c->next) {
       if (c->base + c->bytes != s->base && s->base + s->bytes != c->base) continue;
       cache_unlink(c);
       if (c->base < s->base) s->base = c->base;
@@ -234,12 +234,12 @@ void huge_free(span_t *s) {
   uint64_t due = TD_NEVER;
   mutex_lock(&huge_lock);
   peak_note(now);                      /* the peak includes this block */
-  H.live_bytes -= s->bytes;
-  H.live_count--;
+  mappings.live_bytes -= s->bytes;
+  mappings.live_count--;
   cache_push(cache_coalesce(s, &dead));
   evicted = cache_evict(now, cache_budget(now));
-  if (H.cache && decay_ns() != TD_NEVER) {
-    hook = H.hook;
+  if (mappings.cache && decay_ns() != TD_NEVER) {
+    hook = mappings.hook;
     due = now + decay_ns();
   }
   mutex_unlock(&huge_lock);
@@ -255,8 +255,8 @@ void *huge_realloc(span_t *s, size_t new_size) {
   if (map_size == old) return (void *)s->base;
   if (!mapping_resize(s, map_size, true)) return NULL;
   mutex_lock(&huge_lock);
-  H.live_bytes = H.live_bytes - old + map_size;
-  H.remaps++;
+  mappings.live_bytes = mappings.live_bytes - old + map_size;
+  mappings.remaps++;
   mutex_unlock(&huge_lock);
   return (void *)s->base;
 }
@@ -273,7 +273,7 @@ uint64_t huge_deferred_work(uint64_t now) {
   span_t *evicted = cache_evict(now, cache_budget(now));
   uint64_t next = TD_NEVER, age = decay_ns();
   if (age != TD_NEVER)
-    for (span_t *s = H.cache; s; s = s->next)
+    for (span_t *s = mappings.cache; s; s = s->next)
       if (s->stamp_ns + age < next) next = s->stamp_ns + age;
   mutex_unlock(&huge_lock);
   unmap_list(evicted);
@@ -282,19 +282,19 @@ uint64_t huge_deferred_work(uint64_t now) {
 
 void huge_set_work_hook(void (*hook)(uint64_t)) {
   mutex_lock(&huge_lock);
-  H.hook = hook;
+  mappings.hook = hook;
   mutex_unlock(&huge_lock);
 }
 
 void huge_stats_get(huge_stats_t *out) {
   mutex_lock(&huge_lock);
-  out->live_bytes = H.live_bytes;
-  out->live_count = H.live_count;
-  out->cached_bytes = H.cached_bytes;
-  out->cached_count = H.cached_n;
-  out->cache_hits = H.hits;
-  out->cache_misses = H.misses;
-  out->remaps = H.remaps;
+  out->live_bytes = mappings.live_bytes;
+  out->live_count = mappings.live_count;
+  out->cached_bytes = mappings.cached_bytes;
+  out->cached_count = mappings.cached_n;
+  out->cache_hits = mappings.hits;
+  out->cache_misses = mappings.misses;
+  out->remaps = mappings.remaps;
   mutex_unlock(&huge_lock);
 }
 

@@ -32,8 +32,8 @@ void *meta_alloc_mapping(size_t size) {
 }
 
 void *meta_alloc(size_t size, size_t align) {
-  if (align < 16) align = 16;
-  size = td_align_up(size, 16);
+  if (align < TD_QUANTUM) align = TD_QUANTUM;
+  size = td_align_up(size, TD_QUANTUM);
   mutex_lock(&meta_lock);
   uintptr_t p = td_align_up(bump, align);
   if (p + size > bump_end || bump == 0) {

@@ -11,7 +11,8 @@
 
 #define REGION_MAX         ((size_t)1 << 30)   /* reserve address space 1 GiB at a time */
 #define NBINS              (TD_UNIT_PAGES + 1) /* bins by longest free range 0..512 */
-#define NBIN_WORDS         ((NBINS + 63) / 64)
+#define BITS_PER_WORD      64
+#define NBIN_WORDS         ((NBINS + BITS_PER_WORD - 1) / BITS_PER_WORD)
 #define DIRTY_FLOOR_PAGES  ((size_t)(32 << 20) >> TD_PAGE_SHIFT)   /* ceiling never below 32 MiB */
 #define COLLAPSE_PER_PASS  8
 
@@ -35,31 +36,31 @@ static struct {
   /* counters (pages unless noted) */
   size_t mapped_bytes, nunits, nactive, ndirty, nmuzzy, nhugified;
   uint64_t purged_lazy, purged_now, purge_passes, hugifies, dehugifies, collapses, collapse_failures, decommits;
-} P;
+} pages;
 
 void page_init(void) {
-  P.span_pool.size = sizeof(span_t);
+  pages.span_pool.size = sizeof(span_t);
   mutex_register(&page_lock);
   uint64_t now = os_now_ns();
-  decay_init(&P.decay_dirty, opt.dirty_decay_ms, now);
-  decay_init(&P.decay_muzzy, opt.muzzy_decay_ms, now);
-  P.next_due = P.told_due = TD_NEVER;
-  P.hugify_enabled = opt.thp == THP_DEFAULT && os_system.thp == OS_THP_MADVISE;
-  P.born_huge = os_system.thp != OS_THP_NEVER &&
+  decay_init(&pages.decay_dirty, opt.dirty_decay_ms, now);
+  decay_init(&pages.decay_muzzy, opt.muzzy_decay_ms, now);
+  pages.next_due = pages.told_due = TD_NEVER;
+  pages.hugify_enabled = opt.thp == THP_DEFAULT && os_system.thp == OS_THP_MADVISE;
+  pages.born_huge = os_system.thp != OS_THP_NEVER &&
                 (opt.thp == THP_ALWAYS || (opt.thp == THP_DEFAULT && os_system.thp == OS_THP_ALWAYS));
   size_t dense = (size_t)((opt.hugify_threshold_milli * (int64_t)TD_UNIT_PAGES + 999) / 1000);
   /* Without MADV_COLLAPSE from the background thread, khugepaged does the
    * collapsing, and it skips units with more than max_ptes_none empty pages. */
   if (!opt.background_thread && os_system.max_ptes_none >= 0 && os_system.max_ptes_none < (int)TD_UNIT_PAGES)
     dense = TD_MAX(dense, TD_UNIT_PAGES - (size_t)os_system.max_ptes_none);
-  P.dense_pages = TD_MAX(dense, 1);
+  pages.dense_pages = TD_MAX(dense, 1);
 }
 
 void page_set_work_hook(void (*hook)(uint64_t)) {
   mutex_lock(&page_lock);
-  P.hook = hook;
-  P.told_due = TD_NEVER;
-  uint64_t due = P.next_due;
+  pages.hook = hook;
+  pages.told_due = TD_NEVER;
+  uint64_t due = pages.next_due;
   mutex_unlock(&page_lock);
   if (hook && due != TD_NEVER) hook(due);
 }
@@ -116,15 +117,15 @@ static void bin_insert(unit_t *u) {
   size_t b = u->lfr;
   u->bin = (uint16_t)b;
   u->ph_child = u->ph_next = u->ph_prev = NULL;
-  P.bins[b] = ph_meld(P.bins[b], u);
-  P.nonempty[b >> 6] |= 1ull << (b & 63);
+  pages.bins[b] = ph_meld(pages.bins[b], u);
+  pages.nonempty[b >> 6] |= 1ull << (b & 63);
 }
 
 static void bin_remove(unit_t *u) {
   size_t b = u->bin;
   if (b == UNIT_UNLISTED) return;
-  P.bins[b] = ph_remove(P.bins[b], u);
-  if (!P.bins[b]) P.nonempty[b >> 6] &= ~(1ull << (b & 63));
+  pages.bins[b] = ph_remove(pages.bins[b], u);
+  if (!pages.bins[b]) pages.nonempty[b >> 6] &= ~(1ull << (b & 63));
   u->bin = UNIT_UNLISTED;
 }
 
@@ -132,9 +133,9 @@ static void bin_remove(unit_t *u) {
 static size_t bin_first_from(size_t b) {
   while (b < NBINS) {
     size_t w = b >> 6;
-    uint64_t word = P.nonempty[w] & (~0ull << (b & 63));
-    if (word) return w * 64 + (size_t)__builtin_ctzll(word);
-    b = (w + 1) * 64;
+    uint64_t word = pages.nonempty[w] & (~0ull << (b & 63));
+    if (word) return w * BITS_PER_WORD + (size_t)__builtin_ctzll(word);
+    b = (w + 1) * BITS_PER_WORD;
   }
   return NBINS;
 }
@@ -153,7 +154,7 @@ static size_t bin_first_from(size_t b) {
  * its delay. */
 #define HUGIFY_HYSTERESIS_DIV 8
 static bool unit_hugify_candidate(const unit_t *u) {
-  size_t need = u->on_dense_list ? P.dense_pages - P.dense_pages / HUGIFY_HYSTERESIS_DIV : P.dense_pages;
+  size_t need = u->on_dense_list ? pages.dense_pages - pages.dense_pages / HUGIFY_HYSTERESIS_DIV : pages.dense_pages;
   return !u->hugified && u->nactive >= need;
 }
 
@@ -189,20 +190,20 @@ static void unit_rebin(unit_t *u, uint16_t lfr) {
 
 static void unit_track_purgeable(unit_t *u) {
   bool purgeable = u->ndirty || u->nmuzzy;
-  if (purgeable && !u->on_purge_list) { DLIST_PUSH(P.purge_list, u, purge_next, purge_prev); u->on_purge_list = 1; }
-  if (!purgeable && u->on_purge_list) { DLIST_REMOVE(P.purge_list, u, purge_next, purge_prev); u->on_purge_list = 0; }
+  if (purgeable && !u->on_purge_list) { DLIST_PUSH(pages.purge_list, u, purge_next, purge_prev); u->on_purge_list = 1; }
+  if (!purgeable && u->on_purge_list) { DLIST_REMOVE(pages.purge_list, u, purge_next, purge_prev); u->on_purge_list = 0; }
 }
 
 static void unit_track_dense(unit_t *u) {
   bool dense = unit_hugify_candidate(u);
   if (dense && !u->on_dense_list) {
-    DLIST_PUSH(P.dense_list, u, dense_next, dense_prev);
+    DLIST_PUSH(pages.dense_list, u, dense_next, dense_prev);
     u->on_dense_list = 1;
     u->dense_since_ns = os_now_ns();
     uint64_t due = u->dense_since_ns + (uint64_t)opt.hugify_delay_ms * 1000000u;
-    if (due < P.next_due) P.next_due = due;
+    if (due < pages.next_due) pages.next_due = due;
   } else if (!dense && u->on_dense_list) {
-    DLIST_REMOVE(P.dense_list, u, dense_next, dense_prev);
+    DLIST_REMOVE(pages.dense_list, u, dense_next, dense_prev);
     u->on_dense_list = 0;
     u->dense_since_ns = 0;
   }
@@ -213,12 +214,12 @@ static void unit_update(unit_t *u) {
   mutex_assert_held(&page_lock);
   unit_rebin(u, (uint16_t)bm_longest_clear_run(&u->active));
   unit_track_purgeable(u);
-  if (P.hugify_enabled) unit_track_dense(u);
+  if (pages.hugify_enabled) unit_track_dense(u);
   UNIT_DASSERT_CONSISTENT(u);
 }
 
 static unit_t *unit_fresh(void) {
-  if (P.region_next == P.region_nunits) {
+  if (pages.region_next == pages.region_nunits) {
     size_t size = REGION_MAX;
     void *base = NULL;
     for (; size >= TD_UNIT; size >>= 1)
@@ -235,26 +236,26 @@ static unit_t *unit_fresh(void) {
       if (opt.thp == THP_ALWAYS) os_hugify(base, size, OS_HUGE_ON);
       else if (opt.thp == THP_NEVER) os_hugify(base, size, OS_HUGE_OFF);
     }
-    P.region_units = units;
-    P.region_base = (uintptr_t)base;
-    P.region_nunits = n;
-    P.region_next = 0;
-    P.mapped_bytes += size;
+    pages.region_units = units;
+    pages.region_base = (uintptr_t)base;
+    pages.region_nunits = n;
+    pages.region_next = 0;
+    pages.mapped_bytes += size;
   }
-  unit_t *u = &P.region_units[P.region_next];
-  u->base = P.region_base + P.region_next * TD_UNIT;
+  unit_t *u = &pages.region_units[pages.region_next];
+  u->base = pages.region_base + pages.region_next * TD_UNIT;
   if (os_system.overcommit_strict) {
     if (!os_commit((void *)u->base, TD_UNIT, true)) return NULL;
   }
   u->committed = 1;
-  P.region_next++;
-  P.nunits++;
-  u->serial = ++P.serial;
+  pages.region_next++;
+  pages.nunits++;
+  u->serial = ++pages.serial;
   u->bin = UNIT_UNLISTED;
-  u->hugified = P.born_huge;
-  P.nhugified += u->hugified;
-  u->all_next = P.all_units;
-  P.all_units = u;
+  u->hugified = pages.born_huge;
+  pages.nhugified += u->hugified;
+  u->all_next = pages.all_units;
+  pages.all_units = u;
   return u;
 }
 
@@ -275,18 +276,18 @@ static size_t pages_activate(unit_t *u, size_t idx, size_t n) {
   u->nactive = (uint16_t)(u->nactive + n);
   u->ndirty = (uint16_t)(u->ndirty - was_dirty);
   u->nmuzzy = (uint16_t)(u->nmuzzy - was_muzzy);
-  P.nactive += n;
-  P.ndirty -= was_dirty;
-  P.nmuzzy -= was_muzzy;
+  pages.nactive += n;
+  pages.ndirty -= was_dirty;
+  pages.nmuzzy -= was_muzzy;
   unit_update(u);
   return was_dirty + was_muzzy;
 }
 
 static span_t *run_take(unit_t *u, size_t idx, size_t npages) {
-  span_t *s = meta_pool_get(&P.span_pool);
+  span_t *s = meta_pool_get(&pages.span_pool);
   if (!s) return NULL;
   if (!u->committed) {
-    if (!os_commit((void *)u->base, TD_UNIT, true)) { meta_pool_put(&P.span_pool, s); return NULL; }
+    if (!os_commit((void *)u->base, TD_UNIT, true)) { meta_pool_put(&pages.span_pool, s); return NULL; }
     u->committed = 1;
   }
   size_t was_used = pages_activate(u, idx, npages);
@@ -303,7 +304,7 @@ span_t *page_alloc(size_t npages, size_t align_pages) {
   mutex_lock(&page_lock);
   span_t *s = NULL;
   for (size_t b = bin_first_from(npages); b < NBINS; b = bin_first_from(b + 1)) {
-    unit_t *u = P.bins[b];   /* the oldest unit of the tightest bin that fits */
+    unit_t *u = pages.bins[b];   /* the oldest unit of the tightest bin that fits */
     size_t idx = bm_find_clear_run(&u->active, npages, align_pages);
     if (idx < TD_UNIT_PAGES) { s = run_take(u, idx, npages); goto done; }
     /* only an aligned request can miss; try a looser bin */
@@ -312,7 +313,7 @@ span_t *page_alloc(size_t npages, size_t align_pages) {
   if (u) s = run_take(u, 0, npages);
 done:;
   /* A unit that just became dense brings hugify work forward. */
-  bool due = P.next_due < P.told_due;
+  bool due = pages.next_due < pages.told_due;
   mutex_unlock(&page_lock);
   if (TD_UNLIKELY(due)) work_maybe_due();
   return s;
@@ -320,7 +321,7 @@ done:;
 
 /* The dirty ceiling: dirty_mult x active, never below DIRTY_FLOOR_PAGES. */
 static size_t dirty_ceiling(void) {
-  return TD_MAX(DIRTY_FLOOR_PAGES, (size_t)((uint64_t)P.nactive * (uint64_t)opt.dirty_mult_milli / 1000u));
+  return TD_MAX(DIRTY_FLOOR_PAGES, (size_t)((uint64_t)pages.nactive * (uint64_t)opt.dirty_mult_milli / 1000u));
 }
 
 /* Pages [idx, idx+n) of u become free (dirty). Returns true when deferred
@@ -332,35 +333,35 @@ static bool run_release(unit_t *u, size_t idx, size_t n) {
   bm_set_range(&u->dirty, idx, n);
   u->nactive = (uint16_t)(u->nactive - n);
   u->ndirty = (uint16_t)(u->ndirty + n);
-  P.nactive -= n;
-  P.ndirty += n;
+  pages.nactive -= n;
+  pages.ndirty += n;
   unit_update(u);
-  if (P.next_due == TD_NEVER) P.next_due = 0;   /* decay has something to look at */
-  if (P.ndirty > dirty_ceiling()) P.next_due = 0;
-  return P.next_due < P.told_due;
+  if (pages.next_due == TD_NEVER) pages.next_due = 0;   /* decay has something to look at */
+  if (pages.ndirty > dirty_ceiling()) pages.next_due = 0;
+  return pages.next_due < pages.told_due;
 }
 
 /* Without locks: tell the background thread, or do the work inline. */
 static void work_maybe_due(void) {
-  void (*hook)(uint64_t) = __atomic_load_n(&P.hook, __ATOMIC_ACQUIRE);
+  void (*hook)(uint64_t) = __atomic_load_n(&pages.hook, __ATOMIC_ACQUIRE);
   if (hook) {
     mutex_lock(&page_lock);
-    uint64_t due = P.next_due;
-    bool tell = due < P.told_due;
-    if (tell) P.told_due = due;
+    uint64_t due = pages.next_due;
+    bool tell = due < pages.told_due;
+    if (tell) pages.told_due = due;
     mutex_unlock(&page_lock);
     if (tell) hook(due);
     return;
   }
   uint64_t now = os_now_ns();
-  if (now >= __atomic_load_n(&P.next_due, __ATOMIC_RELAXED)) page_deferred_work(now, false);
+  if (now >= __atomic_load_n(&pages.next_due, __ATOMIC_RELAXED)) page_deferred_work(now, false);
 }
 
 void page_free(span_t *s) {
   mutex_lock(&page_lock);
   bool due = run_release(s->unit, s->page_index, s->bytes >> TD_PAGE_SHIFT);
-  meta_pool_put(&P.span_pool, s);
-  if (!P.hook) due = true;   /* inline mode: compare with the clock */
+  meta_pool_put(&pages.span_pool, s);
+  if (!pages.hook) due = true;   /* inline mode: compare with the clock */
   mutex_unlock(&page_lock);
   if (due) work_maybe_due();
 }
@@ -388,21 +389,21 @@ void page_shrink(span_t *s, size_t new_npages) {
   mutex_lock(&page_lock);
   bool due = run_release(s->unit, s->page_index + new_npages, old - new_npages);
   s->bytes = new_npages * TD_PAGE;
-  if (!P.hook) due = true;
+  if (!pages.hook) due = true;
   mutex_unlock(&page_lock);
   if (due) work_maybe_due();
 }
 
 span_t *page_span_get(void) {
   mutex_lock(&page_lock);
-  span_t *s = meta_pool_get(&P.span_pool);
+  span_t *s = meta_pool_get(&pages.span_pool);
   mutex_unlock(&page_lock);
   return s;
 }
 
 void page_span_put(span_t *s) {
   mutex_lock(&page_lock);
-  meta_pool_put(&P.span_pool, s);
+  meta_pool_put(&pages.span_pool, s);
   mutex_unlock(&page_lock);
 }
 
@@ -425,7 +426,7 @@ static bool purge_before(const unit_t *a, const unit_t *b, enum stage st) {
 static unit_t *purge_pick(enum stage st) {
   mutex_assert_held(&page_lock);
   unit_t *best = NULL;
-  for (unit_t *u = P.purge_list; u; u = u->purge_next) {
+  for (unit_t *u = pages.purge_list; u; u = u->purge_next) {
     if (!stage_pages(u, st) || u->busy || u->collapsing) continue;
     if (!best || purge_before(u, best, st)) best = u;
   }
@@ -447,15 +448,15 @@ static void purge_ranges(const unit_t *u, const bm512_t *snap, os_purge_t how) {
 static void pages_purged(unit_t *u, const bm512_t *snap, size_t n, enum stage st, os_purge_t how) {
   bm512_t *from = st == STAGE_DIRTY ? &u->dirty : &u->muzzy;
   for (size_t w = 0; w < BM_WORDS; w++) from->w[w] &= ~snap->w[w];
-  if (st == STAGE_DIRTY) { u->ndirty = (uint16_t)(u->ndirty - n); P.ndirty -= n; }
-  else { u->nmuzzy = (uint16_t)(u->nmuzzy - n); P.nmuzzy -= n; }
+  if (st == STAGE_DIRTY) { u->ndirty = (uint16_t)(u->ndirty - n); pages.ndirty -= n; }
+  else { u->nmuzzy = (uint16_t)(u->nmuzzy - n); pages.nmuzzy -= n; }
   if (how == OS_PURGE_LAZY) {
     for (size_t w = 0; w < BM_WORDS; w++) u->muzzy.w[w] |= snap->w[w];
     u->nmuzzy = (uint16_t)(u->nmuzzy + n);
-    P.nmuzzy += n;
-    P.purged_lazy += n;
+    pages.nmuzzy += n;
+    pages.purged_lazy += n;
   } else {
-    P.purged_now += n;
+    pages.purged_now += n;
   }
 }
 
@@ -468,7 +469,7 @@ static size_t purge_unit(unit_t *u, enum stage st, os_purge_t how) {
   bool was_huge = u->hugified;
   bin_remove(u);
   u->busy = 1;
-  if (was_huge) { u->hugified = 0; P.nhugified--; P.dehugifies++; }
+  if (was_huge) { u->hugified = 0; pages.nhugified--; pages.dehugifies++; }
   mutex_unlock(&page_lock);
   if (was_huge) os_hugify((void *)u->base, TD_UNIT, OS_HUGE_OFF);
   purge_ranges(u, &snap, how);
@@ -478,7 +479,7 @@ static size_t purge_unit(unit_t *u, enum stage st, os_purge_t how) {
   pages_purged(u, &snap, n, st, how);
   u->busy = 0;
   if (os_system.overcommit_strict && u->nactive == 0 && u->ndirty == 0 && u->nmuzzy == 0 && u->committed) {
-    if (os_commit((void *)u->base, TD_UNIT, false)) { u->committed = 0; P.decommits++; }
+    if (os_commit((void *)u->base, TD_UNIT, false)) { u->committed = 0; pages.decommits++; }
   }
   unit_update(u);
   return n;
@@ -488,12 +489,12 @@ static size_t purge_unit(unit_t *u, enum stage st, os_purge_t how) {
 static void purge_down_to(enum stage st, size_t keep, os_purge_t how) {
   mutex_assert_held(&page_lock);
   for (;;) {
-    size_t have = st == STAGE_DIRTY ? P.ndirty : P.nmuzzy;
+    size_t have = st == STAGE_DIRTY ? pages.ndirty : pages.nmuzzy;
     if (have <= keep) break;
     unit_t *u = purge_pick(st);
     if (!u) break;
     purge_unit(u, st, how);
-    P.purge_passes++;
+    pages.purge_passes++;
   }
 }
 
@@ -503,25 +504,25 @@ static os_purge_t dirty_purge_kind(void) {
 
 /* Purge what decay (and, for dirty pages, the ceiling) says is due. */
 static void purge_due(uint64_t now) {
-  size_t limit = TD_MIN(decay_limit(&P.decay_dirty, now, P.ndirty), dirty_ceiling());
-  if (P.ndirty > limit) {
+  size_t limit = TD_MIN(decay_limit(&pages.decay_dirty, now, pages.ndirty), dirty_ceiling());
+  if (pages.ndirty > limit) {
     purge_down_to(STAGE_DIRTY, limit, dirty_purge_kind());
-    decay_purged(&P.decay_dirty, P.ndirty);
+    decay_purged(&pages.decay_dirty, pages.ndirty);
   }
-  size_t mlimit = decay_limit(&P.decay_muzzy, now, P.nmuzzy);
-  if (P.nmuzzy > mlimit) {
+  size_t mlimit = decay_limit(&pages.decay_muzzy, now, pages.nmuzzy);
+  if (pages.nmuzzy > mlimit) {
     purge_down_to(STAGE_MUZZY, mlimit, OS_PURGE_NOW);
-    decay_purged(&P.decay_muzzy, P.nmuzzy);
+    decay_purged(&pages.decay_muzzy, pages.nmuzzy);
   }
 }
 
 static void unit_hugify(unit_t *u) {
-  DLIST_REMOVE(P.dense_list, u, dense_next, dense_prev);
+  DLIST_REMOVE(pages.dense_list, u, dense_next, dense_prev);
   u->on_dense_list = 0;
   os_hugify((void *)u->base, TD_UNIT, OS_HUGE_ON);
   u->hugified = 1;
-  P.nhugified++;
-  P.hugifies++;
+  pages.nhugified++;
+  pages.hugifies++;
 }
 
 /* Hugify the candidates that stayed dense for hugify_delay_ms; with
@@ -530,7 +531,7 @@ static void unit_hugify(unit_t *u) {
  * candidate is due. */
 static uint64_t hugify_due(uint64_t now, bool may_collapse, unit_t **collapse, size_t *ncollapse) {
   uint64_t delay = (uint64_t)opt.hugify_delay_ms * 1000000u, next = TD_NEVER;
-  for (unit_t *u = P.dense_list, *nx; u; u = nx) {
+  for (unit_t *u = pages.dense_list, *nx; u; u = nx) {
     nx = u->dense_next;
     if (u->busy) continue;
     uint64_t due = u->dense_since_ns + delay;
@@ -547,7 +548,7 @@ static void collapse_pending(unit_t **collapse, size_t n) {
   for (size_t i = 0; i < n; i++) {
     bool ok = os_hugify((void *)collapse[i]->base, TD_UNIT, OS_HUGE_COLLAPSE);
     mutex_lock(&page_lock);
-    if (ok) P.collapses++; else P.collapse_failures++;
+    if (ok) pages.collapses++; else pages.collapse_failures++;
     collapse[i]->collapsing = 0;
     mutex_unlock(&page_lock);
   }
@@ -559,9 +560,9 @@ uint64_t page_deferred_work(uint64_t now, bool may_collapse) {
   mutex_lock(&page_lock);
   purge_due(now);
   uint64_t next = hugify_due(now, may_collapse, collapse, &ncollapse);
-  next = TD_MIN(next, decay_deadline(&P.decay_dirty, P.ndirty));
-  next = TD_MIN(next, decay_deadline(&P.decay_muzzy, P.nmuzzy));
-  P.next_due = P.told_due = next;
+  next = TD_MIN(next, decay_deadline(&pages.decay_dirty, pages.ndirty));
+  next = TD_MIN(next, decay_deadline(&pages.decay_muzzy, pages.nmuzzy));
+  pages.next_due = pages.told_due = next;
   mutex_unlock(&page_lock);
   collapse_pending(collapse, ncollapse);
   return next;
@@ -569,12 +570,12 @@ uint64_t page_deferred_work(uint64_t now, bool may_collapse) {
 
 size_t page_purge_all(void) {
   mutex_lock(&page_lock);
-  uint64_t before = P.purged_now;
+  uint64_t before = pages.purged_now;
   purge_down_to(STAGE_DIRTY, 0, OS_PURGE_NOW);
   purge_down_to(STAGE_MUZZY, 0, OS_PURGE_NOW);
-  decay_purged(&P.decay_dirty, P.ndirty);
-  decay_purged(&P.decay_muzzy, P.nmuzzy);
-  size_t total = (size_t)(P.purged_now - before) * TD_PAGE;
+  decay_purged(&pages.decay_dirty, pages.ndirty);
+  decay_purged(&pages.decay_muzzy, pages.nmuzzy);
+  size_t total = (size_t)(pages.purged_now - before) * TD_PAGE;
   mutex_unlock(&page_lock);
   return total;
 }
@@ -597,20 +598,20 @@ void page_stats_locked(page_stats_t *out, void (*fn)(void *), void *arg) {
 }
 
 static void stats_fill(page_stats_t *out) {
-  out->mapped = P.mapped_bytes;
-  out->units = P.nunits;
-  out->active = P.nactive * TD_PAGE;
-  out->dirty = P.ndirty * TD_PAGE;
-  out->muzzy = P.nmuzzy * TD_PAGE;
-  out->hugified_units = P.nhugified;
-  out->purged_lazy_bytes = P.purged_lazy * TD_PAGE;
-  out->purged_now_bytes = P.purged_now * TD_PAGE;
-  out->purge_passes = P.purge_passes;
-  out->hugifies = P.hugifies;
-  out->dehugifies = P.dehugifies;
-  out->collapses = P.collapses;
-  out->collapse_failures = P.collapse_failures;
-  out->decommits = P.decommits;
+  out->mapped = pages.mapped_bytes;
+  out->units = pages.nunits;
+  out->active = pages.nactive * TD_PAGE;
+  out->dirty = pages.ndirty * TD_PAGE;
+  out->muzzy = pages.nmuzzy * TD_PAGE;
+  out->hugified_units = pages.nhugified;
+  out->purged_lazy_bytes = pages.purged_lazy * TD_PAGE;
+  out->purged_now_bytes = pages.purged_now * TD_PAGE;
+  out->purge_passes = pages.purge_passes;
+  out->hugifies = pages.hugifies;
+  out->dehugifies = pages.dehugifies;
+  out->collapses = pages.collapses;
+  out->collapse_failures = pages.collapse_failures;
+  out->decommits = pages.decommits;
 }
 
 static size_t ph_count_check(unit_t *n, unit_t *parent_or_prev, uint64_t min_serial, size_t b) {
@@ -628,27 +629,20 @@ void page_validate(void) {
   mutex_lock(&page_lock);
   size_t active = 0, dirty = 0, muzzy = 0, listed = 0, in_bins = 0, huge = 0;
   for (size_t b = 0; b < NBINS; b++) {
-    TD_CHECK(!P.bins[b] == !(P.nonempty[b >> 6] & (1ull << (b & 63))), "bin bitmap", P.bins[b], "page_validate");
-    if (P.bins[b]) TD_CHECK(P.bins[b]->ph_prev == NULL, "pairing heap root", P.bins[b], "page_validate");
-    in_bins += ph_count_check(P.bins[b], NULL, 0, b);
+    TD_CHECK(!pages.bins[b] == !(pages.nonempty[b >> 6] & (1ull << (b & 63))), "bin bitmap", pages.bins[b], "page_validate");
+    if (pages.bins[b]) TD_CHECK(pages.bins[b]->ph_prev == NULL, "pairing heap root", pages.bins[b], "page_validate");
+    in_bins += ph_count_check(pages.bins[b], NULL, 0, b);
   }
-  for (unit_t *u = P.all_units; u; u = u->all_next) {
-    TD_CHECK(bm_count(&u->active) == u->nactive, "active count", (void *)u->base, "page_validate");
-    TD_CHECK(bm_count(&u->dirty) == u->ndirty, "dirty count", (void *)u->base, "page_validate");
-    TD_CHECK(bm_count(&u->muzzy) == u->nmuzzy, "muzzy count", (void *)u->base, "page_validate");
-    TD_CHECK(bm_longest_clear_run(&u->active) == u->lfr, "stale longest free range", (void *)u->base, "page_validate");
-    for (size_t w = 0; w < BM_WORDS; w++) {
-      TD_CHECK((u->active.w[w] & u->dirty.w[w]) == 0, "page active and dirty", (void *)u->base, "page_validate");
-      TD_CHECK((u->active.w[w] & u->muzzy.w[w]) == 0, "page active and muzzy", (void *)u->base, "page_validate");
-      TD_CHECK((u->dirty.w[w] & u->muzzy.w[w]) == 0, "page dirty and muzzy", (void *)u->base, "page_validate");
-    }
+  for (unit_t *u = pages.all_units; u; u = u->all_next) {
+    const char *why = unit_check(u);
+    TD_CHECK(why == NULL, why, (void *)u->base, "page_validate");
     TD_CHECK(u->on_purge_list == (u->ndirty || u->nmuzzy), "purge list membership", (void *)u->base, "page_validate");
     TD_CHECK(u->busy || u->bin != UNIT_UNLISTED, "unit missing from bins", (void *)u->base, "page_validate");
     active += u->nactive; dirty += u->ndirty; muzzy += u->nmuzzy; listed++; huge += u->hugified;
   }
-  TD_CHECK(active == P.nactive && dirty == P.ndirty && muzzy == P.nmuzzy && huge == P.nhugified,
+  TD_CHECK(active == pages.nactive && dirty == pages.ndirty && muzzy == pages.nmuzzy && huge == pages.nhugified,
            "page totals", NULL, "page_validate");
-  TD_CHECK(listed == P.nunits && in_bins <= listed, "unit count", NULL, "page_validate");
+  TD_CHECK(listed == pages.nunits && in_bins <= listed, "unit count", NULL, "page_validate");
   mutex_unlock(&page_lock);
 }
 
@@ -659,8 +653,8 @@ void page_postfork_child(void) {
   /* The background thread did not survive the fork; the hook stays, so the
    * next work that comes due starts a new one. Units another thread was
    * purging or collapsing stay usable: their bitmaps are still right. */
-  P.told_due = TD_NEVER;
-  for (unit_t *u = P.all_units; u; u = u->all_next) {
+  pages.told_due = TD_NEVER;
+  for (unit_t *u = pages.all_units; u; u = u->all_next) {
     if (!u->busy && !u->collapsing) continue;
     u->busy = 0;
     u->collapsing = 0;

@@ -49,7 +49,7 @@ static uint64_t own_calls[OWN_N], own_released[OWN_N];
 
 static struct {
   uint64_t events_psi, events_cgroup, events_limit, events_explicit, drains, released;
-} S;
+} counts;
 
 void pressure_set_work_hook(void (*hook)(uint64_t)) { __atomic_store_n(&work_hook, hook, __ATOMIC_RELEASE); }
 
@@ -129,8 +129,8 @@ size_t pressure_drain(size_t bytes, enum pressure_level level) {
   for (int i = 0; i < CLEANERS_MAX && got < bytes && level >= PRESSURE_CRITICAL; i++)
     got += app_cleaner(i, bytes - got, self);
   mutex_lock(&reg_lock);
-  S.drains++;
-  S.released += got;
+  counts.drains++;
+  counts.released += got;
   mutex_unlock(&reg_lock);
   mutex_unlock(&drain_lock);
   tls_draining = false;
@@ -144,7 +144,7 @@ size_t pressure_purge_all(void) {
 }
 
 size_t pressure_release(size_t bytes) {
-  __atomic_fetch_add(&S.events_explicit, 1, __ATOMIC_RELAXED);
+  __atomic_fetch_add(&counts.events_explicit, 1, __ATOMIC_RELAXED);
   return pressure_drain(bytes ? bytes : 1, PRESSURE_CRITICAL);
 }
 
@@ -160,7 +160,7 @@ static struct {
   int kind[PRESSURE_MAX_FDS];                        /* of each descriptor pressure_open_events gave */
   int nfds;
   uint64_t next_check;
-} W;
+} sources;
 
 /* PSI trigger: a stall of 100 ms within 2 s (windows of 2 s suit unprivileged use). */
 static int open_psi(const char *path, struct pollfd *fds, int at, int max) {
@@ -170,7 +170,7 @@ static int open_psi(const char *path, struct pollfd *fds, int at, int max) {
     if (fd < 0) break;
     if (!os_write_str(fd, triggers[k])) { os_close(fd); break; }
     fds[at] = (struct pollfd){ .fd = fd, .events = POLLPRI };
-    W.kind[at++] = k == 0 ? SRC_PSI_SOME : SRC_PSI_FULL;
+    sources.kind[at++] = k == 0 ? SRC_PSI_SOME : SRC_PSI_FULL;
   }
   return at;
 }
@@ -180,14 +180,14 @@ static int open_cg1(struct pollfd *fds, int at, int max) {
   static const char *const levels[2] = { "medium", "critical" };
   char file[256], cmd[64];
   for (int k = 0; k < 2 && at < max; k++) {
-    snprintf(file, sizeof file, "%s/memory.pressure_level", W.cg1_dir);
+    snprintf(file, sizeof file, "%s/memory.pressure_level", sources.cg1_dir);
     int lfd = os_open_rw(file), efd = lfd >= 0 ? os_eventfd() : -1;
-    snprintf(file, sizeof file, "%s/cgroup.event_control", W.cg1_dir);
+    snprintf(file, sizeof file, "%s/cgroup.event_control", sources.cg1_dir);
     int cfd = efd >= 0 ? os_open_rw(file) : -1;
     snprintf(cmd, sizeof cmd, "%d %d %s", efd, lfd, levels[k]);
     if (cfd >= 0 && os_write_str(cfd, cmd)) {
       fds[at] = (struct pollfd){ .fd = efd, .events = POLLIN };
-      W.kind[at++] = k == 0 ? SRC_CG1_MEDIUM : SRC_CG1_CRITICAL;
+      sources.kind[at++] = k == 0 ? SRC_CG1_MEDIUM : SRC_CG1_CRITICAL;
     } else if (efd >= 0) {
       os_close(efd);
     }
@@ -201,13 +201,13 @@ int pressure_open_events(struct pollfd *fds, int max) {
   int n = 0;
   if (max > PRESSURE_MAX_FDS) max = PRESSURE_MAX_FDS;
   for (int i = 0; i < 2; i++)
-    if (W.psi[i][0]) n = open_psi(W.psi[i], fds, n, max);
-  if (W.cg1_dir[0]) n = open_cg1(fds, n, max);
-  W.nfds = n;
+    if (sources.psi[i][0]) n = open_psi(sources.psi[i], fds, n, max);
+  if (sources.cg1_dir[0]) n = open_cg1(fds, n, max);
+  sources.nfds = n;
   return n;
 }
 
-bool pressure_has_events(void) { return opt.pressure && (W.psi[0][0] || W.psi[1][0] || W.cg1_dir[0]); }
+bool pressure_has_events(void) { return opt.pressure && (sources.psi[0][0] || sources.psi[1][0] || sources.cg1_dir[0]); }
 
 /* The process's cgroup path for the v1 memory controller ("memory") or v2 (""). */
 static bool cgroup_path(const char *controller, char *out, size_t cap) {
@@ -240,43 +240,43 @@ void pressure_init(void) {
   char path[128], file[200];
   /* cgroup v2: memory.pressure and the limit files */
   if (cgroup_path("", path, sizeof path) && os_read_file("/sys/fs/cgroup/cgroup.controllers", file, sizeof file) > 0) {
-    snprintf(W.psi[0], sizeof W.psi[0], "/sys/fs/cgroup%s/memory.pressure", path);
-    snprintf(W.cg_usage, sizeof W.cg_usage, "/sys/fs/cgroup%s/memory.current", path);
-    snprintf(W.cg_limit, sizeof W.cg_limit, "/sys/fs/cgroup%s/memory.max", path);
-    snprintf(W.cg_high, sizeof W.cg_high, "/sys/fs/cgroup%s/memory.high", path);
+    snprintf(sources.psi[0], sizeof sources.psi[0], "/sys/fs/cgroup%s/memory.pressure", path);
+    snprintf(sources.cg_usage, sizeof sources.cg_usage, "/sys/fs/cgroup%s/memory.current", path);
+    snprintf(sources.cg_limit, sizeof sources.cg_limit, "/sys/fs/cgroup%s/memory.max", path);
+    snprintf(sources.cg_high, sizeof sources.cg_high, "/sys/fs/cgroup%s/memory.high", path);
   } else if (cgroup_path("memory", path, sizeof path)) {
-    snprintf(W.cg1_dir, sizeof W.cg1_dir, "/sys/fs/cgroup/memory%s", path);
-    snprintf(W.cg_usage, sizeof W.cg_usage, "%s/memory.usage_in_bytes", W.cg1_dir);
-    snprintf(W.cg_limit, sizeof W.cg_limit, "%s/memory.limit_in_bytes", W.cg1_dir);
-    W.cg_high[0] = 0;
+    snprintf(sources.cg1_dir, sizeof sources.cg1_dir, "/sys/fs/cgroup/memory%s", path);
+    snprintf(sources.cg_usage, sizeof sources.cg_usage, "%s/memory.usage_in_bytes", sources.cg1_dir);
+    snprintf(sources.cg_limit, sizeof sources.cg_limit, "%s/memory.limit_in_bytes", sources.cg1_dir);
+    sources.cg_high[0] = 0;
   }
-  snprintf(W.psi[1], sizeof W.psi[1], "/proc/pressure/memory");
+  snprintf(sources.psi[1], sizeof sources.psi[1], "/proc/pressure/memory");
   for (int i = 0; i < 2; i++)
-    if (W.psi[i][0] && !file_exists(W.psi[i])) W.psi[i][0] = 0;
+    if (sources.psi[i][0] && !file_exists(sources.psi[i])) sources.psi[i][0] = 0;
   /* Only a real limit is worth polling: below the machine's memory. */
   bool ok;
-  uint64_t limit = read_u64_file(W.cg_limit, &ok);
+  uint64_t limit = read_u64_file(sources.cg_limit, &ok);
   char mi[256];
   uint64_t total = 0;
   if (os_read_file("/proc/meminfo", mi, sizeof mi) > 0) total = strtoull(mi + strcspn(mi, "0123456789"), NULL, 10) * 1024;
   if (!ok || !limit || (total && limit >= total)) {
-    uint64_t high = read_u64_file(W.cg_high, &ok);
-    if (!ok || !high || (total && high >= total)) W.cg_usage[0] = W.cg_limit[0] = 0;
+    uint64_t high = read_u64_file(sources.cg_high, &ok);
+    if (!ok || !high || (total && high >= total)) sources.cg_usage[0] = sources.cg_limit[0] = 0;
   }
-  W.cg_high[0] = W.cg_high[0] && W.cg_usage[0] ? W.cg_high[0] : 0;
+  sources.cg_high[0] = sources.cg_high[0] && sources.cg_usage[0] ? sources.cg_high[0] : 0;
 }
 
 enum pressure_level pressure_read_events(struct pollfd *fds, int n) {
   enum pressure_level level = PRESSURE_NONE;
-  for (int i = 0; i < n && i < W.nfds; i++) {
+  for (int i = 0; i < n && i < sources.nfds; i++) {
     if (fds[i].revents & (POLLERR | POLLNVAL | POLLHUP)) {
       fds[i].fd = -1;   /* a broken source: poll ignores it from now on */
       continue;
     }
     if (!(fds[i].revents & (POLLPRI | POLLIN))) continue;
-    int kind = W.kind[i];
-    if (kind >= SRC_CG1_MEDIUM) { os_drain_fd(fds[i].fd); __atomic_fetch_add(&S.events_cgroup, 1, __ATOMIC_RELAXED); }
-    else __atomic_fetch_add(&S.events_psi, 1, __ATOMIC_RELAXED);
+    int kind = sources.kind[i];
+    if (kind >= SRC_CG1_MEDIUM) { os_drain_fd(fds[i].fd); __atomic_fetch_add(&counts.events_cgroup, 1, __ATOMIC_RELAXED); }
+    else __atomic_fetch_add(&counts.events_psi, 1, __ATOMIC_RELAXED);
     enum pressure_level l = (kind == SRC_PSI_FULL || kind == SRC_CG1_CRITICAL) ? PRESSURE_CRITICAL : PRESSURE_SOME;
     if (l > level) level = l;
   }
@@ -304,17 +304,17 @@ static bool drain_worthwhile(void) {
 }
 
 uint64_t pressure_periodic(uint64_t now) {
-  if (!opt.pressure || (!W.cg_usage[0] && opt.memory_limit <= 0)) return TD_NEVER;
+  if (!opt.pressure || (!sources.cg_usage[0] && opt.memory_limit <= 0)) return TD_NEVER;
   /* Nothing to give back: no need to look (the page layer's work, or a new
    * cleaner, wakes the background thread when that changes). */
   if (!drain_worthwhile()) return TD_NEVER;
-  if (now < W.next_check) return W.next_check;
-  W.next_check = now + LIMIT_CHECK_NS;
+  if (now < sources.next_check) return sources.next_check;
+  sources.next_check = now + LIMIT_CHECK_NS;
   enum pressure_level level = PRESSURE_NONE;
-  if (W.cg_usage[0]) {
+  if (sources.cg_usage[0]) {
     bool ok1, ok2, ok3;
-    uint64_t usage = read_u64_file(W.cg_usage, &ok1), limit = read_u64_file(W.cg_limit, &ok2);
-    uint64_t high = read_u64_file(W.cg_high, &ok3);
+    uint64_t usage = read_u64_file(sources.cg_usage, &ok1), limit = read_u64_file(sources.cg_limit, &ok2);
+    uint64_t high = read_u64_file(sources.cg_high, &ok3);
     if (ok3 && high && (!ok2 || high < limit)) limit = high;
     if (ok1 && ok2 && limit) {
       if (usage >= limit / 1000 * NEAR_CRITICAL_PERMILLE) level = PRESSURE_CRITICAL;   /* no overflow */
@@ -325,23 +325,23 @@ uint64_t pressure_periodic(uint64_t now) {
     if (level < PRESSURE_SOME) level = PRESSURE_SOME;
   }
   if (level) {
-    __atomic_fetch_add(&S.events_limit, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&counts.events_limit, 1, __ATOMIC_RELAXED);
     pressure_drain(SIZE_MAX, level);
     /* Still over the soft limit after our own caches: ask the application. */
     if (opt.memory_limit > 0 && level < PRESSURE_CRITICAL && own_resident() > (uint64_t)opt.memory_limit)
       pressure_drain(own_resident() - (uint64_t)opt.memory_limit, PRESSURE_CRITICAL);
   }
-  return W.next_check;
+  return sources.next_check;
 }
 
 void pressure_stats_get(pressure_stats_t *out) {
   memset(out, 0, sizeof *out);
-  out->events_psi = S.events_psi;
-  out->events_cgroup = S.events_cgroup;
-  out->events_limit = S.events_limit;
-  out->events_explicit = S.events_explicit;
-  out->drains = S.drains;
-  out->released = S.released;
+  out->events_psi = counts.events_psi;
+  out->events_cgroup = counts.events_cgroup;
+  out->events_limit = counts.events_limit;
+  out->events_explicit = counts.events_explicit;
+  out->drains = counts.drains;
+  out->released = counts.released;
   unsigned n = 0;
   for (int k = 0; k < OWN_N; k++) out->cleaners[n++] = (pressure_cleaner_stats_t){ own_names[k], own_calls[k], own_released[k] };
   mutex_lock(&reg_lock);

@@ -28,6 +28,7 @@
 #include <poll.h>
 
 #define PRESSURE_MAX_FDS 6
+#define PRESSURE_STATS_CLEANERS 16   /* cleaners statistics report */
 
 enum pressure_level { PRESSURE_NONE = 0, PRESSURE_SOME = 1, PRESSURE_CRITICAL = 2 };
 
@@ -66,7 +67,7 @@ typedef struct pressure_cleaner_stats_s {
 typedef struct pressure_stats_s {
   uint64_t events_psi, events_cgroup, events_limit, events_explicit;
   uint64_t drains, released;
-  pressure_cleaner_stats_t cleaners[16];
+  pressure_cleaner_stats_t cleaners[PRESSURE_STATS_CLEANERS];   /* tidalloc's own first */
   unsigned ncleaners;
 } pressure_stats_t;
 void pressure_stats_get(pressure_stats_t *out);
