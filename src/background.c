@@ -113,8 +113,12 @@ static void bg_notify(uint64_t due) {
 static void bg_thread_exited(void) {
   mutex_lock(&bg_lock);
   if (bg.running) {
-    bg.watch_until = os_now_ns() + LIVENESS_WATCH_NS;
-    wake_locked();
+    /* Already watching (it checks every LIVENESS_CHECK_NS): just watch
+     * longer, so that thread churn costs no wake-up per exit. */
+    uint64_t now = os_now_ns();
+    bool watching = now < bg.watch_until;
+    bg.watch_until = now + LIVENESS_WATCH_NS;
+    if (!watching) wake_locked();
   }
   mutex_unlock(&bg_lock);
 }
