@@ -84,9 +84,10 @@ void background_start(void) {
   if (rc != 0) hooks_install(false);
 }
 
-/* Wake the worker (bg_lock held). A private futex: no descriptor, no signal,
- * not a cancellation point, and nothing another process can see. */
+/* Wake the worker. A private futex: no descriptor, no signal, not a
+ * cancellation point, and nothing another process can see. */
 static void wake_locked(void) {
+  mutex_assert_held(&bg_lock);
   __atomic_fetch_add(&bg.seq, 1, __ATOMIC_RELEASE);
   os_futex_wake(&bg.seq, 1);
 }

@@ -23,6 +23,7 @@ static uint64_t decay_ns(void) {
 }
 
 static void cache_unlink(span_t *s) {
+  mutex_assert_held(&huge_lock);
   if (s->prev) s->prev->next = s->next; else mappings.cache = s->next;
   if (s->next) s->next->prev = s->prev;
   s->next = s->prev = NULL;
@@ -31,6 +32,7 @@ static void cache_unlink(span_t *s) {
 }
 
 static void cache_push(span_t *s) {
+  mutex_assert_held(&huge_lock);
   s->prev = NULL;
   s->next = mappings.cache;
   if (mappings.cache) mappings.cache->prev = s;
@@ -83,9 +85,10 @@ static size_t unmap_list(span_t *s) {
   return n;
 }
 
-/* Best fit for map_size at align; splits off a tail worth keeping. Lock held.
+/* Best fit for map_size at align; splits off a tail worth keeping.
  * The returned descriptor is out of the cache. */
 static span_t *cache_take(size_t map_size, size_t align, span_t **spare) {
+  mutex_assert_held(&huge_lock);
   span_t *best = NULL, *largest = NULL;
   for (span_t *s = mappings.cache; s; s = s->next) {
     if ((s->base & (align - 1)) != 0) continue;
@@ -198,8 +201,9 @@ void *huge_alloc(size_t size, size_t align, bool zero) {
 }
 
 /* Merge s with cached neighbours in the address space; descriptors merged
- * away are chained on *dead for recycling outside the lock. Lock held. */
+ * away are chained on *dead for recycling outside the lock. */
 static span_t *cache_coalesce(span_t *s, span_t **dead) {
+  mutex_assert_held(&huge_lock);
   for (bool merged = true; merged;) {
     merged = false;
     for (span_t *c = mappings.cache; c; c = c->next) {
