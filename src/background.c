@@ -28,6 +28,7 @@ static struct {
   bool starting;           /* pthread_create in progress (guards re-entry) */
   bool failed;             /* could not create it: stay inline */
   uint64_t wake_at;        /* when the worker plans to wake */
+  uint64_t work_due;       /* when deferred work is next due (notifications bring it forward) */
   uint64_t wakeups;
   uint64_t watch_until;    /* check liveness often until then (a thread exited) */
   int pressure;            /* enum pressure_level the watcher saw, for the worker to drain */
@@ -78,7 +79,10 @@ void background_start(void) {
   int rc = thread_spawn(&t, worker_main, true);
   mutex_lock(&bg_lock);
   bg.starting = false;
-  if (rc == 0) bg.running = true;
+  if (rc == 0) {
+    bg.running = true;
+    bg.work_due = 0;   /* look around at once */
+  }
   else bg.failed = true;               /* fall back to inline work */
   mutex_unlock(&bg_lock);
   if (rc != 0) hooks_install(false);
@@ -100,9 +104,12 @@ static void bg_notify(uint64_t due) {
   if (bg.enabled && !bg.failed) {
     if (!bg.running) {
       __atomic_store_n(&start_pending, true, __ATOMIC_RELEASE);
-    } else if (due < bg.wake_at) {
-      bg.wake_at = due;
-      wake_locked();
+    } else {
+      bg.work_due = TD_MIN(bg.work_due, due);
+      if (due < bg.wake_at) {
+        bg.wake_at = due;
+        wake_locked();
+      }
     }
   }
   mutex_unlock(&bg_lock);
@@ -229,6 +236,26 @@ static bool worker_must_leave(bool *main_gone) {
   return *main_gone && n >= 0 && n <= 1 + ours;
 }
 
+/* Run the deferred work if it is due (or the watcher saw pressure); returns
+ * when it is next due. A wake-up only to check liveness does no work: the
+ * pool sweep would keep pooled heaps from new threads meanwhile. */
+static uint64_t worker_work(uint64_t now) {
+  mutex_lock(&bg_lock);
+  int pressure = bg.pressure;
+  bg.pressure = PRESSURE_NONE;
+  uint64_t due = bg.work_due;
+  if (pressure || now >= due) bg.work_due = TD_NEVER;   /* notifications during the round bring it back */
+  mutex_unlock(&bg_lock);
+  if (!pressure && now < due) return due;
+  /* Even with nothing due, look around every IDLE_CHECK_NS (pooled heaps' inboxes). */
+  uint64_t next = TD_MIN(worker_round(pressure), now + IDLE_CHECK_NS);
+  mutex_lock(&bg_lock);
+  bg.work_due = TD_MIN(bg.work_due, next);
+  next = bg.work_due;
+  mutex_unlock(&bg_lock);
+  return next;
+}
+
 static void *worker_main(void *arg) {
   (void)arg;
   os_thread_name("tidalloc-bg");
@@ -239,19 +266,16 @@ static void *worker_main(void *arg) {
     mutex_lock(&bg_lock);
     bg.wakeups++;
     bg.wake_at = 0;   /* working: any notification may be skipped */
-    int pressure = bg.pressure;
-    bg.pressure = PRESSURE_NONE;
     bool watch = os_now_ns() < bg.watch_until || main_gone;
     mutex_unlock(&bg_lock);
 
-    uint64_t next = worker_round(pressure);
+    uint64_t next = worker_work(os_now_ns());
     uint64_t now = os_now_ns();
-    if (next == TD_NEVER || next > now + IDLE_CHECK_NS) next = now + IDLE_CHECK_NS;
     if (watch) next = TD_MIN(next, now + LIVENESS_CHECK_NS);
     mutex_lock(&bg_lock);
     uint32_t seq = __atomic_load_n(&bg.seq, __ATOMIC_ACQUIRE);
     bg.wake_at = next;
-    bool more = bg.pressure != PRESSURE_NONE;
+    bool more = bg.pressure != PRESSURE_NONE || bg.work_due <= now;
     mutex_unlock(&bg_lock);
     if (next > now && !more) os_futex_wait_timeout(&bg.seq, seq, next - now);
   }
@@ -317,6 +341,7 @@ void background_postfork_child(void) {
   bg.starting = false;
   bg.wake_at = 0;
   bg.watch_until = 0;
+  bg.work_due = TD_NEVER;
   bg.pressure = PRESSURE_NONE;
   bg.watch_tid = 0;
   bg.watch_fd = -1;
