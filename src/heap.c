@@ -253,14 +253,10 @@ static void outbuf_flush(outbuf_t *o) {
 void heap_free_remote(heap_t *h, span_t *s, block_t *b) {
   heap_t *dest = s->owner;
   b->key = span_marker(b);   /* free from now on: a second free is caught at once */
-  /* A thread that frees before it ever allocated gets a heap now: its frees
-   * are counted (stats) and batched like any other thread's. */
-  if (h == &heap_empty) h = heap_bind();
-  if (!h || h->state != HEAP_ACTIVE) {
-    /* Past its heap's destructor: count on the orphans, push alone. */
-    mutex_lock(&orphan_lock);
-    orphan_cnt.nfree[s->cls]++;
-    mutex_unlock(&orphan_lock);
+  if (h->state != HEAP_ACTIVE) {
+    /* A thread without a heap (it never allocated, or it is past its heap's
+     * destructor): push the block alone, count it on the orphans. */
+    __atomic_fetch_add(&orphan_cnt.nfree[s->cls], 1, __ATOMIC_RELAXED);
     inbox_push(dest, b, b);
     return;
   }

@@ -96,8 +96,9 @@ bool heap_resize_in_place(const span_t *s, size_t size);
 /* The block size of a slab. */
 TD_INLINE size_t heap_block_size(const span_t *s) { return s->size; }
 /* Free a valid block (checked: span_block_bad) of a slab owned by another
- * heap than h, the calling thread's (heap_empty if it has none yet: it gets
- * one). Marks it free and counts the free. */
+ * heap than h, the calling thread's. Marks it free and counts the free: on
+ * h, or, for a thread without a heap (h is heap_empty), on the orphan
+ * counters, pushing the block to its owner at once. */
 void heap_free_remote(heap_t *h, span_t *s, block_t *b);
 /* Called (with no lock held) when a thread's heap has been pooled at its exit. */
 void heap_set_exit_hook(void (*hook)(void));
