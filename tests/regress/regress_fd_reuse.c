@@ -8,7 +8,7 @@
  * thread runs; its files must stay untouched (offsets and contents), in the
  * process and in a forked daemon-style child. Then a parent idles while a
  * forked child churns: the parent's thread must not wake for it. */
-#include "testutil.h"
+#include "regress.h"
 
 #include <fcntl.h>
 #include <stdbool.h>
@@ -16,23 +16,6 @@
 #include <sys/wait.h>
 
 enum { NFILES = 40, DATA = 4096 };
-
-static uint64_t stat_u64(const char *name) {
-  uint64_t e = 1, v = 0;
-  size_t len = sizeof v;
-  tidal_ctl("epoch", NULL, NULL, &e, sizeof e);
-  CHECK(tidal_ctl(name, &v, &len, NULL, 0) == 0, "tidal_ctl(%s)", name);
-  return v;
-}
-
-static bool background_running(void) {
-  uint64_t e = 1;
-  bool on = false;
-  size_t len = sizeof on;
-  tidal_ctl("epoch", NULL, NULL, &e, sizeof e);
-  tidal_ctl("stats.background_running", &on, &len, NULL, 0);
-  return on;
-}
 
 static void churn(int rounds) {
   for (int r = 0; r < rounds; r++) {
@@ -75,8 +58,8 @@ int main(void) {
   char path[64];
   snprintf(path, sizeof path, "/tmp/tidal_regress_fd.%d", (int)getpid());
   churn(2);
-  for (int i = 0; i < 100 && !background_running(); i++) usleep(10000);
-  CHECK(background_running(), "the background thread is not running: the test would test nothing");
+  for (int i = 0; i < 100 && !rg_background_running(); i++) usleep(10000);
+  CHECK(rg_background_running(), "the background thread is not running: the test would test nothing");
   CHECK(own_files_touched(path) == 0, "tidalloc read or wrote descriptors the program owns");
 
   /* The same in a daemon-style child (fork, then close and reopen). */
@@ -90,11 +73,11 @@ int main(void) {
    * everything back, so that it has no decay work of its own). */
   tidal_purge();
   sleep(1);
-  uint64_t before = stat_u64("stats.background_wakeups");
+  uint64_t before = rg_stat("stats.background_wakeups");
   pid = fork();
   if (pid == 0) { churn(15); _exit(0); }
   waitpid(pid, &st, 0);
-  uint64_t after = stat_u64("stats.background_wakeups");
+  uint64_t after = rg_stat("stats.background_wakeups");
   CHECK(after - before <= 2, "the idle parent's background thread woke %llu times while a child worked",
         (unsigned long long)(after - before));
   unlink(path);

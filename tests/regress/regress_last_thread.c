@@ -5,7 +5,7 @@
  * with status 0, run its exit handlers (stdout flushed), and a SIGTERM sent
  * while a worker still runs must end it. Each scenario runs in a child the
  * test waits for with a deadline. */
-#include "testutil.h"
+#include "regress.h"
 
 #include <pthread.h>
 #include <stdbool.h>
@@ -15,22 +15,13 @@
 
 static int pipefd[2];
 
-static bool background_running(void) {
-  uint64_t e = 1;
-  bool on = false;
-  size_t len = sizeof on;
-  tidal_ctl("epoch", NULL, NULL, &e, sizeof e);
-  tidal_ctl("stats.background_running", &on, &len, NULL, 0);
-  return on;
-}
-
 /* Enough freed memory that the background thread has work, then wait for it. */
 static void start_background(void) {
   void *p[32];
   for (int i = 0; i < 32; i++) { p[i] = malloc(1 << 20); memset(p[i], 1, 1 << 20); }
   for (int i = 0; i < 32; i++) free(p[i]);
-  for (int i = 0; i < 200 && !background_running(); i++) { free(malloc(100000)); usleep(5000); }
-  CHECK(background_running(), "the background thread never started: the test would test nothing");
+  for (int i = 0; i < 200 && !rg_background_running(); i++) { free(malloc(100000)); usleep(5000); }
+  CHECK(rg_background_running(), "the background thread never started: the test would test nothing");
 }
 
 static void *worker(void *arg) {

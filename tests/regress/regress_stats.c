@@ -3,21 +3,13 @@
  * documented ordering and mallinfo2's fordblks wrapped; (b) a
  * tidal_stats_print callback that read a value with tidal_ctl deadlocked;
  * (c) a class index too large for 64 bits wrapped in stats.classes.N. */
-#include "testutil.h"
+#include "regress.h"
 
 #include <errno.h>
 #include <pthread.h>
 
 enum { N = 100000 };
 static void *blocks[N];
-
-static size_t stat_now(const char *name) {
-  uint64_t e = 1;
-  size_t v = 0, len = sizeof v;
-  tidal_ctl("epoch", NULL, NULL, &e, sizeof e);
-  CHECK(tidal_ctl(name, &v, &len, NULL, 0) == 0, "tidal_ctl(%s)", name);
-  return v;
-}
 
 static void *consumer(void *arg) {   /* frees only: never calls malloc */
   (void)arg;
@@ -38,14 +30,14 @@ static void cb(void *arg, const char *text) {
 int main(void) {
   tt_expect_tidalloc();
   tt_watchdog(60, "statistics (a deadlock)");
-  size_t base = stat_now("stats.allocated");
+  size_t base = (size_t)rg_stat("stats.allocated");
   for (int i = 0; i < N; i++) blocks[i] = malloc(512);
-  CHECK(stat_now("stats.allocated") >= base + (size_t)N * 512);
+  CHECK((size_t)rg_stat("stats.allocated") >= base + (size_t)N * 512);
   pthread_t t;
   pthread_create(&t, NULL, consumer, NULL);
   pthread_join(t, NULL);
   tidal_purge();
-  size_t a = stat_now("stats.allocated"), act = stat_now("stats.active");
+  size_t a = (size_t)rg_stat("stats.allocated"), act = (size_t)rg_stat("stats.active");
   CHECK(a <= act, "allocated %zu > active %zu after every block was freed", a, act);
   CHECK(a < base + (1u << 20), "allocated %zu still counts the %d freed blocks (was %zu)", a, N, base);
   struct mallinfo2 mi = mallinfo2();
