@@ -66,7 +66,7 @@ static void slab_init(heap_t *h, span_t *s, unsigned cls) {
   s->cls = (uint16_t)cls;
   s->size = ci->size;
   s->capacity = ci->capacity;
-  s->limit = 0;                      /* grows as blocks are carved */
+  __atomic_store_n(&s->limit, 0, __ATOMIC_RELAXED);   /* grows as blocks are carved (read by other threads) */
   s->divc = ci->divc;
   s->start = s->base;
   s->bump = s->base;
@@ -108,7 +108,7 @@ static void slab_retire(heap_t *h, span_t *s) {
     s->free = 0;
     s->used = 0;
     s->bump = s->bump_end = s->start;   /* nothing to carve until re-initialised */
-    s->limit = 0;
+    __atomic_store_n(&s->limit, 0, __ATOMIC_RELAXED);
     span_list_push(&h->span_cache, s);
     h->span_cache_n++;
     return;
@@ -125,7 +125,7 @@ static void slab_carve(span_t *s) {
    * handed out is caught like a double free. Pushed last to first, so the
    * list hands them out in address order. */
   s->bump = first + n * size;
-  s->limit = (uint32_t)(s->bump - s->start);
+  __atomic_store_n(&s->limit, (uint32_t)(s->bump - s->start), __ATOMIC_RELAXED);
   for (p = first + (n - 1) * size;; p -= size) {
     span_push(s, (block_t *)p);
     if (p == first) break;

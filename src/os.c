@@ -387,8 +387,10 @@ void os_write_stderr(const char *buf, size_t len) {
   errno = saved;
 }
 
+#define LOAD(c) __atomic_load_n(&(c), __ATOMIC_RELAXED)
 void os_counters_get(os_counters_t *out) {
-  out->maps = cnt_maps; out->unmaps = cnt_unmaps; out->purges_lazy = cnt_lazy;
-  out->purges_now = cnt_now; out->hugifies = cnt_huge; out->dehugifies = cnt_dehuge;
-  out->collapses = cnt_collapse; out->remaps = cnt_remaps; out->commits = cnt_commits;
+  out->maps = LOAD(cnt_maps); out->unmaps = LOAD(cnt_unmaps); out->purges_lazy = LOAD(cnt_lazy);
+  out->purges_now = LOAD(cnt_now); out->hugifies = LOAD(cnt_huge); out->dehugifies = LOAD(cnt_dehuge);
+  out->collapses = LOAD(cnt_collapse); out->remaps = LOAD(cnt_remaps); out->commits = LOAD(cnt_commits);
 }
+#undef LOAD

@@ -28,7 +28,8 @@ static struct {
   meta_pool_t span_pool;
   decay_t decay_dirty, decay_muzzy;
   uint64_t serial;
-  uint64_t next_due;               /* when deferred work is next due */
+  uint64_t next_due;               /* when deferred work is next due: written under page_lock with
+                                    * set_next_due, read without it by work_maybe_due (__atomic_*) */
   uint64_t told_due;               /* what the work hook was last told */
   void (*hook)(uint64_t);
   bool hugify_enabled, born_huge;
@@ -37,6 +38,8 @@ static struct {
   size_t mapped_bytes, nunits, nactive, ndirty, nmuzzy, nhugified;
   uint64_t purged_lazy, purged_now, purge_passes, hugifies, dehugifies, collapses, collapse_failures, decommits;
 } pages;
+
+static void set_next_due(uint64_t t) { __atomic_store_n(&pages.next_due, t, __ATOMIC_RELAXED); }
 
 void page_init(void) {
   pages.span_pool.size = sizeof(span_t);
@@ -58,7 +61,7 @@ void page_init(void) {
 
 void page_set_work_hook(void (*hook)(uint64_t)) {
   mutex_lock(&page_lock);
-  pages.hook = hook;
+  __atomic_store_n(&pages.hook, hook, __ATOMIC_RELEASE);   /* work_maybe_due reads it without the lock */
   pages.told_due = TD_NEVER;
   uint64_t due = pages.next_due;
   mutex_unlock(&page_lock);
@@ -201,7 +204,7 @@ static void unit_track_dense(unit_t *u) {
     u->on_dense_list = 1;
     u->dense_since_ns = os_now_ns();
     uint64_t due = u->dense_since_ns + (uint64_t)opt.hugify_delay_ms * 1000000u;
-    if (due < pages.next_due) pages.next_due = due;
+    if (due < pages.next_due) set_next_due(due);
   } else if (!dense && u->on_dense_list) {
     DLIST_REMOVE(pages.dense_list, u, dense_next, dense_prev);
     u->on_dense_list = 0;
@@ -336,8 +339,8 @@ static bool run_release(unit_t *u, size_t idx, size_t n) {
   pages.nactive -= n;
   pages.ndirty += n;
   unit_update(u);
-  if (pages.next_due == TD_NEVER) pages.next_due = 0;   /* decay has something to look at */
-  if (pages.ndirty > dirty_ceiling()) pages.next_due = 0;
+  if (pages.next_due == TD_NEVER) set_next_due(0);   /* decay has something to look at */
+  if (pages.ndirty > dirty_ceiling()) set_next_due(0);
   return pages.next_due < pages.told_due;
 }
 
@@ -562,7 +565,8 @@ uint64_t page_deferred_work(uint64_t now, bool may_collapse) {
   uint64_t next = hugify_due(now, may_collapse, collapse, &ncollapse);
   next = TD_MIN(next, decay_deadline(&pages.decay_dirty, pages.ndirty));
   next = TD_MIN(next, decay_deadline(&pages.decay_muzzy, pages.nmuzzy));
-  pages.next_due = pages.told_due = next;
+  set_next_due(next);
+  pages.told_due = next;
   mutex_unlock(&page_lock);
   collapse_pending(collapse, ncollapse);
   return next;
@@ -649,10 +653,11 @@ void page_validate(void) {
 void page_prefork(void) { mutex_lock(&page_lock); }
 void page_postfork_parent(void) { mutex_unlock(&page_lock); }
 void page_postfork_child(void) {
-  mutex_postfork_child(&page_lock);
   /* The background thread did not survive the fork; the hook stays, so the
    * next work that comes due starts a new one. Units another thread was
-   * purging or collapsing stay usable: their bitmaps are still right. */
+   * purging or collapsing stay usable: their bitmaps are still right. This
+   * runs while the forking thread still holds page_lock (from page_prefork),
+   * as unit_update requires; only then is the lock made free. */
   pages.told_due = TD_NEVER;
   for (unit_t *u = pages.all_units; u; u = u->all_next) {
     if (!u->busy && !u->collapsing) continue;
@@ -660,4 +665,5 @@ void page_postfork_child(void) {
     u->collapsing = 0;
     unit_update(u);
   }
+  mutex_postfork_child(&page_lock);
 }

@@ -31,7 +31,7 @@ TD_INLINE span_t *pagemap_lookup(const void *p) {
   uintptr_t r = (a >> PAGEMAP_LEAF_SHIFT) & (PAGEMAP_ROOT_LEN - 1);
   span_t **leaf = __atomic_load_n(&pagemap_root[r], __ATOMIC_RELAXED);
   if (TD_UNLIKELY(leaf == NULL)) return NULL;
-  return leaf[(a >> TD_PAGE_SHIFT) & (PAGEMAP_LEAF_LEN - 1)];
+  return __atomic_load_n(&leaf[(a >> TD_PAGE_SHIFT) & (PAGEMAP_LEAF_LEN - 1)], __ATOMIC_ACQUIRE);
 }
 
 /* Make sure leaves exist for [addr, addr+size). Returns true on success. */

@@ -29,7 +29,8 @@ typedef struct cleaner_s {
   uint64_t calls, released;
 } cleaner_t;
 
-/* reg_lock guards cleaners[], app_cleaners and S; it is a leaf (taken under
+/* reg_lock guards cleaners[], app_cleaners, own_calls/own_released and
+ * counts (but counts.events_*, only ever updated and read atomically); it is a leaf (taken under
  * no other lock's protection of a callback) and never held while a cleaner
  * runs. drain_lock makes drains take turns; unregistering never takes it, so
  * a cleaner may unregister itself or others. */
@@ -97,8 +98,10 @@ static size_t own_cleaner(int which) {
     case OWN_HUGE: n = huge_purge_all(); break;
     default: n = page_purge_all(); break;
   }
+  mutex_lock(&reg_lock);
   own_calls[which]++;
   own_released[which] += n;
+  mutex_unlock(&reg_lock);
   return n;
 }
 
@@ -336,15 +339,15 @@ uint64_t pressure_periodic(uint64_t now) {
 
 void pressure_stats_get(pressure_stats_t *out) {
   memset(out, 0, sizeof *out);
-  out->events_psi = counts.events_psi;
-  out->events_cgroup = counts.events_cgroup;
-  out->events_limit = counts.events_limit;
-  out->events_explicit = counts.events_explicit;
+  out->events_psi = __atomic_load_n(&counts.events_psi, __ATOMIC_RELAXED);
+  out->events_cgroup = __atomic_load_n(&counts.events_cgroup, __ATOMIC_RELAXED);
+  out->events_limit = __atomic_load_n(&counts.events_limit, __ATOMIC_RELAXED);
+  out->events_explicit = __atomic_load_n(&counts.events_explicit, __ATOMIC_RELAXED);
+  unsigned n = 0;
+  mutex_lock(&reg_lock);
   out->drains = counts.drains;
   out->released = counts.released;
-  unsigned n = 0;
   for (int k = 0; k < OWN_N; k++) out->cleaners[n++] = (pressure_cleaner_stats_t){ own_names[k], own_calls[k], own_released[k] };
-  mutex_lock(&reg_lock);
   for (int i = 0; i < CLEANERS_MAX && n < TD_ARRAY_LEN(out->cleaners); i++)
     if (cleaners[i].used) out->cleaners[n++] = (pressure_cleaner_stats_t){ cleaners[i].name, cleaners[i].calls, cleaners[i].released };
   mutex_unlock(&reg_lock);

@@ -38,9 +38,9 @@ void span_misuse(const void *p, const span_t *s, const char *fn) {
   switch (s->kind) {
     case SPAN_SLAB: {
       uintptr_t off = (uintptr_t)p - s->start;
-      if (off < (uintptr_t)s->capacity * s->size && off >= s->limit && off % s->size == 0)
+      if (off < (uintptr_t)s->capacity * s->size && off >= __atomic_load_n(&s->limit, __ATOMIC_RELAXED) && off % s->size == 0)
         safety_report(invalid, p, "never handed out, size class", (long)s->size, fn);
-      if (off >= s->limit || off % s->size)
+      if (off >= __atomic_load_n(&s->limit, __ATOMIC_RELAXED) || off % s->size)
         safety_report(invalid, p, "not the start of a block, size class", (long)s->size, fn);
       safety_report(twice, p, "size class", (long)s->size, fn);
     }

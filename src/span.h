@@ -74,7 +74,8 @@ struct span_s {
   struct heap_s *owner;       /*  8 owning heap (slabs); NULL for large/huge */
   uintptr_t start;            /* 16 address of block 0 / of the allocation */
   uint32_t used;              /* 24 blocks out (+ CUR_BIAS) | FULL_FLAG: see below */
-  uint32_t limit;             /* 28 bytes carved so far: offsets >= limit were never handed out */
+  uint32_t limit;             /* 28 bytes carved so far: offsets >= limit were never handed out;
+                                 *    written by the owner, read by any thread: __atomic_* */
   uint64_t divc;              /* 32 ceil(2^64 / size): off*divc < divc <=> size | off */
   uint32_t size;              /* 40 block size (slab) */
   uint16_t cls;               /* 44 size class (slab) */
@@ -165,7 +166,7 @@ TD_INLINE block_t *span_pop(span_t *s) {
 TD_INLINE bool span_block_bad(const span_t *s, const void *p) {
 #if TIDAL_CHECKS
   uintptr_t off = (uintptr_t)p - s->start;
-  return off >= s->limit || off * s->divc >= s->divc || span_block_marked(p);
+  return off >= __atomic_load_n(&s->limit, __ATOMIC_RELAXED) || off * s->divc >= s->divc || span_block_marked(p);
 #else
   (void)s; (void)p;
   return false;

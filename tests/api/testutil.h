@@ -13,6 +13,13 @@
  *                        supplies the entry points glibc 2.36 lacks.
  *   TIDAL_TEST_STATIC    the program links libtidalloc.a into the executable:
  *                        the identity check expects malloc in the executable.
+ *   TIDAL_TEST_TSAN_LIB  (set by tests/stress/tsan_rename.h) a TSan program
+ *                        that runs on libtidalloc_tsan.so, tidalloc built
+ *                        with TSan, through its renamed entry points
+ *                        (tdt_malloc...): the allocator is tidalloc, so the
+ *                        identity check runs on the tdt_ names and glibc's
+ *                        semantics are expected; only the stress scale
+ *                        shrinks for TSan's slowdown.
  * Under ASan/TSan (TT_SANITIZED_MALLOC) glibc-specific edge cases are not
  * checked either: the sanitizers' allocators differ from glibc on purpose.
  */
@@ -47,7 +54,9 @@
 #ifndef TT_TSAN
 #define TT_TSAN 0
 #endif
-#if TT_TSAN || defined(__SANITIZE_ADDRESS__)
+#if defined(TIDAL_TEST_TSAN_LIB)
+#define TT_SANITIZED_MALLOC 0 /* TSan, but malloc is tidalloc's (tdt_malloc) */
+#elif TT_TSAN || defined(__SANITIZE_ADDRESS__)
 #define TT_SANITIZED_MALLOC 1
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
@@ -68,6 +77,11 @@
 /* glibc-conformance edge cases hold only when the allocator is tidalloc (or
  * glibc itself), not a sanitizer's. */
 #define TT_GLIBC_SEMANTICS (!TT_SANITIZED_MALLOC)
+
+/* RSS bounds measure the allocator only without a sanitizer: ASan's and
+ * TSan's shadow memory and per-thread state count in the RSS too (even when
+ * the allocator is tidalloc, TIDAL_TEST_TSAN_LIB). */
+#define TT_RSS_CHECKS (!TT_SANITIZED_MALLOC && !TT_TSAN)
 
 #define TT_UNUSED __attribute__((unused))
 
@@ -224,7 +238,9 @@ TT_UNUSED static long tt_rss_kb(void)
     return tt_status_kb("VmRSS");
 }
 
-/* Watchdog: a hang fails with a message instead of waiting for CTest. */
+/* Watchdog: a hang fails with a message instead of waiting for CTest.
+ * Under TSan (slower, and more so on a loaded machine) it waits twice as
+ * long. */
 static const char *tt_watchdog_what TT_UNUSED;
 TT_UNUSED static void tt_watchdog_handler(int sig)
 {
@@ -238,7 +254,7 @@ TT_UNUSED static void tt_watchdog(unsigned seconds, const char *what)
 {
     tt_watchdog_what = what;
     signal(SIGALRM, tt_watchdog_handler);
-    alarm(seconds);
+    alarm(TT_TSAN ? 2 * seconds : seconds);
 }
 
 /* ---------------------------------------------------------------------------
@@ -409,10 +425,17 @@ TT_UNUSED static const char *tt_definer(const char *sym, Dl_info *di)
 }
 
 /* Symbols every program checks; the API test checks the full list. */
+#ifdef TIDAL_TEST_TSAN_LIB
+static const char *const tt_core_syms[] TT_UNUSED = {
+    "tdt_malloc", "tdt_free", "tdt_calloc", "tdt_realloc", "tdt_posix_memalign", "tdt_aligned_alloc",
+    "tdt_memalign", "tdt_malloc_usable_size", NULL,
+};
+#else
 static const char *const tt_core_syms[] TT_UNUSED = {
     "malloc", "free", "calloc", "realloc", "posix_memalign", "aligned_alloc", "memalign",
     "malloc_usable_size", NULL,
 };
+#endif
 
 /* Assert that each symbol in `syms` (NULL-terminated) resolves to tidalloc:
  * libtidalloc.so, or with TIDAL_TEST_STATIC the executable itself. */
@@ -449,6 +472,17 @@ TT_UNUSED static void tt_expect_tidalloc(void)
     printf("note: sanitizer build, malloc is the sanitizer's; allocator identity not checked\n");
 #else
     tt_expect_syms_from_tidalloc(tt_core_syms);
+#ifdef TIDAL_TEST_TSAN_LIB
+    {
+        /* The plain names stay TSan's: the renamed library must not export
+         * (and so interpose) them. */
+        Dl_info tsan;
+        const char *obj = tt_definer("malloc", &tsan);
+        CHECK(obj == NULL || strstr(obj, "libtidalloc") == NULL, "malloc resolves to %s: the TSan build of "
+              "tidalloc must export only the renamed tdt_ entry points", obj);
+        printf("note: TSan build of tidalloc: malloc() is TSan's, the test calls tidalloc as tdt_malloc()...\n");
+    }
+#endif
     /* The address this program calls malloc through. */
     Dl_info di;
     CHECK(dladdr((void *)(uintptr_t)&malloc, &di) && di.dli_fname, "dladdr(malloc) failed");

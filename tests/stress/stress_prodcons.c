@@ -161,7 +161,7 @@ int main(void)
     /* At most QCAP+NCONS+NPROD batches (~38 x 64 blocks) are live at once:
      * a few MiB. If remotely freed memory were not reused, the peak would
      * approach the bytes passed through. */
-    if (!TT_SANITIZED_MALLOC && hwm > 0) {
+    if (TT_RSS_CHECKS && hwm > 0) {
         long limit = hwm0 + 96 * 1024;
         CHECK(hwm < limit,
               "peak RSS %ld kB > %ld kB: remotely freed memory is not being reused (%zu MiB passed through)", hwm,

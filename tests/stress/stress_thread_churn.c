@@ -123,7 +123,7 @@ int main(void)
     free(handed);
     printf("stress_thread_churn: %ld threads; RSS %ld kB after %ld threads, %ld kB after %ld (seed %llu)\n",
            nthreads, rss_checkpoint, checkpoint, rss_end, nthreads, tt_seed);
-    if (!TT_SANITIZED_MALLOC) {
+    if (TT_RSS_CHECKS) {
         CHECK(rss_checkpoint > 0 && rss_end > 0);
         /* Each thread touches ~150 KiB; if exiting threads kept even a small
          * part of it, 3600 more threads would add far more than this. */

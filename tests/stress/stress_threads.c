@@ -4,7 +4,8 @@
  * seed, and swap them into random slots of a shared array; the block taken out
  * of the slot (usually allocated by another thread) is verified and freed or
  * realloc'ed by the taking thread: most frees are cross-thread. One thread
- * also calls malloc_trim / tidal_purge / tidal_thread_flush now and then.
+ * also calls malloc_trim / tidal_purge / tidal_thread_flush now and then, and
+ * takes a statistics snapshot (merging the other threads' live counters).
  *
  * TIDAL_TEST_SEED=n reruns with another seed; TIDAL_STRESS_SCALE scales the
  * number of operations.
@@ -34,7 +35,7 @@ struct slot {
 };
 
 static struct slot slots[NSLOTS];
-static long ops_per_thread;
+static long ops_per_thread, maint_every; /* thread 0's maintenance calls: every maint_every ops */
 static atomic_long total_ops, remote_frees;
 
 static size_t pick_size(tt_rng *r)
@@ -125,6 +126,19 @@ static void release(tt_rng *r, struct desc *d, int self)
     d->p = NULL;
 }
 
+/* A statistics snapshot while the other threads run, and one value of it. */
+static void snapshot_stats(void)
+{
+#ifdef TIDAL_TEST_SYSTEM_MALLOC
+    return; /* no tidal_ctl without tidalloc */
+#endif
+    uint64_t e = 1;
+    size_t allocated = 0, sz = sizeof allocated;
+    CHECK(tidal_ctl("epoch", NULL, NULL, &e, sizeof e) == 0);
+    CHECK(tidal_ctl("stats.allocated", &allocated, &sz, NULL, 0) == 0);
+    CHECK(allocated > 0, "stats.allocated is 0 while blocks are live");
+}
+
 static void *worker(void *arg)
 {
     int self = (int)(intptr_t)arg;
@@ -142,14 +156,16 @@ static void *worker(void *arg)
             remote += old.owner != self;
             release(&r, &old, self);
         }
-        if (self == 0 && i % 20000 == 19999) {
-            int t = (int)((i / 20000) % 3);
+        if (self == 0 && i % maint_every == maint_every - 1) {
+            int t = (int)((i / maint_every) % 4);
             if (t == 0)
                 CHECK(malloc_trim(0) <= 1);
             else if (t == 1)
                 tidal_purge();
-            else
+            else if (t == 2)
                 tidal_thread_flush();
+            else
+                snapshot_stats();
         }
     }
     atomic_fetch_add(&total_ops, ops_per_thread);
@@ -162,6 +178,9 @@ int main(void)
     tt_expect_tidalloc();
     tt_init_seed(20240611);
     ops_per_thread = tt_scaled(250000, 2000);
+    maint_every = ops_per_thread / 16 < 20000 ? ops_per_thread / 16 : 20000;
+    if (maint_every < 500)
+        maint_every = 500;
     tt_watchdog(120, "stress_threads");
     printf("stress_threads: %d threads x %ld ops, seed %llu\n", NTHREADS, ops_per_thread, tt_seed);
     fflush(stdout);
