@@ -18,6 +18,16 @@ static __thread uint64_t tls_base_alloc __attribute__((tls_model("initial-exec")
 static __thread uint64_t tls_base_freed __attribute__((tls_model("initial-exec")));
 /* Large/huge traffic of threads that have no heap. */
 static heap_counters_t orphan_cnt;
+/* Frees by threads without a heap, counted apart in shards picked by the
+ * thread, so that two such threads (consumers of a queue) do not bounce one
+ * cache line on every free. */
+#define ORPHAN_FREE_SHARDS 8
+static struct { uint64_t nfree[SC_NCLASSES]; } TD_ALIGNED(TD_CACHELINE) orphan_frees[ORPHAN_FREE_SHARDS];
+
+static unsigned orphan_shard(void) {
+  uint64_t a = (uint64_t)(uintptr_t)&tls_heap;   /* a per-thread address */
+  return (unsigned)((a * 0x9e3779b97f4a7c15ull) >> 61) & (ORPHAN_FREE_SHARDS - 1);
+}
 static td_mutex_t orphan_lock = TD_MUTEX_INIT("heap_orphan_counters", RANK_HEAP_ORPHANS);
 
 span_t span_empty = { .kind = SPAN_NONE };
@@ -256,7 +266,7 @@ void heap_free_remote(heap_t *h, span_t *s, block_t *b) {
   if (h->state != HEAP_ACTIVE) {
     /* A thread without a heap (it never allocated, or it is past its heap's
      * destructor): push the block alone, count it on the orphans. */
-    __atomic_fetch_add(&orphan_cnt.nfree[s->cls], 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&orphan_frees[orphan_shard()].nfree[s->cls], 1, __ATOMIC_RELAXED);
     inbox_push(dest, b, b);
     return;
   }
@@ -389,6 +399,8 @@ void heap_counters_merge(heap_counters_t *sum, uint64_t *active_heaps, uint64_t 
   mutex_unlock(&registry_lock);
   mutex_lock(&orphan_lock);
   counters_add(sum, &orphan_cnt);
+  for (unsigned k = 0; k < ORPHAN_FREE_SHARDS; k++)
+    for (unsigned c = 0; c < SC_NCLASSES; c++) sum->nfree[c] += __atomic_load_n(&orphan_frees[k].nfree[c], __ATOMIC_RELAXED);
   mutex_unlock(&orphan_lock);
   if (active_heaps) *active_heaps = na;
   if (pooled_heaps) *pooled_heaps = np;
