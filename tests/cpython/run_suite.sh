@@ -15,7 +15,7 @@
 # Usage: tests/cpython/run_suite.sh [--short] [--lib PATH/libtidalloc.so] [--out DIR]
 #        [--modules "test_a test_b"] [--modes "glibc tidalloc secure guard64"]
 #        [--timeout SECONDS] [--pymalloc] [--verbose]
-#   --short    the CI subset (10 modules, ~4 minutes for all four modes on 2 cores)
+#   --short    the CI subset (10 modules, about 3 minutes for all four modes on 2 cores)
 #   --lib      a built libtidalloc.so; without it the script builds one in
 #              build-cpython/ (RelWithDebInfo, library target only)
 #   --out      where cpython_suite.md and the logs go (default build-cpython/)
@@ -28,7 +28,8 @@
 # python3) if dpkg-query says they are missing; without root it then exits 77.
 #
 # Output: OUT/cpython_suite.md (module x mode table, divergences with the
-# failing test names), logs in OUT/cpython-logs/MODE/MODULE.log, a summary on
+# failing test names; notes for stray processes, tidalloc messages and runs
+# 5 times slower than glibc), logs in OUT/cpython-logs/MODE/MODULE.log, a summary on
 # stdout ending with the line `cpython: N passed, M failed`, where N counts the
 # (module, tidalloc mode) pairs whose pass/no-pass status matches glibc and M
 # the pairs that diverge. Exit status 0 when, in every mode, the modules that
@@ -42,12 +43,12 @@ root=$(cd "$here/../.." && pwd)
 PY=/usr/bin/python3
 
 # Threads, fork/subprocess, signals, the garbage collector and weak references,
-# memory-heavy containers, codecs, compressors and I/O: 62 modules, 5-12
-# minutes per mode on 2 cores (secure:true and guard_sample:64 are the slow
-# ones). Left out for time: test_multiprocessing_fork (2-3 minutes per mode),
-# test_concurrent_futures (3), test_asyncio (1.5), test_signal (55 s of sleeps
-# in every mode; test_threadsignals stays); test_socket hangs in sandboxes
-# without networking.
+# memory-heavy containers, codecs, compressors and I/O: 62 modules, about 18
+# minutes for the four modes on 2 cores (glibc and tidalloc about 3 minutes
+# each, secure:true 4.5, guard_sample:64 6.5). Left out for time:
+# test_multiprocessing_fork (2-3 minutes per mode), test_concurrent_futures (3),
+# test_asyncio (1.5), test_signal (55 s of sleeps in every mode;
+# test_threadsignals stays); test_socket hangs in sandboxes without networking.
 FULL_MODULES=(
     test_threading test_thread test_threading_local test_threadsignals test_queue
     test_os test_posix test_fork1 test_wait3 test_wait4 test_subprocess
@@ -63,7 +64,7 @@ FULL_MODULES=(
     test_io test_memoryio test_fileio test_xml_etree_c test_pyexpat
     test_descr test_exceptions test_generators test_sys
 )
-# The CI subset, about 4 minutes for all four modes on 2 cores: threads,
+# The CI subset, about 3 minutes for all four modes on 2 cores: threads,
 # fork (test_fork1: fork from threads; test_os and test_posix: fork, exec,
 # posix_spawn), the collector, memory-heavy containers and codecs.
 SHORT_MODULES=(
@@ -228,7 +229,7 @@ logroot=$out/cpython-logs
 workroot=$(mktemp -d "${TMPDIR:-/tmp}/tidal-cpython.XXXXXX")
 cur_pg=""
 cleanup() {
-    [ -n "$cur_pg" ] && kill -KILL -- "-$cur_pg" 2>/dev/null || true
+    if [ -n "$cur_pg" ]; then kill -KILL -- "-$cur_pg" 2>/dev/null || true; fi
     rm -rf "$workroot"
 }
 trap cleanup EXIT
