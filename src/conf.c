@@ -44,9 +44,10 @@ const opt_desc_t conf_table[] = {
     "a bounded quarantine that delays reuse, zero-size blocks that fault on access, and guard pages around "
     "metadata. Slower; the default checks stay on either way.", OFF(secure) },
   { "pressure", OPT_BOOL, "true", 0, 1, NULL,
-    "Watch for memory pressure from the background thread (PSI triggers, the cgroup's pressure events and its "
-    "limit) and drain caches when it comes: tidalloc's own at first, the application's cleaners too when it "
-    "is critical.", OFF(pressure) },
+    "Watch for memory pressure (PSI triggers and the cgroup's pressure events, polled by a watcher thread with "
+    "a descriptor table of its own; the cgroup's limit, read by the background thread while a drain could "
+    "release something) and drain caches when it comes: tidalloc's own at first, the application's cleaners "
+    "too when it is critical.", OFF(pressure) },
   { "memory_limit", OPT_INT, "0", 0, INT64_MAX, NULL,
     "Soft limit on the memory tidalloc keeps resident, in bytes (suffixes k, m, g); above it caches are "
     "drained as under pressure. 0: none.", OFF(memory_limit) },
