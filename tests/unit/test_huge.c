@@ -630,11 +630,10 @@ TEST(realloc_in_place) {
   CHECK_ACCOUNTED();
 
   nrec = 0;
-  CHECK(huge_realloc(s, 3 * MiB - 1000) == p);      /* shrink */
-  CHECK_EQ(nrec, 1);
-  REMAP_REC(0, S, 8 * MiB, 3 * MiB, 0, true);
+  CHECK(huge_realloc(s, 3 * MiB - 1000) == p);      /* shrink: the cut-off pages stay resident, cached */
+  CHECK_EQ(nrec, 0);
   CHECK_EQ(s->bytes, 3 * MiB);
-  CHECK(vm_is(S + 3 * MiB, 5 * MiB, 0));
+  CHECK_EQ(hs().cached_bytes, st0.cached_bytes + 5 * MiB);
   CHECK_EQ(hs().live_bytes, st0.live_bytes - MiB);
   CHECK_EQ(hs().remaps, st0.remaps + 2);
 
@@ -644,6 +643,33 @@ TEST(realloc_in_place) {
   CHECK_EQ(hs().remaps, st0.remaps + 2);
   CHECK_ACCOUNTED();
   hfree(p);
+  end();
+}
+
+/* Growth when a cached mapping fits: the block is copied into it (resident:
+ * nothing to fault in) and its old mapping is cached instead; no system call. */
+TEST(realloc_grow_into_cache) {
+  uintptr_t S = begin(17);
+  char *p = huge_alloc(2 * MiB, 0, false), *q = huge_alloc(8 * MiB, 0, false);
+  CHECK_EQX(p, S);
+  memset(p, 0x77, 2 * MiB);
+  hfree(q);                                          /* cached: 8 MiB */
+  span_t *s = span_of(p);
+  huge_stats_t st0 = hs();
+  CHECK_EQ(st0.cached_bytes, 8 * MiB);
+  nrec = 0;
+  char *r = huge_realloc(s, 6 * MiB);
+  CHECK_EQ(nrec, 0);
+  CHECK(r == q);                                     /* the cached mapping, best fit */
+  CHECK_EQX(s->base, q);
+  CHECK_EQ(s->bytes, 6 * MiB);                       /* split at 2 MiB: the rest stays cached */
+  CHECK(r[0] == 0x77 && r[2 * MiB - 1] == 0x77);
+  CHECK(pagemap_lookup(r) == s);
+  CHECK(pagemap_lookup(p) == &span_released);        /* a free of the old pointer is a double free */
+  CHECK_EQ(hs().cached_bytes, 2 * MiB + 2 * MiB);    /* p's old mapping and q's tail */
+  CHECK_EQ(hs().live_bytes, st0.live_bytes + 4 * MiB);
+  CHECK_ACCOUNTED();
+  hfree(r);
   end();
 }
 
