@@ -34,7 +34,8 @@ const opt_desc_t conf_table[] = {
     "How long a unit must stay dense before it is hugified (MADV_HUGEPAGE, then MADV_COLLAPSE from the background thread).",
     OFF(hugify_delay_ms) },
   { "thp", OPT_ENUM, "default", 0, 2, thp_choices,
-    "Huge page policy: default (hugify dense units, following the system's THP setting), "
+    "Huge page policy: default (hugify dense units and fresh blocks over 2 MiB except calloc's, "
+    "following the system's THP setting), "
     "always (mark all heap memory MADV_HUGEPAGE), never (mark it MADV_NOHUGEPAGE, hugify nothing).", OFF(thp) },
   { "stats_print", OPT_ENUM, "false", 0, 2, stats_choices,
     "Print statistics at exit to stderr: false, true (text) or json.", OFF(stats_print) },

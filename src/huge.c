@@ -152,6 +152,21 @@ static bool mapping_resize(span_t *s, size_t map_size, bool registered) {
   return true;
 }
 
+/* Transparent huge pages for a fresh mapping (its whole 2 MiB extents; a
+ * mapping grown by mremap keeps the setting). With thp:default on a system in
+ * madvise mode: asked for, except for zeroed requests (calloc), the usual
+ * way to get a big, sparsely used table, where a huge page would make one
+ * touched byte cost 2 MiB. A block this big that malloc hands out is
+ * otherwise written in full (buffers, images, arrays): one fault per 2 MiB
+ * instead of 512, and fewer TLB misses. thp:always asks for it always,
+ * thp:never refuses it. */
+static void mapping_thp(void *p, size_t map_size, bool zero) {
+  if (map_size < TD_UNIT || os_system.thp == OS_THP_NEVER) return;
+  if (opt.thp == THP_NEVER) os_hugify(p, map_size, OS_HUGE_OFF);
+  else if (opt.thp == THP_ALWAYS || (!zero && os_system.thp == OS_THP_MADVISE))
+    os_hugify(p, td_align_down(map_size, TD_UNIT), OS_HUGE_ON);
+}
+
 static void live_add(span_t *s) {
   mutex_lock(&huge_lock);
   mappings.live_bytes += s->bytes;
@@ -181,6 +196,7 @@ void *huge_alloc(size_t size, size_t align, bool zero) {
     if (!p) return NULL;
     if (!(s = page_span_get())) { os_unmap(p, map_size); return NULL; }
     os_name(p, map_size, "tidalloc-huge");
+    mapping_thp(p, map_size, zero);
     s->base = (uintptr_t)p;
     s->bytes = map_size;
     fresh = true;

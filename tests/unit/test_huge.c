@@ -142,6 +142,16 @@ static bool fake_remap(void *p, size_t old_size, size_t new_size, void *d) {
   return true;
 }
 
+/* Hugify requests, counted apart from recs (which list what the cache does). */
+static int nhuge_on, nhuge_off;
+static size_t huge_on_len;
+static bool fake_hugify(void *p, size_t size, os_huge_t how) {
+  (void)p;
+  if (how == OS_HUGE_ON) { nhuge_on++; huge_on_len = size; }
+  if (how == OS_HUGE_OFF) nhuge_off++;
+  return true;
+}
+
 static bool fake_purge(void *p, size_t size, os_purge_t how) {
   if (armed && in_arena((uintptr_t)p, size)) record(R_PURGE, (uintptr_t)p, size);
   return os_hooks_default.purge(p, size, how);
@@ -673,6 +683,40 @@ TEST(realloc_grow_into_cache) {
   end();
 }
 
+/* Fresh mappings of 2 MiB or more ask for huge pages over their whole 2 MiB
+ * extents in the system's madvise mode, except zeroed ones (calloc: sparse
+ * tables); thp:never asks for none, thp:always for zeroed ones too. */
+TEST(thp_for_fresh_mappings) {
+  begin(18);
+  enum os_thp sys = os_system.thp;
+  int64_t thp = opt.thp;
+  os_system.thp = OS_THP_MADVISE;
+  opt.thp = THP_DEFAULT;
+  nhuge_on = nhuge_off = 0;
+  void *a = huge_alloc(5 * MiB, 0, false);
+  CHECK_EQ(nhuge_on, 1);
+  CHECK_EQ(huge_on_len, 4 * MiB);                   /* the whole 2 MiB extents */
+  void *b = huge_alloc(5 * MiB, 0, true);            /* calloc */
+  CHECK_EQ(nhuge_on, 1);
+  void *c = huge_alloc(MiB + MiB / 2, 0, false);     /* no whole extent */
+  CHECK_EQ(nhuge_on, 1);
+  opt.thp = THP_ALWAYS;
+  void *d = huge_alloc(5 * MiB, 0, true);
+  CHECK_EQ(nhuge_on, 2);
+  opt.thp = THP_NEVER;
+  void *e = huge_alloc(5 * MiB, 0, false);
+  CHECK_EQ(nhuge_on, 2);
+  CHECK_EQ(nhuge_off, 1);
+  os_system.thp = OS_THP_NEVER;
+  opt.thp = THP_DEFAULT;
+  void *f = huge_alloc(9 * MiB, 0, false);
+  CHECK_EQ(nhuge_on + nhuge_off, 3);
+  os_system.thp = sys;
+  opt.thp = thp;
+  hfree(a); hfree(b); hfree(c); hfree(d); hfree(e); hfree(f);
+  end();
+}
+
 /* realloc that cannot grow in place moves onto an aligned mapping reserved
  * first (its leaf ready); the old address's entry is withdrawn before the
  * move and never points at the span again. */
@@ -806,6 +850,7 @@ int main(int argc, char **argv) {
   h.unmap = fake_unmap;
   h.remap = fake_remap;
   h.purge = fake_purge;
+  h.hugify = fake_hugify;
   h.now_ns = fake_clock;
   fake_now = os_hooks_default.now_ns() + 1000 * MS;
   os_hooks_set(&h);
