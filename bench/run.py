@@ -119,6 +119,8 @@ WORKLOADS = [
              ["2", "262144", "3000000"], ["2", "20000", "100000"], prog="random_replace"),
     Workload("bursts_16t", "bin", "16 threads, short bursts of 16 B-1 KiB, small rings",
              ["16", "40000", "16", "64"], ["16", "2000", "16", "64"], prog="threads_local"),
+    Workload("large_threads", "bin", "16 threads, 64-256 KiB blocks, half freed by another thread",
+             ["16", "5000"], ["4", "300"]),
     Workload("python", "cmd", "python3 objects/dicts/strings/json (PYTHONMALLOC=malloc)",
              ["/usr/bin/python3", str(PROGRAMS / "py_workload.py"), "6"],
              ["/usr/bin/python3", str(PROGRAMS / "py_workload.py"), "1"],
