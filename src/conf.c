@@ -55,6 +55,11 @@ const opt_desc_t conf_table[] = {
   { "guard_sample", OPT_INT, "0", 0, 1000000000, NULL,
     "Place about one allocation in N (per thread) against a guard page, so an overflow or use-after-free of "
     "it faults and is reported with the block's size. 0 turns sampling off (and costs nothing).", OFF(guard_sample) },
+  { "stats_signal", OPT_INT, "0", 0, 64, NULL,
+    "Signal number on which the background thread writes the statistics to a file in /tmp that only the "
+    "process's user can read (the tidalloc stats command sends it and reads the file; tidalloc run turns it "
+    "on with SIGRTMIN+5). The handler only wakes the background thread. 0: off, the signal is left alone.",
+    OFF(stats_signal) },
 };
 const size_t conf_table_len = TD_ARRAY_LEN(conf_table);
 
