@@ -316,13 +316,10 @@ static void stats_signal_handler(int sig, void *info, void *ctx) {
 /* Install the handler for opt.stats_signal (background_init). */
 static void stats_signal_init(void) {
   if (!opt.stats_signal) return;
-  const char *why = !opt.background_thread ? "it needs background_thread:true"
-                    : !os_catch_signal((int)opt.stats_signal, stats_signal_handler) ? "the signal cannot be caught"
-                    : NULL;
-  if (!why) return;
-  os_write_stderr("tidalloc: stats_signal ignored: ", 32);
-  os_write_stderr(why, __builtin_strlen(why));
-  os_write_stderr("\n", 1);
+  /* Without the background thread (background_thread:false) requests wait
+   * unanswered until it is switched on (tidal_ctl "background_thread"). */
+  static const char msg[] = "tidalloc: stats_signal ignored: that signal cannot be caught\n";
+  if (!os_catch_signal((int)opt.stats_signal, stats_signal_handler)) os_write_stderr(msg, sizeof msg - 1);
 }
 
 void background_set_stats_writer(void (*writer)(uint32_t value)) {

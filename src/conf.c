@@ -58,7 +58,7 @@ const opt_desc_t conf_table[] = {
   { "stats_signal", OPT_INT, "0", 0, 64, NULL,
     "Signal number on which the background thread writes the statistics to a file in /tmp that only the "
     "process's user can read (the tidalloc stats command sends it and reads the file; tidalloc run turns it "
-    "on with SIGRTMIN+5). The handler only wakes the background thread. 0: off, the signal is left alone.",
+    "on with SIGRTMIN+5). The handler only wakes the background thread, so only a process with background_thread:true answers. 0: off, the signal is left alone.",
     OFF(stats_signal) },
 };
 const size_t conf_table_len = TD_ARRAY_LEN(conf_table);
