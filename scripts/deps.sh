@@ -7,6 +7,9 @@ pkgs=(cmake make gcc g++ pkg-config)
 case "$level" in
   test|bench) pkgs+=(python3 perl sqlite3 git valgrind clang libclang-rt-14-dev) ;;
 esac
+case "$level" in   # the Debian packages and their installed-layout test; manual pages
+  test|bench) pkgs+=(debhelper dpkg-dev man-db) ;;
+esac
 case "$level" in
   bench) pkgs+=(libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 python3-matplotlib
                 redis-server redis-tools time) ;;
