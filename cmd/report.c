@@ -240,6 +240,7 @@ static void symbolize(profile_t *p) {
   for (size_t i = 0; i < n; i++)
     if (!i || pcs[i] != pcs[i - 1]) p->syms[p->nsyms++] = (sym_t){ pcs[i], map_of(p, pcs[i]), NULL, NULL };
   free(pcs);
+  if (isatty(2)) fprintf(stderr, "tidalloc: symbolizing %zu addresses...\n", p->nsyms);
   for (size_t m = 0; m < p->nmaps; m++) {
     bool first = true;   /* one pass per object path, on its first mapping */
     for (size_t k = 0; k < m && first; k++) first = strcmp(p->maps[k].path, p->maps[m].path) != 0;

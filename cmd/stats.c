@@ -71,6 +71,20 @@ static int stats_signal_of(int pid) {
   return sig;
 }
 
+/* Whether the process catches signal sig (SigCgt in /proc/PID/status): the
+ * library has installed its handler. Before that (the process is starting)
+ * or without it, a real-time signal would end the process. */
+static bool catches(int pid, int sig) {
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/%d/status", pid);
+  FILE *f = fopen(path, "re");
+  unsigned long long mask = 0;
+  while (f && fgets(line, sizeof line, f))
+    if (!strncmp(line, "SigCgt:", 7)) mask = strtoull(line + 7, NULL, 16);
+  if (f) fclose(f);
+  return sig >= 1 && sig <= 64 && (mask >> (sig - 1) & 1);
+}
+
 /* 1 the process maps libtidalloc, 0 it does not, -1 cannot tell (errno). */
 static int uses_tidalloc(int pid) {
   char path[64];
@@ -136,9 +150,12 @@ static int stats_check(int pid, int *sig, uid_t *uid) {
   if (*sig == 0)
     return cmd_error(EXIT_FAIL, "process %d uses tidalloc but its stats signal is not enabled (start it with "
                      "'tidalloc run', or with TIDALLOC_CONF=stats_signal:N)", pid);
-  if ((*sig >= SIGRTMIN && *sig <= SIGRTMAX) || *sig == SIGUSR1 || *sig == SIGUSR2) return EXIT_OK;
-  return cmd_error(EXIT_FAIL, "process %d has stats_signal:%d, neither a real-time signal nor SIGUSR1/2; "
-                   "refusing to send it",
+  if (!((*sig >= SIGRTMIN && *sig <= SIGRTMAX) || *sig == SIGUSR1 || *sig == SIGUSR2))
+    return cmd_error(EXIT_FAIL, "process %d has stats_signal:%d, neither a real-time signal nor SIGUSR1/2; "
+                     "refusing to send it", pid, *sig);
+  if (catches(pid, *sig)) return EXIT_OK;
+  return cmd_error(EXIT_FAIL, "process %d does not catch signal %d (yet): tidalloc has not installed its stats "
+                   "handler, and the signal would end it; not sending it",
                    pid, *sig);
 }
 
@@ -161,6 +178,7 @@ int cmd_stats(int argc, char **argv) {
   for (long waited = 0; waited < (long)(timeout * 1000); waited += POLL_MS) {
     if (access(path, F_OK) == 0) return print_answer(path, uid);
     if (kill(pid, 0) != 0 && errno == ESRCH) return cmd_error(EXIT_FAIL, "process %d ended before answering", pid);
+    if (waited == 1000 && isatty(2)) fprintf(stderr, "tidalloc: waiting for process %d (at most %g s)...\n", pid, timeout);
     nanosleep(&pause, NULL);
   }
   return cmd_error(EXIT_FAIL, "no answer from process %d within %g s (signal %d): has it a handler of its own "

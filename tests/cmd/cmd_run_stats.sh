@@ -84,6 +84,16 @@ for i in $(seq 100); do grep -q libtidalloc /proc/$off/maps 2>/dev/null && break
 "$cmd" stats $off 2>err && fail "stats with the signal off"
 grep -q "stats signal is not enabled" err || fail "signal-off message: $(cat err)"
 kill $off
+# the signal set in its environment but not caught (the handler replaced by
+# the default): refused, and the process lives on
+rm -f ready
+TIDALLOC_CONF=stats_signal:40 LD_PRELOAD=$(dirname "$cmd")/libtidalloc.so.0 "$py" -c '
+import signal, time; signal.signal(40, signal.SIG_DFL); open("ready", "w"); time.sleep(30)' & dfl=$!
+for i in $(seq 200); do [ -e ready ] && break; sleep 0.05; done
+"$cmd" stats $dfl 2>err && fail "stats of a process that does not catch its stats signal"
+grep -q "does not catch signal 40" err || fail "not-caught message: $(cat err)"
+kill -0 $dfl || fail "the process ended"
+kill $dfl
 [ "$(rc_of "$cmd" stats 2147483646)" = 1 ] || fail "stats of no process: not 1"
 [ "$(rc_of "$cmd" stats)" = 2 ] || fail "stats without a PID: not 2"
 echo "cmd run/stats/options: OK"
