@@ -141,10 +141,33 @@ static int run_parse(int argc, char **argv, conf_text_t *conf, bool *prof, bool 
   return EXIT_OK;
 }
 
-/* LD_PRELOAD with lib first, keeping what was there (unless it is there). */
+/* The first libtidalloc* entry of LD_PRELOAD (separated by spaces or
+ * colons), into buf; false if none. */
+static bool preloaded_tidalloc(const char *preload, char *buf, size_t cap) {
+  for (const char *p = preload; p && *p;) {
+    size_t len = strcspn(p, " :");
+    const char *base = memrchr(p, '/', len);
+    base = base ? base + 1 : p;
+    if (!strncmp(base, "libtidalloc", 11) && (size_t)(base - p) + 11 <= len) {
+      snprintf(buf, cap, "%.*s", (int)len, p);
+      return true;
+    }
+    p += len;
+    p += strspn(p, " :");
+  }
+  return false;
+}
+
+/* LD_PRELOAD with lib first, keeping what was there. One that already
+ * preloads a libtidalloc keeps it: two allocators in one process would each
+ * initialise, and only the first would serve. */
 static int set_preload(const char *lib) {
   const char *old = getenv("LD_PRELOAD");
-  if (old && strstr(old, lib)) return EXIT_OK;
+  char there[PATH_MAX];
+  if (preloaded_tidalloc(old, there, sizeof there)) {
+    if (strcmp(there, lib)) fprintf(stderr, "tidalloc: LD_PRELOAD already has %s; using it, not %s\n", there, lib);
+    return EXIT_OK;
+  }
   size_t n = strlen(lib) + (old ? strlen(old) : 0) + 2;
   char *v = malloc(n);
   if (!v) return cmd_error(EXIT_FAIL, "out of memory");

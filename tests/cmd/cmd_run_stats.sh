@@ -20,6 +20,10 @@ preload=$(echo "$out" | sed -n 1p); conf=$(echo "$out" | sed -n 2p)
 case "$preload" in */libtidalloc.so.0" $other") ;; *) fail "LD_PRELOAD: $preload" ;; esac
 [ "$conf" = "dirty_decay_ms:5000,thp:never,secure:true,stats_signal:$(( $(kill -l SIGRTMIN) + 5 ))" ] ||
   fail "TIDALLOC_CONF: $conf"
+# a libtidalloc already preloaded is kept, not doubled
+out=$(LD_PRELOAD="$other $(dirname "$cmd")/libtidalloc.so" "$cmd" run -- sh -c 'echo "$LD_PRELOAD"' 2>err)
+[ "$out" = "$other $(dirname "$cmd")/libtidalloc.so" ] || fail "LD_PRELOAD with a libtidalloc already: $out"
+grep -q "already has .*libtidalloc.so; using it" err || fail "no word about the preloaded library: $(cat err)"
 # the program really runs on tidalloc, with those options
 out=$("$cmd" run -o dirty_decay_ms=1234 -- "$py" -c '
 import ctypes
