@@ -147,8 +147,9 @@ static bool slab_holes_reuse(span_t *s) {
   return s->free != 0;
 }
 
-/* Give the all-free pages of partial slab s to the page layer. */
-static size_t slab_holes_give(span_t *s, bool force) {
+/* Give the all-free pages of partial slab s to the page layer; *due: the
+ * page layer's deferred work may be due. */
+static size_t slab_holes_give(span_t *s, bool force, bool *due) {
   if (!force && s->hole_used == s->used) return 0;   /* nothing freed or taken since the last look */
   uint64_t pages[SPAN_HOLE_WORDS];
   size_t n = span_hole_scan(s, pages);
@@ -156,7 +157,7 @@ static size_t slab_holes_give(span_t *s, bool force) {
   if (!n || !page_hole_allowed(s, force)) return 0;
   span_hole_cut(s, pages);          /* off the list before the page layer may purge them */
   s->hole_used = s->used;
-  page_hole_give(s, pages);
+  *due |= page_hole_give(s, pages);
   SPAN_DASSERT_CONSISTENT(s, false);
   return n;
 }
@@ -175,11 +176,13 @@ static void span_cache_age(heap_t *h, bool force) {
 
 size_t heap_holes_pass(heap_t *h, bool force) {
   size_t n = 0;
+  bool due = false;
   h->cnt.hole_passes++;
   span_cache_age(h, force);
   for (unsigned c = 1; c < SC_NCLASSES; c++)
-    for (span_t *s = h->partial[c]; s; s = s->next) n += slab_holes_give(s, force);
+    for (span_t *s = h->partial[c]; s; s = s->next) n += slab_holes_give(s, force, &due);
   h->cnt.hole_pages += n;
+  if (due) page_work_kick();   /* once per pass: the ceiling, or inline decay */
   return n;
 }
 

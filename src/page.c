@@ -456,7 +456,7 @@ bool page_hole_allowed(const span_t *s, bool force) {
 /* Whether page i of a slab is in a hole map. */
 static bool hole_page(const uint64_t *map, size_t i) { return (map[i >> 6] >> (i & 63)) & 1; }
 
-void page_hole_give(span_t *s, const uint64_t pages_[SPAN_HOLE_WORDS]) {
+bool page_hole_give(span_t *s, const uint64_t pages_[SPAN_HOLE_WORDS]) {
   unit_t *u = s->unit;
   size_t n = 0;
   mutex_lock(&page_lock);
@@ -478,8 +478,10 @@ void page_hole_give(span_t *s, const uint64_t pages_[SPAN_HOLE_WORDS]) {
   unit_update(u);
   bool due = dirty_grew() || !pages.hook;   /* inline mode: compare with the clock */
   mutex_unlock(&page_lock);
-  if (due) work_maybe_due();
+  return due;
 }
+
+void page_work_kick(void) { work_maybe_due(); }
 
 bool page_hole_take(span_t *s, const uint64_t pages_[SPAN_HOLE_WORDS]) {
   unit_t *u = s->unit;

@@ -93,8 +93,10 @@ void page_span_put(span_t *s);
 bool page_hole_allowed(const span_t *s, bool force);
 /* Pages `pages` of slab s (bit i: page i of the run), active until now and
  * none of whose blocks is on a list any more, become holes: free (dirty)
- * for the decay and the ceiling, still the slab's. */
-void page_hole_give(span_t *s, const uint64_t pages[SPAN_HOLE_WORDS]);
+ * for the decay and the ceiling, still the slab's. Returns true when
+ * deferred work may be due: the caller, done giving, calls page_work_kick. */
+bool page_hole_give(span_t *s, const uint64_t pages[SPAN_HOLE_WORDS]);
+void page_work_kick(void);
 /* Take holes `pages` of s back (active again; their contents are stale or
  * zero). False, changing nothing, while the unit is being purged. */
 bool page_hole_take(span_t *s, const uint64_t pages[SPAN_HOLE_WORDS]);
