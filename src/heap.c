@@ -147,9 +147,9 @@ static bool slab_holes_reuse(span_t *s) {
   return s->free != 0;
 }
 
-/* Give the all-free pages of partial slab s to the page layer; *due: the
- * page layer's deferred work may be due. */
-static size_t slab_holes_give(span_t *s, bool force, bool *due) {
+/* Give the all-free pages of slab s (partial, or current) to the page
+ * layer; *due: the page layer's deferred work may be due. */
+static size_t slab_holes_give(span_t *s, bool force, bool current, bool *due) {
   if (!force && s->hole_used == s->used) return 0;   /* nothing freed or taken since the last look */
   uint64_t pages[SPAN_HOLE_WORDS];
   size_t n = span_hole_scan(s, pages);
@@ -158,7 +158,7 @@ static size_t slab_holes_give(span_t *s, bool force, bool *due) {
   span_hole_cut(s, pages);          /* off the list before the page layer may purge them */
   s->hole_used = s->used;
   *due |= page_hole_give(s, pages);
-  SPAN_DASSERT_CONSISTENT(s, false);
+  SPAN_DASSERT_CONSISTENT(s, current);
   return n;
 }
 
@@ -174,13 +174,15 @@ static void span_cache_age(heap_t *h, bool force) {
   }
 }
 
-size_t heap_holes_pass(heap_t *h, bool force) {
+size_t heap_holes_pass(heap_t *h, unsigned flags) {
   size_t n = 0;
-  bool due = false;
+  bool due = false, force = flags & HOLES_FORCE;
   h->cnt.hole_passes++;
   span_cache_age(h, force);
-  for (unsigned c = 1; c < SC_NCLASSES; c++)
-    for (span_t *s = h->partial[c]; s; s = s->next) n += slab_holes_give(s, force, &due);
+  for (unsigned c = 1; c < SC_NCLASSES; c++) {
+    for (span_t *s = h->partial[c]; s; s = s->next) n += slab_holes_give(s, force, false, &due);
+    if ((flags & HOLES_CURRENT) && h->cur[c] != &span_empty) n += slab_holes_give(h->cur[c], force, true, &due);
+  }
   h->cnt.hole_pages += n;
   if (due) page_work_kick();   /* once per pass: the ceiling, or inline decay */
   return n;
@@ -197,7 +199,7 @@ static uint64_t hole_period_ns(void) {
 static void heap_holes_maybe(heap_t *h) {
   if (TD_UNLIKELY(__atomic_load_n(&h->hole_request, __ATOMIC_RELAXED))) {
     __atomic_store_n(&h->hole_request, 0, __ATOMIC_RELAXED);
-    heap_holes_pass(h, true);
+    heap_holes_pass(h, HOLES_FORCE | HOLES_CURRENT);
     return;
   }
   if (++h->hole_tick < HEAP_HOLE_TICK) return;
@@ -205,7 +207,7 @@ static void heap_holes_maybe(heap_t *h) {
   uint64_t now = os_now_ns(), period = hole_period_ns();
   if (now < h->hole_next_ns || period == TD_NEVER) return;
   h->hole_next_ns = now + period;
-  heap_holes_pass(h, false);
+  heap_holes_pass(h, 0);
 }
 
 /* Move up to one batch of never-used blocks onto the free list. */
@@ -445,7 +447,7 @@ void heap_thread_flush(void) {
   heap_flush_out(h);
   heap_collect(h);
   heap_trim(h);
-  heap_holes_pass(h, false);
+  heap_holes_pass(h, HOLES_CURRENT);
 }
 
 void heap_holes_request(void) {
@@ -454,7 +456,7 @@ void heap_holes_request(void) {
   for (heap_t *h = all_heaps; h; h = h->all_next)
     if (h->state == HEAP_ACTIVE && h != self) __atomic_store_n(&h->hole_request, 1, __ATOMIC_RELAXED);
   mutex_unlock(&registry_lock);
-  if (self != &heap_empty) heap_holes_pass(self, true);
+  if (self != &heap_empty) heap_holes_pass(self, HOLES_FORCE | HOLES_CURRENT);
 }
 
 static void heap_thread_exit(void *arg) {
@@ -484,7 +486,7 @@ void heap_sweep_pool(bool force) {
   for (heap_t *h = list; h; h = h->pool_next) {
     heap_collect(h);
     heap_trim(h);
-    heap_holes_pass(h, force);
+    heap_holes_pass(h, force ? HOLES_FORCE | HOLES_CURRENT : HOLES_CURRENT);   /* no owner uses its current slabs */
     last = h;
   }
   if (last) {

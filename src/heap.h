@@ -152,8 +152,12 @@ void heap_sweep_pool(bool force);
 void heap_holes_request(void);
 /* One hole pass of h (its owner, or whoever holds a pooled heap): give the
  * all-free pages of its partial slabs to the page layer; age its span cache.
- * Returns pages given. */
-size_t heap_holes_pass(heap_t *h, bool force);
+ * HOLES_FORCE: in hugified units too, every slab looked at again, the span
+ * cache emptied; HOLES_CURRENT: the current slabs too (an explicit flush or
+ * purge: the thread says it is about to idle). Returns pages given. */
+#define HOLES_FORCE   1u
+#define HOLES_CURRENT 2u
+size_t heap_holes_pass(heap_t *h, unsigned flags);
 
 /* Sum every heap's counters (racy reads of other threads' counters: a
  * snapshot, not a transaction) and count heaps by state. */

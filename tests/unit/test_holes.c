@@ -77,7 +77,7 @@ TEST(purged_only_when_all_blocks_free) {
     if (unit_rand(&seed) % 4) { free(blk[i]); freed[i] = true; }
   heap_t *h = tls_heap;
   nrec = 0;
-  size_t given = heap_holes_pass(h, true);
+  size_t given = heap_holes_pass(h, HOLES_FORCE);
   page_purge_all();
   CHECK(given > 0);
   size_t npages = s->bytes / TD_PAGE, expect = 0;
@@ -138,7 +138,7 @@ TEST(holes_follow_decay) {
   page_deferred_work(fake_now, false);
   nrec = 0;
   size_t dirty0 = pstats().dirty;
-  size_t given = heap_holes_pass(tls_heap, false);
+  size_t given = heap_holes_pass(tls_heap, 0);
   size_t npages = s->bytes / TD_PAGE;
   CHECK_EQ(given, npages - 1);
   CHECK_EQ(pstats().dirty - dirty0, given * TD_PAGE);   /* holes are dirty pages: ceiling and decay count them */
@@ -180,7 +180,7 @@ TEST(holes_under_the_ceiling) {
     big[i] = NULL;
   }
   nrec = 0;
-  heap_holes_pass(tls_heap, false);   /* no time passes: only the ceiling can purge */
+  heap_holes_pass(tls_heap, 0);   /* no time passes: only the ceiling can purge */
   page_stats_t st = pstats();
   size_t given = st.holes / TD_PAGE;
   CHECK(given * TD_PAGE > ((size_t)48 << 20));
