@@ -464,6 +464,7 @@ static void heap_thread_exit(void *arg) {
   heap_flush_out(h);
   heap_collect(h);
   heap_trim(h);
+  heap_holes_pass(h, HOLES_CURRENT);   /* still its owner: the pool keeps only what is in use */
   tls_heap = &heap_empty;
   tls_exited = 1;
   mutex_lock(&registry_lock);
@@ -502,11 +503,14 @@ void heap_sweep_pool(bool force) {
 
 /* ---- statistics -------------------------------------------------------------- */
 
-static void counters_add(heap_counters_t *sum, const heap_counters_t *c) {
+/* pooled: c is a pooled heap's, whose slabs count as pooled_slab_bytes. */
+static void counters_add(heap_counters_t *sum, const heap_counters_t *c, bool pooled) {
   for (unsigned k = 0; k < SC_NCLASSES; k++) {
     sum->nmalloc[k] += __atomic_load_n(&c->nmalloc[k], __ATOMIC_RELAXED);
     sum->nfree[k] += __atomic_load_n(&c->nfree[k], __ATOMIC_RELAXED);
-    sum->nslabs[k] += __atomic_load_n(&c->nslabs[k], __ATOMIC_RELAXED);
+    uint64_t slabs = __atomic_load_n(&c->nslabs[k], __ATOMIC_RELAXED);
+    sum->nslabs[k] += slabs;
+    if (pooled && k) sum->pooled_slab_bytes += slabs * sc_info[k].pages * TD_PAGE;
   }
   sum->large_nmalloc += __atomic_load_n(&c->large_nmalloc, __ATOMIC_RELAXED);
   sum->large_nfree += __atomic_load_n(&c->large_nfree, __ATOMIC_RELAXED);
@@ -524,16 +528,13 @@ void heap_counters_merge(heap_counters_t *sum, uint64_t *active_heaps, uint64_t 
   uint64_t na = 0, np = 0;
   mutex_lock(&registry_lock);
   for (heap_t *h = all_heaps; h; h = h->all_next) {
-    counters_add(sum, &h->cnt);
-    if (h->state == HEAP_POOLED)
-      for (unsigned k = 1; k < SC_NCLASSES; k++)
-        sum->pooled_slab_bytes += __atomic_load_n(&h->cnt.nslabs[k], __ATOMIC_RELAXED) * sc_info[k].pages * TD_PAGE;
+    counters_add(sum, &h->cnt, h->state == HEAP_POOLED);
     na += h->state == HEAP_ACTIVE;
     np += h->state == HEAP_POOLED;
   }
   mutex_unlock(&registry_lock);
   mutex_lock(&orphan_lock);
-  counters_add(sum, &orphan_cnt);
+  counters_add(sum, &orphan_cnt, false);
   for (unsigned k = 0; k < ORPHAN_FREE_SHARDS; k++)
     for (unsigned c = 0; c < SC_NCLASSES; c++) sum->nfree[c] += __atomic_load_n(&orphan_frees[k].nfree[c], __ATOMIC_RELAXED);
   mutex_unlock(&orphan_lock);
