@@ -365,9 +365,8 @@ static void inbox_push(heap_t *dest, block_t *head, block_t *tail) {
   while (!__atomic_compare_exchange_n(&dest->inbox, &old, head, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
 }
 
-static void outbuf_flush(heap_t *h, outbuf_t *o) {
+static void outbuf_flush(outbuf_t *o) {
   inbox_push(o->dest, o->head, o->tail);
-  h->cnt.outbuf_bytes -= o->bytes;
   o->head = o->tail = NULL;
   o->n = 0;
   o->bytes = 0;
@@ -386,21 +385,20 @@ void heap_free_remote(heap_t *h, span_t *s, block_t *b) {
   HEAP_COUNT(h->cnt.nfree[s->cls]);
   outbuf_t *o = &h->out[dest->id & (HEAP_OUT_SLOTS - 1)];
   if (o->dest != dest) {
-    if (o->n) outbuf_flush(h, o);
+    if (o->n) outbuf_flush(o);
     o->dest = dest;
   }
   b->next = span_link_encode((uintptr_t)o->head);
   o->head = b;
   if (o->n++ == 0) o->tail = b;
   o->bytes += s->size;
-  h->cnt.outbuf_bytes += s->size;
   h->out_pending = 1;
-  if (o->n >= HEAP_OUT_BATCH) outbuf_flush(h, o);
+  if (o->n >= HEAP_OUT_BATCH) outbuf_flush(o);
 }
 
 void heap_flush_out(heap_t *h) {
   for (unsigned i = 0; i < HEAP_OUT_SLOTS; i++)
-    if (h->out[i].n) outbuf_flush(h, &h->out[i]);
+    if (h->out[i].n) outbuf_flush(&h->out[i]);
   h->out_pending = 0;
 }
 
@@ -464,7 +462,6 @@ static void heap_thread_exit(void *arg) {
   heap_flush_out(h);
   heap_collect(h);
   heap_trim(h);
-  heap_holes_pass(h, HOLES_CURRENT);   /* still its owner: the pool keeps only what is in use */
   tls_heap = &heap_empty;
   tls_exited = 1;
   mutex_lock(&registry_lock);
@@ -503,6 +500,14 @@ void heap_sweep_pool(bool force) {
 
 /* ---- statistics -------------------------------------------------------------- */
 
+/* Bytes in h's outgoing buffers: racy reads of words its owner writes
+ * without atomics (statistics; suppressed for TSan like counters_add). */
+static uint64_t outbuf_bytes_sum(const heap_t *h) {
+  uint64_t n = 0;
+  for (unsigned i = 0; i < HEAP_OUT_SLOTS; i++) n += __atomic_load_n(&h->out[i].bytes, __ATOMIC_RELAXED);
+  return n;
+}
+
 /* pooled: c is a pooled heap's, whose slabs count as pooled_slab_bytes. */
 static void counters_add(heap_counters_t *sum, const heap_counters_t *c, bool pooled) {
   for (unsigned k = 0; k < SC_NCLASSES; k++) {
@@ -519,7 +524,6 @@ static void counters_add(heap_counters_t *sum, const heap_counters_t *c, bool po
   sum->huge_bytes_alloc += __atomic_load_n(&c->huge_bytes_alloc, __ATOMIC_RELAXED);
   sum->huge_bytes_free += __atomic_load_n(&c->huge_bytes_free, __ATOMIC_RELAXED);
   sum->span_cache_bytes += __atomic_load_n(&c->span_cache_bytes, __ATOMIC_RELAXED);
-  sum->outbuf_bytes += __atomic_load_n(&c->outbuf_bytes, __ATOMIC_RELAXED);
   sum->hole_passes += __atomic_load_n(&c->hole_passes, __ATOMIC_RELAXED);
   sum->hole_pages += __atomic_load_n(&c->hole_pages, __ATOMIC_RELAXED);
 }
@@ -529,6 +533,7 @@ void heap_counters_merge(heap_counters_t *sum, uint64_t *active_heaps, uint64_t 
   mutex_lock(&registry_lock);
   for (heap_t *h = all_heaps; h; h = h->all_next) {
     counters_add(sum, &h->cnt, h->state == HEAP_POOLED);
+    sum->outbuf_bytes += outbuf_bytes_sum(h);
     na += h->state == HEAP_ACTIVE;
     np += h->state == HEAP_POOLED;
   }

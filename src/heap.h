@@ -46,7 +46,7 @@
 #define HEAP_SPAN_CACHE  4      /* empty slabs a heap keeps for reuse */
 #define HEAP_SPAN_CACHE_BYTES ((size_t)512 << 10)   /* ... and at most these bytes */
 #define HEAP_HOLE_TICK   64     /* slow paths between looks at the clock for a hole pass */
-#define HEAP_HOLE_PERIOD_DIV 32 /* hole passes at most every dirty_decay_ms / this ... */
+#define HEAP_HOLE_PERIOD_DIV 8  /* hole passes at most every dirty_decay_ms / this ... */
 #define HEAP_HOLE_PERIOD_MIN_NS (10ull * 1000000ull)     /* ... but not more often */
 #define HEAP_HOLE_PERIOD_MAX_NS (1000ull * 1000000ull)   /* ... nor less often */
 /* Up to this block size a block stays put for any smaller size (realloc)
@@ -85,7 +85,7 @@ typedef struct heap_counters_s {
   /* gauges of the caches (statistics; merged like the counters) */
   uint64_t span_cache_bytes;                  /* empty slabs kept for reuse */
   uint64_t pooled_slab_bytes;                 /* slabs of pooled heaps (filled in by the merge) */
-  uint64_t outbuf_bytes;                      /* blocks waiting in outgoing remote-free buffers */
+  uint64_t outbuf_bytes;                      /* blocks waiting in outgoing remote-free buffers (filled in by the merge) */
   uint64_t hole_passes, hole_pages;           /* hole passes made, pages given as holes */
 } heap_counters_t;
 

@@ -69,8 +69,11 @@ size_t span_hole_scan(const span_t *s, uint64_t out[SPAN_HOLE_WORDS]) {
     if (TD_UNLIKELY(span_link_bad(p) || p < s->start || p >= s->bump)) span_corrupt((const void *)p, s, "malloc");
     hole_set(freeb, (p - s->start) / s->size);
   }
-  for (size_t i = 0; s->nholes && i < carved; i++)
-    if (block_in_holes(s, i, s->holes)) hole_set(freeb, i);
+  for (size_t p = 0; s->nholes && p < npages; p++) {   /* blocks in holes are free too */
+    size_t lo, hi;
+    if (!hole_bit(s->holes, p) || !page_blocks(s, p, &lo, &hi)) continue;
+    for (size_t i = lo; i <= hi && i < carved; i++) hole_set(freeb, i);
+  }
   for (size_t p = 0; p < npages; p++) {
     size_t lo, hi, i;
     if (hole_bit(s->holes, p) || !page_blocks(s, p, &lo, &hi) || hi >= carved) continue;
@@ -85,7 +88,10 @@ void span_hole_cut(span_t *s, const uint64_t pages[SPAN_HOLE_WORDS]) {
   block_t *prev = NULL;
   for (uintptr_t p = s->free, nx; p; p = nx) {
     nx = span_link_decode(((const block_t *)p)->next);
-    if (block_in_holes(s, (p - s->start) / s->size, pages)) continue;
+    size_t first = (p - s->base) >> SPAN_HOLE_PAGE_SHIFT, last = (p - s->base + s->size - 1) >> SPAN_HOLE_PAGE_SHIFT;
+    bool cut = false;
+    for (size_t q = first; q <= last && !cut; q++) cut = hole_bit(pages, q);
+    if (cut) continue;
     if (prev) prev->next = span_link_encode(p);   /* kept: relinked in order */
     else head = p;
     prev = (block_t *)p;
