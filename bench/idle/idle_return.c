@@ -1,7 +1,7 @@
 /* Idle return after a burst with scattered survivors (issue 13): what a
  * server leaves behind when most of a burst is freed but a few objects of it
  * stay, scattered through the memory the burst used.
- *   idle_return SECONDS [MIB] [SAMPLE_MS]
+ *   idle_return SECONDS [MIB] [SAMPLE_MS] [trim]
  * allocates about MIB MiB (default 1024) of objects of 16 B to 64 KiB (sizes
  * log-uniform: as many objects of 16-32 B as of 32-64 KiB), touching every
  * byte; keeps 1 in 64 of them, chosen at random; frees the others in random
@@ -10,10 +10,13 @@
  * LazyFree of /proc/self/smaps_rollup (MADV_FREE'd pages the kernel may take
  * count as given back) and live = bytes of the kept objects plus the
  * program's own arrays. The samples are read without allocating, so the
- * idle program makes no allocator call at all. bench/idle/run.sh runs it
- * under each allocator. */
+ * idle program makes no allocator call at all. With "trim" it calls
+ * malloc_trim(0) once after the frees (what a program that knows it is about
+ * to idle can do; glibc and tidalloc act on it, the others may not).
+ * bench/idle/run.sh runs it under each allocator. */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,6 +96,7 @@ int main(int argc, char **argv) {
     free(obj[i]);
     obj[i] = NULL;
   }
+  if (argc > 4 && !strcmp(argv[4], "trim")) malloc_trim(0);
   live += cap * (sizeof *obj + 2 * sizeof *sz);   /* the program's own arrays */
   fprintf(stderr, "idle_return: %zu objects, %zu MiB allocated, %zu kept (%zu KiB live)\n",
           n, total >> 20, kept, live >> 10);

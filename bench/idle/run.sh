@@ -4,11 +4,13 @@
 # over SECONDS of idling after ~MIB MiB of 16 B-64 KiB objects were freed
 # but 1 in 64, kept at random. Writes OUT_DIR/idle_return.md (table) and
 # OUT_DIR/idle_return.png (resident over time, one line per allocator).
-# Usage: run.sh IDLE_RETURN_BINARY LIBTIDALLOC OUT_DIR [SECONDS] [MIB] [ALLOCATORS]
+# Usage: run.sh IDLE_RETURN_BINARY LIBTIDALLOC OUT_DIR [SECONDS] [MIB] [ALLOCATORS] [trim]
 #   ALLOCATORS: comma-separated subset of glibc,jemalloc,mimalloc,tcmalloc,tidalloc (default all)
+#   trim: the program calls malloc_trim(0) once after the frees (files get a -trim suffix)
 # Every allocator runs with its defaults (tuning variables are cleared).
 set -u
 bin=$1; lib=$2; out=$3; secs=${4:-30}; mib=${5:-1024}; only=${6:-glibc,jemalloc,mimalloc,tcmalloc,tidalloc}
+mode=${7:-}; sfx=${mode:+-$mode}
 d=/usr/lib/x86_64-linux-gnu
 mkdir -p "$out"; tmp=$(mktemp -d)
 declare -A libs=([glibc]="" [jemalloc]=$d/libjemalloc.so.2 [mimalloc]=$d/libmimalloc.so.2
@@ -18,12 +20,12 @@ for a in "${names[@]}"; do
   pre=${libs[$a]-}
   [ -n "$pre" ] && [ ! -e "$pre" ] && { echo "skipped $a (no $pre)"; continue; }
   env -u TIDALLOC_CONF -u MALLOC_CONF -u GLIBC_TUNABLES -u MIMALLOC_PURGE_DELAY ${pre:+LD_PRELOAD=$pre} \
-    "$bin" "$secs" "$mib" > "$tmp/idle.$a" 2> "$tmp/err.$a" || echo "idle_return failed under $a: $(tail -1 "$tmp/err.$a")"
+    "$bin" "$secs" "$mib" 250 $mode > "$tmp/idle.$a" 2> "$tmp/err.$a" || echo "idle_return failed under $a: $(tail -1 "$tmp/err.$a")"
 done
-/usr/bin/python3 - "$tmp" "$out" "$secs" "$mib" "${names[@]}" <<'PY'
+/usr/bin/python3 - "$tmp" "$out" "$secs" "$mib" "$sfx" "${names[@]}" <<'PY'
 import sys, os
-tmp, out, secs, mib = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-names = [n for n in sys.argv[5:] if os.path.exists(os.path.join(tmp, "idle." + n)) and os.path.getsize(os.path.join(tmp, "idle." + n))]
+tmp, out, secs, mib, sfx = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+names = [n for n in sys.argv[6:] if os.path.exists(os.path.join(tmp, "idle." + n)) and os.path.getsize(os.path.join(tmp, "idle." + n))]
 series, rows = {}, []
 for n in names:
     s = [tuple(map(int, l.split())) for l in open(os.path.join(tmp, "idle." + n)) if l.strip()]
@@ -42,10 +44,11 @@ md = ["# Idle return after a burst with scattered survivors", "",
       "chosen at random, is kept and the rest freed in random order; then the program idles %d s without "
       "calling the allocator. Resident = Rss - LazyFree of /proc/self/smaps_rollup, sampled every 250 ms "
       "from the end of the frees. Target = live x 1.05 + 16 MiB; \"back within\" = first sample at or "
-      "below it. Produced by `bench/idle/run.sh` (bench/idle/idle_return.c)." % (mib, secs), "",
+      "below it.%s Produced by `bench/idle/run.sh` (bench/idle/idle_return.c)." % (
+          mib, secs, " The program calls malloc_trim(0) once after the frees." if sfx else ""), "",
       "| allocator | live MiB | target MiB | resident MiB at 0 s | 1 s | 5 s | 15 s | %d s | back within |" % secs,
       "|---|---:|---:|---:|---:|---:|---:|---:|---:|"] + rows
-open(os.path.join(out, "idle_return.md"), "w").write("\n".join(md) + "\n")
+open(os.path.join(out, "idle_return%s.md" % sfx), "w").write("\n".join(md) + "\n")
 print("\n".join(md))
 try:
     import matplotlib
@@ -65,7 +68,7 @@ try:
     ax.legend()
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "idle_return.png"), dpi=100)
+    fig.savefig(os.path.join(out, "idle_return%s.png" % sfx), dpi=100)
 except ImportError:
     print("matplotlib missing: no plot")
 PY
