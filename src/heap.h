@@ -28,9 +28,11 @@
  * Caches and their bounds: the empty-slab cache of a heap holds at most
  * HEAP_SPAN_CACHE slabs and HEAP_SPAN_CACHE_BYTES, and a slab that stays
  * cached over two hole periods goes back to the page layer; outgoing
- * remote-free buffers hold at most HEAP_OUT_BATCH blocks each and are pushed
- * at every slow path; pooled heaps keep only slabs with live blocks (their
- * inboxes drained, empty slabs and holes given back at every sweep).
+ * remote-free buffers hold at most HEAP_OUT_BATCH blocks each (HEAP_OUT_SLOTS
+ * buffers) and are pushed when the owner refills a class past its current
+ * slab, on tidal_thread_flush and at thread exit; pooled heaps keep only
+ * slabs with live blocks (their inboxes drained, empty slabs and holes given
+ * back at every sweep of the pool).
  * What it is not: the large or huge path (page.h, huge.h), or initialisation.
  * It may call: span, secure (guarded samples), page, pagemap, meta, sizeclass,
  * conf, lock, safety, os.
