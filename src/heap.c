@@ -70,6 +70,7 @@ void heap_init(void) {
 
 static void slab_init(heap_t *h, span_t *s, unsigned cls) {
   const sc_info_t *ci = &sc_info[cls];
+  TD_DASSERT(ci->pages <= SPAN_HOLE_MAX_PAGES && ci->capacity <= SPAN_HOLE_MAX_BLOCKS);   /* the hole maps fit */
   h->cnt.nslabs[cls]++;
   s->owner = h;
   s->kind = SPAN_SLAB;
