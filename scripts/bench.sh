@@ -7,7 +7,8 @@
 # Usage: scripts/bench.sh [bench/run.py options]   e.g. --quick, --reps 5
 # Installs what it needs on Debian, builds Release trees in $BUILD_DIR
 # (default build-bench) and $BUILD_DIR-nochecks, and writes
-# bench/results/{results.csv,summary.md,bench.png,pressure.md,hugepage.md,idle_rss.png}.
+# bench/results/{results.csv,summary.md,bench.png,pressure.md,hugepage.md,idle_rss.png,
+# idle_return.md,idle_return.png}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh bench
@@ -24,5 +25,6 @@ case " $* " in
   *" --quick "*) ;;   # the pressure scenario takes a couple of minutes: not in quick runs
   *) bench/pressure/two_process.sh "$build/bench/pressure_pair" "$PWD/$build/libtidalloc.so" 2048 1536 1280 \
        bench/results/pressure.md || echo "pressure scenario skipped (needs root and a cgroup memory controller)"
-     bench/hugepage/run.sh "$build/bench/idle_coverage" "$PWD/$build/libtidalloc.so" bench/results ;;
+     bench/hugepage/run.sh "$build/bench/idle_coverage" "$PWD/$build/libtidalloc.so" bench/results
+     bench/idle/run.sh "$build/bench/idle_return" "$PWD/$build/libtidalloc.so" bench/results 30 1024 ;;
 esac

@@ -223,7 +223,7 @@ static uint64_t worker_round(int pressure) {
   uint64_t next = page_deferred_work(now, true);
   next = TD_MIN(next, huge_deferred_work(now));
   next = TD_MIN(next, pressure_periodic(now));
-  heap_sweep_pool();
+  heap_sweep_pool(false);
   return next;
 }
 

@@ -70,6 +70,7 @@ void heap_init(void) {
 
 static void slab_init(heap_t *h, span_t *s, unsigned cls) {
   const sc_info_t *ci = &sc_info[cls];
+  TD_DASSERT(ci->pages <= SPAN_HOLE_MAX_PAGES && ci->capacity <= SPAN_HOLE_MAX_BLOCKS);   /* the hole maps fit */
   h->cnt.nslabs[cls]++;
   s->owner = h;
   s->kind = SPAN_SLAB;
@@ -83,12 +84,17 @@ static void slab_init(heap_t *h, span_t *s, unsigned cls) {
   s->bump_end = s->base + (size_t)ci->capacity * ci->size;
   s->free = 0;
   s->used = 0;
+  s->holes[0] = s->holes[1] = 0;
+  s->nholes = 0;
+  s->hole_used = ~0u;   /* never scanned */
   s->next = s->prev = NULL;
 }
 
 /* Give a slab back to the page layer; its pages now resolve to span_released. */
 static void slab_release(span_t *s) {
   s->owner = NULL;
+  s->holes[0] = s->holes[1] = 0;   /* the page layer frees the holes with the run */
+  s->nholes = 0;
   s->kind = SPAN_RELEASED;
   pagemap_set(s->base, s->bytes >> TD_PAGE_SHIFT, &span_released);
   page_free(s);
@@ -100,6 +106,7 @@ static span_t *slab_new(heap_t *h, unsigned cls) {
     if (s->bytes == pages * TD_PAGE) {
       span_list_remove(&h->span_cache, s);
       h->span_cache_n--;
+      h->cnt.span_cache_bytes -= s->bytes;
       slab_init(h, s, cls);
       return s;
     }
@@ -111,19 +118,97 @@ static span_t *slab_new(heap_t *h, unsigned cls) {
   return s;
 }
 
-/* An empty slab leaves its class: keep a few for reuse, release the rest. */
+/* An empty slab leaves its class: keep a few for reuse (none with holes:
+ * part of it is purged already), release the rest. */
 static void slab_retire(heap_t *h, span_t *s) {
   h->cnt.nslabs[s->cls]--;
-  if (h->span_cache_n < HEAP_SPAN_CACHE && h->state == HEAP_ACTIVE) {
+  if (h->span_cache_n < HEAP_SPAN_CACHE && h->state == HEAP_ACTIVE && !s->nholes &&
+      h->cnt.span_cache_bytes + s->bytes <= HEAP_SPAN_CACHE_BYTES) {
     s->free = 0;
     s->used = 0;
     s->bump = s->bump_end = s->start;   /* nothing to carve until re-initialised */
     __atomic_store_n(&s->limit, 0, __ATOMIC_RELAXED);
+    s->stamp_ns = h->cnt.hole_passes;   /* its age, in hole passes */
     span_list_push(&h->span_cache, s);
     h->span_cache_n++;
+    h->cnt.span_cache_bytes += s->bytes;
     return;
   }
   slab_release(s);
+}
+
+/* ---- holes (span.h, page.h) ---------------------------------------------------- */
+
+/* Take every hole of s back and put its blocks on the free list; false when
+ * the page layer is purging its unit right now. */
+static bool slab_holes_reuse(span_t *s) {
+  uint64_t pages[SPAN_HOLE_WORDS] = { s->holes[0], s->holes[1] };
+  if (!page_hole_take(s, pages)) return false;
+  span_hole_fill(s, pages);
+  return s->free != 0;
+}
+
+/* Give the all-free pages of slab s (partial, or current) to the page
+ * layer; *due: the page layer's deferred work may be due. */
+static size_t slab_holes_give(span_t *s, bool force, bool current, bool *due) {
+  if (!force && s->hole_used == s->used) return 0;   /* nothing freed or taken since the last look */
+  uint64_t pages[SPAN_HOLE_WORDS];
+  size_t n = span_hole_scan(s, pages);
+  s->hole_used = s->used;
+  if (!n || !page_hole_allowed(s, force)) return 0;
+  span_hole_cut(s, pages);          /* off the list before the page layer may purge them */
+  s->hole_used = s->used;
+  *due |= page_hole_give(s, pages);
+  SPAN_DASSERT_CONSISTENT(s, current);
+  return n;
+}
+
+/* Release the cached empty slabs that stayed over two passes (all: force). */
+static void span_cache_age(heap_t *h, bool force) {
+  for (span_t *s = h->span_cache, *nx; s; s = nx) {
+    nx = s->next;
+    if (!force && s->stamp_ns + 2 > h->cnt.hole_passes) continue;
+    span_list_remove(&h->span_cache, s);
+    h->span_cache_n--;
+    h->cnt.span_cache_bytes -= s->bytes;
+    slab_release(s);
+  }
+}
+
+size_t heap_holes_pass(heap_t *h, unsigned flags) {
+  size_t n = 0;
+  bool due = false, force = flags & HOLES_FORCE;
+  h->cnt.hole_passes++;
+  span_cache_age(h, force);
+  for (unsigned c = 1; c < SC_NCLASSES; c++) {
+    for (span_t *s = h->partial[c]; s; s = s->next) n += slab_holes_give(s, force, false, &due);
+    if ((flags & HOLES_CURRENT) && h->cur[c] != &span_empty) n += slab_holes_give(h->cur[c], force, true, &due);
+  }
+  h->cnt.hole_pages += n;
+  if (due) page_work_kick();   /* once per pass: the ceiling, or inline decay */
+  return n;
+}
+
+static uint64_t hole_period_ns(void) {
+  if (opt.dirty_decay_ms < 0) return TD_NEVER;
+  uint64_t p = (uint64_t)opt.dirty_decay_ms * 1000000u / HEAP_HOLE_PERIOD_DIV;
+  return TD_MIN(TD_MAX(p, HEAP_HOLE_PERIOD_MIN_NS), HEAP_HOLE_PERIOD_MAX_NS);
+}
+
+/* Slow paths of the owner: a pass when another thread asked for one, or when
+ * one is due (the clock is read once per HEAP_HOLE_TICK calls). */
+static void heap_holes_maybe(heap_t *h) {
+  if (TD_UNLIKELY(__atomic_load_n(&h->hole_request, __ATOMIC_RELAXED))) {
+    __atomic_store_n(&h->hole_request, 0, __ATOMIC_RELAXED);
+    heap_holes_pass(h, HOLES_FORCE | HOLES_CURRENT);
+    return;
+  }
+  if (++h->hole_tick < HEAP_HOLE_TICK) return;
+  h->hole_tick = 0;
+  uint64_t now = os_now_ns(), period = hole_period_ns();
+  if (now < h->hole_next_ns || period == TD_NEVER) return;
+  h->hole_next_ns = now + period;
+  heap_holes_pass(h, 0);
 }
 
 /* Move up to one batch of never-used blocks onto the free list. */
@@ -159,21 +244,43 @@ static heap_t *heap_bind(void) {
   return h;
 }
 
+/* The next partial span of class cls with a block to hand out (its holes
+ * taken back if they are all it has), or NULL. */
+static span_t *partial_take(heap_t *h, unsigned cls) {
+  span_t *s;
+  while ((s = h->partial[cls]) != NULL) {
+    span_list_remove(&h->partial[cls], s);
+    if (s->free || (s->nholes && slab_holes_reuse(s))) return s;
+    /* Its free blocks are all in holes being purged right now: set aside as
+     * full (on no list) until one of its blocks is freed. */
+    s->used |= SPAN_FULL_FLAG | SPAN_SLOW_FLAG;
+  }
+  return NULL;
+}
+
 static void *heap_refill(heap_t *h, unsigned cls) {
   span_t *s = h->cur[cls];
-  if (s != &span_empty && s->bump < s->bump_end) {
-    slab_carve(s);
-    return heap_alloc_small(h, cls);
+  heap_holes_maybe(h);
+  if (s != &span_empty) {
+    /* Holes first: re-carved before fresh space. */
+    if (s->nholes && slab_holes_reuse(s)) return heap_alloc_small(h, cls);
+    if (s->bump < s->bump_end) {
+      slab_carve(s);
+      return heap_alloc_small(h, cls);
+    }
   }
   if (h->out_pending) heap_flush_out(h);
   if (__atomic_load_n(&h->inbox, __ATOMIC_RELAXED)) {
     heap_collect(h);
     if (h->cur[cls]->free) return heap_alloc_small(h, cls);
   }
-  if (s != &span_empty) span_cur_leave_full(s);   /* every block is out: on no list at all */
-  s = h->partial[cls];
-  if (s) {
-    span_list_remove(&h->partial[cls], s);
+  if (s != &span_empty) {
+    h->cur[cls] = &span_empty;
+    if (span_cur_unused(s)) { s->used -= SPAN_CUR_BIAS; slab_retire(h, s); }   /* all free, all in holes */
+    else span_cur_leave_full(s);   /* every block is out (or in a hole): on no list at all */
+  }
+  if ((s = partial_take(h, cls)) != NULL) {
+    /* from the partial list */
   } else if (!(s = slab_new(h, cls))) {
     h->cur[cls] = &span_empty;
     return NULL;
@@ -231,6 +338,7 @@ static void free_local_moved(heap_t *h, span_t *s) {
     else span_list_push(&h->partial[s->cls], s);
     return;
   }
+  if (span_count(s) != 0) return;   /* a span with holes and blocks out: slow only for the hole check */
   /* used == 0: a partial span (a current span holds the bias) */
   TD_DASSERT(s != h->cur[s->cls]);
   span_list_remove(&h->partial[s->cls], s);
@@ -239,7 +347,11 @@ static void free_local_moved(heap_t *h, span_t *s) {
 
 void heap_free_local_edge(heap_t *h, span_t *s) {
   int saved = errno;
+  /* The fast path pushed the block: it is the head. A block of a hole is
+   * free already, even if its page (purged) no longer shows its marker. */
+  if (TD_UNLIKELY(s->nholes) && span_in_hole(s, (const void *)s->free)) span_misuse((const void *)s->free, s, "free");
   if (span_used_drop(s)) free_local_moved(h, s);
+  heap_holes_maybe(h);
   errno = saved;
 }
 
@@ -258,6 +370,7 @@ static void outbuf_flush(outbuf_t *o) {
   inbox_push(o->dest, o->head, o->tail);
   o->head = o->tail = NULL;
   o->n = 0;
+  o->bytes = 0;
 }
 
 void heap_free_remote(heap_t *h, span_t *s, block_t *b) {
@@ -279,6 +392,7 @@ void heap_free_remote(heap_t *h, span_t *s, block_t *b) {
   b->next = span_link_encode((uintptr_t)o->head);
   o->head = b;
   if (o->n++ == 0) o->tail = b;
+  o->bytes += s->size;
   h->out_pending = 1;
   if (o->n >= HEAP_OUT_BATCH) outbuf_flush(o);
 }
@@ -295,6 +409,7 @@ void heap_collect(heap_t *h) {
     uintptr_t nx = span_link_decode(b->next);
     span_t *s = pagemap_lookup(b);
     if (TD_UNLIKELY(span_link_bad(nx) || !s || s->owner != h)) span_corrupt(b, s, "free");
+    if (TD_UNLIKELY(s->nholes) && span_in_hole(s, b)) span_misuse(b, s, "free");   /* freed twice, remotely */
     block_t *next = (block_t *)nx;
     span_push(s, b);   /* the freeing thread checked it (span_block_bad) */
     if (TD_UNLIKELY(span_used_drop(s))) free_local_moved(h, s);
@@ -310,6 +425,7 @@ static void heap_trim(heap_t *h) {
     slab_release(s);
   }
   h->span_cache_n = 0;
+  h->cnt.span_cache_bytes = 0;
   for (unsigned c = 1; c < SC_NCLASSES; c++) {
     span_t *s = h->cur[c];
     if (s != &span_empty && span_cur_unused(s)) {
@@ -330,6 +446,16 @@ void heap_thread_flush(void) {
   heap_flush_out(h);
   heap_collect(h);
   heap_trim(h);
+  heap_holes_pass(h, HOLES_CURRENT);
+}
+
+void heap_holes_request(void) {
+  heap_t *self = tls_heap;
+  mutex_lock(&registry_lock);
+  for (heap_t *h = all_heaps; h; h = h->all_next)
+    if (h->state == HEAP_ACTIVE && h != self) __atomic_store_n(&h->hole_request, 1, __ATOMIC_RELAXED);
+  mutex_unlock(&registry_lock);
+  if (self != &heap_empty) heap_holes_pass(self, HOLES_FORCE | HOLES_CURRENT);
 }
 
 static void heap_thread_exit(void *arg) {
@@ -348,7 +474,7 @@ static void heap_thread_exit(void *arg) {
   if (hook) hook();
 }
 
-void heap_sweep_pool(void) {
+void heap_sweep_pool(bool force) {
   /* Take the pool out so that no lock is held while slabs go back to the
    * page layer (lock order: page before registry). */
   mutex_lock(&registry_lock);
@@ -359,6 +485,7 @@ void heap_sweep_pool(void) {
   for (heap_t *h = list; h; h = h->pool_next) {
     heap_collect(h);
     heap_trim(h);
+    heap_holes_pass(h, force ? HOLES_FORCE | HOLES_CURRENT : HOLES_CURRENT);   /* no owner uses its current slabs */
     last = h;
   }
   if (last) {
@@ -374,11 +501,22 @@ void heap_sweep_pool(void) {
 
 /* ---- statistics -------------------------------------------------------------- */
 
-static void counters_add(heap_counters_t *sum, const heap_counters_t *c) {
+/* Bytes in h's outgoing buffers: racy reads of words its owner writes
+ * without atomics (statistics; suppressed for TSan like counters_add). */
+static uint64_t outbuf_bytes_sum(const heap_t *h) {
+  uint64_t n = 0;
+  for (unsigned i = 0; i < HEAP_OUT_SLOTS; i++) n += __atomic_load_n(&h->out[i].bytes, __ATOMIC_RELAXED);
+  return n;
+}
+
+/* pooled: c is a pooled heap's, whose slabs count as pooled_slab_bytes. */
+static void counters_add(heap_counters_t *sum, const heap_counters_t *c, bool pooled) {
   for (unsigned k = 0; k < SC_NCLASSES; k++) {
     sum->nmalloc[k] += __atomic_load_n(&c->nmalloc[k], __ATOMIC_RELAXED);
     sum->nfree[k] += __atomic_load_n(&c->nfree[k], __ATOMIC_RELAXED);
-    sum->nslabs[k] += __atomic_load_n(&c->nslabs[k], __ATOMIC_RELAXED);
+    uint64_t slabs = __atomic_load_n(&c->nslabs[k], __ATOMIC_RELAXED);
+    sum->nslabs[k] += slabs;
+    if (pooled && k) sum->pooled_slab_bytes += slabs * sc_info[k].pages * TD_PAGE;
   }
   sum->large_nmalloc += __atomic_load_n(&c->large_nmalloc, __ATOMIC_RELAXED);
   sum->large_nfree += __atomic_load_n(&c->large_nfree, __ATOMIC_RELAXED);
@@ -386,19 +524,23 @@ static void counters_add(heap_counters_t *sum, const heap_counters_t *c) {
   sum->large_bytes_free += __atomic_load_n(&c->large_bytes_free, __ATOMIC_RELAXED);
   sum->huge_bytes_alloc += __atomic_load_n(&c->huge_bytes_alloc, __ATOMIC_RELAXED);
   sum->huge_bytes_free += __atomic_load_n(&c->huge_bytes_free, __ATOMIC_RELAXED);
+  sum->span_cache_bytes += __atomic_load_n(&c->span_cache_bytes, __ATOMIC_RELAXED);
+  sum->hole_passes += __atomic_load_n(&c->hole_passes, __ATOMIC_RELAXED);
+  sum->hole_pages += __atomic_load_n(&c->hole_pages, __ATOMIC_RELAXED);
 }
 
 void heap_counters_merge(heap_counters_t *sum, uint64_t *active_heaps, uint64_t *pooled_heaps) {
   uint64_t na = 0, np = 0;
   mutex_lock(&registry_lock);
   for (heap_t *h = all_heaps; h; h = h->all_next) {
-    counters_add(sum, &h->cnt);
+    counters_add(sum, &h->cnt, h->state == HEAP_POOLED);
+    sum->outbuf_bytes += outbuf_bytes_sum(h);
     na += h->state == HEAP_ACTIVE;
     np += h->state == HEAP_POOLED;
   }
   mutex_unlock(&registry_lock);
   mutex_lock(&orphan_lock);
-  counters_add(sum, &orphan_cnt);
+  counters_add(sum, &orphan_cnt, false);
   for (unsigned k = 0; k < ORPHAN_FREE_SHARDS; k++)
     for (unsigned c = 0; c < SC_NCLASSES; c++) sum->nfree[c] += __atomic_load_n(&orphan_frees[k].nfree[c], __ATOMIC_RELAXED);
   mutex_unlock(&orphan_lock);
@@ -455,7 +597,7 @@ void heap_validate(heap_t *h) {
     }
     for (span_t *s = h->partial[c]; s; s = s->next) {
       span_validate(h, s, c);
-      TD_CHECK(s->free != 0 && !span_is_full(s), "partial span state", (void *)s->start, "heap_validate");
+      TD_CHECK((s->free != 0 || s->nholes) && !span_is_full(s), "partial span state", (void *)s->start, "heap_validate");
     }
   }
 }

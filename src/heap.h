@@ -13,6 +13,26 @@
  * When a thread exits, its heap flushes, returns empty slabs, and goes to a
  * pool with the slabs still in use; the next new thread adopts it whole, so
  * thread churn neither leaks nor grows.
+ * Holes (span.h): the owner gives the pages of its partial slabs whose blocks
+ * are all free to the page layer, which decays and purges them like other
+ * free pages; it takes them back (before carving fresh blocks) when it needs
+ * blocks there. A hole pass runs on the owner only: in its slow paths, at
+ * most once per hole period (dirty_decay_ms / HEAP_HOLE_PERIOD_DIV) and
+ * looking at the clock once per HEAP_HOLE_TICK slow paths; on
+ * tidal_thread_flush; forced (hugified units too) when another thread asks
+ * (tidal_purge, pressure: a request flag the owner serves at its next slow
+ * path — the free fast path writes spans without atomics, so no other thread
+ * may, and an owner that never comes back keeps its holes until it exits).
+ * Pooled heaps have no owner: whoever takes the pool (the background
+ * thread's sweep, tidal_purge) makes their passes.
+ * Caches and their bounds: the empty-slab cache of a heap holds at most
+ * HEAP_SPAN_CACHE slabs and HEAP_SPAN_CACHE_BYTES, and a slab that stays
+ * cached over two hole periods goes back to the page layer; outgoing
+ * remote-free buffers hold at most HEAP_OUT_BATCH blocks each (HEAP_OUT_SLOTS
+ * buffers) and are pushed when the owner refills a class past its current
+ * slab, on tidal_thread_flush and at thread exit; pooled heaps keep only
+ * slabs with live blocks (their inboxes drained, empty slabs and holes given
+ * back at every sweep of the pool).
  * What it is not: the large or huge path (page.h, huge.h), or initialisation.
  * It may call: span, secure (guarded samples), page, pagemap, meta, sizeclass,
  * conf, lock, safety, os.
@@ -26,6 +46,11 @@
 #define HEAP_OUT_SLOTS   8      /* outgoing remote-free buffers per heap */
 #define HEAP_OUT_BATCH   32     /* blocks per buffer before it is pushed */
 #define HEAP_SPAN_CACHE  4      /* empty slabs a heap keeps for reuse */
+#define HEAP_SPAN_CACHE_BYTES ((size_t)512 << 10)   /* ... and at most these bytes */
+#define HEAP_HOLE_TICK   64     /* slow paths between looks at the clock for a hole pass */
+#define HEAP_HOLE_PERIOD_DIV 8  /* hole passes at most every dirty_decay_ms / this ... */
+#define HEAP_HOLE_PERIOD_MIN_NS (10ull * 1000000ull)     /* ... but not more often */
+#define HEAP_HOLE_PERIOD_MAX_NS (1000ull * 1000000ull)   /* ... nor less often */
 /* Up to this block size a block stays put for any smaller size (realloc)
  * and a sized free may name any smaller size: classes are 16 bytes apart
  * there, so a much smaller request lands in the same class. */
@@ -35,6 +60,7 @@ typedef struct outbuf_s {
   struct heap_s *dest;
   block_t *head, *tail;
   uint32_t n;
+  uint32_t bytes;             /* block bytes buffered (statistics) */
 } outbuf_t;
 
 enum heap_state { HEAP_ACTIVE = 1, HEAP_POOLED, HEAP_DEAD, HEAP_GLOBAL };
@@ -58,6 +84,11 @@ typedef struct heap_counters_s {
   uint64_t large_nmalloc, large_nfree;        /* large and huge requests */
   uint64_t large_bytes_alloc, large_bytes_free; /* page runs (large) */
   uint64_t huge_bytes_alloc, huge_bytes_free;   /* own mappings (huge) */
+  /* gauges of the caches (statistics; merged like the counters) */
+  uint64_t span_cache_bytes;                  /* empty slabs kept for reuse */
+  uint64_t pooled_slab_bytes;                 /* slabs of pooled heaps (filled in by the merge) */
+  uint64_t outbuf_bytes;                      /* blocks waiting in outgoing remote-free buffers (filled in by the merge) */
+  uint64_t hole_passes, hole_pages;           /* hole passes made, pages given as holes */
 } heap_counters_t;
 
 typedef struct heap_s heap_t;
@@ -73,6 +104,9 @@ struct heap_s {
   span_t *span_cache;                         /* empty slabs kept for reuse */
   span_t *parked[SC_NCLASSES];                /* guard_sample mode: the current spans, kept off cur[] */
   int64_t sample_left;                        /* guard_sample mode: allocations before the next sample */
+  uint32_t hole_tick;                         /* slow paths since the clock was last read */
+  uint32_t hole_request;                      /* a forced hole pass is asked for (__atomic_*) */
+  uint64_t hole_next_ns;                      /* when a hole pass is next due */
   heap_t *all_next, *pool_next;
   block_t *inbox TD_ALIGNED(TD_CACHELINE);   /* remote frees (accessed with __atomic_* only) */
 };
@@ -111,8 +145,21 @@ void heap_thread_bind(void);
 /* Flush the calling thread's outgoing frees, drain its inbox, return its
  * empty slabs. */
 void heap_thread_flush(void);
-/* Drain pooled heaps' inboxes and give their empty slabs back. */
-void heap_sweep_pool(void);
+/* Drain pooled heaps' inboxes and give their empty slabs and holes back
+ * (force: in hugified units too). */
+void heap_sweep_pool(bool force);
+/* Memory is short or a purge was asked for: a forced hole pass of the
+ * calling thread's heap now and of every other active heap at its next slow
+ * path. */
+void heap_holes_request(void);
+/* One hole pass of h (its owner, or whoever holds a pooled heap): give the
+ * all-free pages of its partial slabs to the page layer; age its span cache.
+ * HOLES_FORCE: in hugified units too, every slab looked at again, the span
+ * cache emptied; HOLES_CURRENT: the current slabs too (an explicit flush or
+ * purge: the thread says it is about to idle). Returns pages given. */
+#define HOLES_FORCE   1u
+#define HOLES_CURRENT 2u
+size_t heap_holes_pass(heap_t *h, unsigned flags);
 
 /* Sum every heap's counters (racy reads of other threads' counters: a
  * snapshot, not a transaction) and count heaps by state. */

@@ -35,7 +35,8 @@ static struct {
   bool hugify_enabled, born_huge;
   size_t dense_pages;              /* nactive at which a unit counts as dense */
   /* counters (pages unless noted) */
-  size_t mapped_bytes, nunits, nactive, ndirty, nmuzzy, nhugified;
+  size_t mapped_bytes, nunits, nactive, ndirty, nmuzzy, nhugified, nheld;
+  uint64_t holes_given, holes_taken;
   uint64_t purged_lazy, purged_now, purge_passes, hugifies, dehugifies, collapses, collapse_failures, decommits;
 } pages;
 
@@ -161,6 +162,13 @@ static bool unit_hugify_candidate(const unit_t *u) {
   return !u->hugified && u->nactive >= need;
 }
 
+/* The pages no new run may take: active ones and holes. */
+static const bm512_t *unit_taken(const unit_t *u, bm512_t *tmp) {
+  if (!u->nheld) return &u->active;
+  for (size_t w = 0; w < BM_WORDS; w++) tmp->w[w] = u->active.w[w] | u->held.w[w];
+  return tmp;
+}
+
 /* Invariant of a unit (page.h), O(words): the counters match the maps, the
  * maps are disjoint, the longest free range is current. */
 static const char *unit_check(const unit_t *u) {
@@ -170,7 +178,12 @@ static const char *unit_check(const unit_t *u) {
     if ((u->active.w[w] & u->dirty.w[w]) | (u->active.w[w] & u->muzzy.w[w]) | (u->dirty.w[w] & u->muzzy.w[w]))
       return "unit: active, dirty and muzzy are disjoint";
   if ((size_t)u->nactive + u->ndirty + u->nmuzzy > TD_UNIT_PAGES) return "unit: active + dirty + muzzy <= pages";
-  if (bm_longest_clear_run(&u->active) != u->lfr) return "unit: lfr == longest free range";
+  if (bm_count(&u->held) != u->nheld) return "unit: nheld == popcount(held)";
+  for (size_t w = 0; w < BM_WORDS; w++)
+    if (u->active.w[w] & u->held.w[w]) return "unit: held and active are disjoint";
+  if (u->nheld && !u->committed) return "unit: holes only in committed units";
+  bm512_t tmp;
+  if (bm_longest_clear_run(unit_taken(u, &tmp)) != u->lfr) return "unit: lfr == longest free range";
   return NULL;
 }
 #ifdef TIDAL_DEBUG
@@ -215,7 +228,8 @@ static void unit_track_dense(unit_t *u) {
 /* After u's page states changed: bins, purge list, density. */
 static void unit_update(unit_t *u) {
   mutex_assert_held(&page_lock);
-  unit_rebin(u, (uint16_t)bm_longest_clear_run(&u->active));
+  bm512_t tmp;
+  unit_rebin(u, (uint16_t)bm_longest_clear_run(unit_taken(u, &tmp)));
   unit_track_purgeable(u);
   if (pages.hugify_enabled) unit_track_dense(u);
   UNIT_DASSERT_CONSISTENT(u);
@@ -308,7 +322,8 @@ span_t *page_alloc(size_t npages, size_t align_pages) {
   span_t *s = NULL;
   for (size_t b = bin_first_from(npages); b < NBINS; b = bin_first_from(b + 1)) {
     unit_t *u = pages.bins[b];   /* the oldest unit of the tightest bin that fits */
-    size_t idx = bm_find_clear_run(&u->active, npages, align_pages);
+    bm512_t tmp;
+    size_t idx = bm_find_clear_run(unit_taken(u, &tmp), npages, align_pages);
     if (idx < TD_UNIT_PAGES) { s = run_take(u, idx, npages); goto done; }
     /* only an aligned request can miss; try a looser bin */
   }
@@ -327,21 +342,40 @@ static size_t dirty_ceiling(void) {
   return TD_MAX(DIRTY_FLOOR_PAGES, (size_t)((uint64_t)pages.nactive * (uint64_t)opt.dirty_mult_milli / 1000u));
 }
 
-/* Pages [idx, idx+n) of u become free (dirty). Returns true when deferred
+/* After pages became dirty: decay has something to look at, and the
+ * ceiling may be crossed. Returns true when deferred work may be due. */
+static bool dirty_grew(void) {
+  if (pages.next_due == TD_NEVER) set_next_due(0);
+  if (pages.ndirty > dirty_ceiling()) set_next_due(0);
+  return pages.next_due < pages.told_due;
+}
+
+/* Pages [idx, idx+n) of u, a run, become free: its active pages dirty, its
+ * holes (already free for purging) simply free. Returns true when deferred
  * work may have become due. */
 static bool run_release(unit_t *u, size_t idx, size_t n) {
   mutex_assert_held(&page_lock);
-  TD_DASSERT(bm_count_range(&u->active, idx, n) == n);
-  bm_clear_range(&u->active, idx, n);
-  bm_set_range(&u->dirty, idx, n);
-  u->nactive = (uint16_t)(u->nactive - n);
-  u->ndirty = (uint16_t)(u->ndirty + n);
-  pages.nactive -= n;
-  pages.ndirty += n;
+  size_t held = u->nheld ? bm_count_range(&u->held, idx, n) : 0;
+  TD_DASSERT(bm_count_range(&u->active, idx, n) == n - held);
+  if (held) {
+    for (size_t w = idx >> 6; w < BM_WORDS && w * 64 < idx + n; w++) {
+      uint64_t m = u->active.w[w] & bm_word_mask(w, idx, idx + n);
+      u->dirty.w[w] |= m;
+      u->active.w[w] &= ~m;
+      u->held.w[w] &= ~bm_word_mask(w, idx, idx + n);
+    }
+    u->nheld = (uint16_t)(u->nheld - held);
+    pages.nheld -= held;
+  } else {
+    bm_clear_range(&u->active, idx, n);
+    bm_set_range(&u->dirty, idx, n);
+  }
+  u->nactive = (uint16_t)(u->nactive - (n - held));
+  u->ndirty = (uint16_t)(u->ndirty + (n - held));
+  pages.nactive -= n - held;
+  pages.ndirty += n - held;
   unit_update(u);
-  if (pages.next_due == TD_NEVER) set_next_due(0);   /* decay has something to look at */
-  if (pages.ndirty > dirty_ceiling()) set_next_due(0);
-  return pages.next_due < pages.told_due;
+  return dirty_grew();
 }
 
 /* Without locks: tell the background thread, or do the work inline. */
@@ -377,7 +411,7 @@ bool page_grow(span_t *s, size_t new_npages) {
   mutex_lock(&page_lock);
   size_t from = s->page_index + old, add = new_npages - old;
   /* A busy unit's free pages are being purged right now: never take them. */
-  if (!u->busy && bm_count_range(&u->active, from, add) == 0) {
+  if (!u->busy && bm_count_range(&u->active, from, add) == 0 && bm_count_range(&u->held, from, add) == 0) {
     pages_activate(u, from, add);
     s->bytes = new_npages * TD_PAGE;
     ok = true;
@@ -408,6 +442,76 @@ void page_span_put(span_t *s) {
   mutex_lock(&page_lock);
   meta_pool_put(&pages.span_pool, s);
   mutex_unlock(&page_lock);
+}
+
+/* ---- holes ------------------------------------------------------------------ */
+
+bool page_hole_allowed(const span_t *s, bool force) {
+  mutex_lock(&page_lock);
+  bool ok = force || !s->unit->hugified;
+  mutex_unlock(&page_lock);
+  return ok;
+}
+
+/* Whether page i of a slab is in a hole map. */
+static bool hole_page(const uint64_t *map, size_t i) { return (map[i >> 6] >> (i & 63)) & 1; }
+
+bool page_hole_give(span_t *s, const uint64_t pages_[SPAN_HOLE_WORDS]) {
+  unit_t *u = s->unit;
+  size_t n = 0;
+  mutex_lock(&page_lock);
+  for (size_t i = 0, idx = s->page_index; i < SPAN_HOLE_MAX_PAGES; i++, idx++) {
+    if (!hole_page(pages_, i)) continue;
+    TD_DASSERT(bm_get(&u->active, idx) && !bm_get(&u->held, idx));
+    bm_clear_range(&u->active, idx, 1);
+    bm_set_range(&u->held, idx, 1);
+    bm_set_range(&u->dirty, idx, 1);
+    n++;
+  }
+  u->nactive = (uint16_t)(u->nactive - n);
+  u->ndirty = (uint16_t)(u->ndirty + n);
+  u->nheld = (uint16_t)(u->nheld + n);
+  pages.nactive -= n;
+  pages.ndirty += n;
+  pages.nheld += n;
+  pages.holes_given += n;
+  unit_update(u);
+  bool due = dirty_grew() || !pages.hook;   /* inline mode: compare with the clock */
+  mutex_unlock(&page_lock);
+  return due;
+}
+
+void page_work_kick(void) { work_maybe_due(); }
+
+bool page_hole_take(span_t *s, const uint64_t pages_[SPAN_HOLE_WORDS]) {
+  unit_t *u = s->unit;
+  size_t n = 0, dirty = 0, muzzy = 0;
+  mutex_lock(&page_lock);
+  /* A busy unit's free pages are being purged right now: never take them. */
+  bool ok = !u->busy;
+  for (size_t i = 0, idx = s->page_index; ok && i < SPAN_HOLE_MAX_PAGES; i++, idx++) {
+    if (!hole_page(pages_, i)) continue;
+    TD_DASSERT(bm_get(&u->held, idx) && !bm_get(&u->active, idx));
+    dirty += bm_get(&u->dirty, idx);
+    muzzy += bm_get(&u->muzzy, idx);
+    bm_clear_range(&u->held, idx, 1);
+    bm_clear_range(&u->dirty, idx, 1);
+    bm_clear_range(&u->muzzy, idx, 1);
+    bm_set_range(&u->active, idx, 1);
+    n++;
+  }
+  u->nactive = (uint16_t)(u->nactive + n);
+  u->ndirty = (uint16_t)(u->ndirty - dirty);
+  u->nmuzzy = (uint16_t)(u->nmuzzy - muzzy);
+  u->nheld = (uint16_t)(u->nheld - n);
+  pages.nactive += n;
+  pages.ndirty -= dirty;
+  pages.nmuzzy -= muzzy;
+  pages.nheld -= n;
+  pages.holes_taken += n;
+  if (ok) unit_update(u);
+  mutex_unlock(&page_lock);
+  return ok;
 }
 
 /* ---- purging -------------------------------------------------------------- */
@@ -481,7 +585,7 @@ static size_t purge_unit(unit_t *u, enum stage st, os_purge_t how) {
    * page_grow refuses busy units. */
   pages_purged(u, &snap, n, st, how);
   u->busy = 0;
-  if (os_system.overcommit_strict && u->nactive == 0 && u->ndirty == 0 && u->nmuzzy == 0 && u->committed) {
+  if (os_system.overcommit_strict && u->nactive == 0 && u->ndirty == 0 && u->nmuzzy == 0 && u->nheld == 0 && u->committed) {
     if (os_commit((void *)u->base, TD_UNIT, false)) { u->committed = 0; pages.decommits++; }
   }
   unit_update(u);
@@ -607,6 +711,13 @@ static void stats_fill(page_stats_t *out) {
   out->active = pages.nactive * TD_PAGE;
   out->dirty = pages.ndirty * TD_PAGE;
   out->muzzy = pages.nmuzzy * TD_PAGE;
+  out->holes = pages.nheld * TD_PAGE;
+  size_t held_dirty = 0;
+  for (unit_t *u = pages.nheld ? pages.all_units : NULL; u; u = u->all_next)
+    for (size_t w = 0; u->nheld && w < BM_WORDS; w++) held_dirty += (size_t)__builtin_popcountll(u->held.w[w] & u->dirty.w[w]);
+  out->holes_resident = held_dirty * TD_PAGE;
+  out->holes_given = pages.holes_given;
+  out->holes_taken = pages.holes_taken;
   out->hugified_units = pages.nhugified;
   out->purged_lazy_bytes = pages.purged_lazy * TD_PAGE;
   out->purged_now_bytes = pages.purged_now * TD_PAGE;
@@ -631,7 +742,7 @@ static size_t ph_count_check(unit_t *n, unit_t *parent_or_prev, uint64_t min_ser
 
 void page_validate(void) {
   mutex_lock(&page_lock);
-  size_t active = 0, dirty = 0, muzzy = 0, listed = 0, in_bins = 0, huge = 0;
+  size_t active = 0, dirty = 0, muzzy = 0, held = 0, listed = 0, in_bins = 0, huge = 0;
   for (size_t b = 0; b < NBINS; b++) {
     TD_CHECK(!pages.bins[b] == !(pages.nonempty[b >> 6] & (1ull << (b & 63))), "bin bitmap", pages.bins[b], "page_validate");
     if (pages.bins[b]) TD_CHECK(pages.bins[b]->ph_prev == NULL, "pairing heap root", pages.bins[b], "page_validate");
@@ -642,9 +753,9 @@ void page_validate(void) {
     TD_CHECK(why == NULL, why, (void *)u->base, "page_validate");
     TD_CHECK(u->on_purge_list == (u->ndirty || u->nmuzzy), "purge list membership", (void *)u->base, "page_validate");
     TD_CHECK(u->busy || u->bin != UNIT_UNLISTED, "unit missing from bins", (void *)u->base, "page_validate");
-    active += u->nactive; dirty += u->ndirty; muzzy += u->nmuzzy; listed++; huge += u->hugified;
+    active += u->nactive; dirty += u->ndirty; muzzy += u->nmuzzy; held += u->nheld; listed++; huge += u->hugified;
   }
-  TD_CHECK(active == pages.nactive && dirty == pages.ndirty && muzzy == pages.nmuzzy && huge == pages.nhugified,
+  TD_CHECK(active == pages.nactive && dirty == pages.ndirty && muzzy == pages.nmuzzy && huge == pages.nhugified && held == pages.nheld,
            "page totals", NULL, "page_validate");
   TD_CHECK(listed == pages.nunits && in_bins <= listed, "unit count", NULL, "page_validate");
   mutex_unlock(&page_lock);

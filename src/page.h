@@ -33,20 +33,27 @@
 
 /* Invariant of a unit u (unit_check, asserted in debug builds after every
  * change under the page lock):
- *   nactive = |active|,  ndirty = |dirty|,  nmuzzy = |muzzy|
- *   active, dirty and muzzy are disjoint
+ *   nactive = |active|,  ndirty = |dirty|,  nmuzzy = |muzzy|,  nheld = |held|
+ *   active, dirty and muzzy are disjoint;  held and active are disjoint
  *   nactive + ndirty + nmuzzy + npurged = TD_UNIT_PAGES   (npurged: in no map; reads as zero)
- *   lfr = the longest run of pages not in active
+ *   lfr = the longest run of pages in neither active nor held
+ *   nheld > 0  =>  committed   (a hole may be taken back and written at any time)
  *   on the purge list  <=>  ndirty + nmuzzy > 0
  *   in bin lfr         <=>  not busy
- * And over all units: P.nactive = sum nactive (likewise dirty, muzzy). */
+ * And over all units: P.nactive = sum nactive (likewise dirty, muzzy, held).
+ * held: holes (span.h) — pages inside a slab run that the slab gave back
+ * while it keeps its live blocks. A held page is free for purging (dirty,
+ * then muzzy, then purged, on the same decay as any free page, and it counts
+ * toward the dirty ceiling) but never free for a new run: it still belongs to
+ * its slab, which takes it back (page_hole_take) or frees the run. */
 typedef struct unit_s unit_t;
 struct unit_s {
   uintptr_t base;
   bm512_t active;             /* page belongs to a run */
   bm512_t dirty;              /* free, possibly resident */
   bm512_t muzzy;              /* free, MADV_FREE'd */
-  uint16_t nactive, ndirty, nmuzzy;
+  bm512_t held;               /* a hole of a slab run: free for purging, not for runs */
+  uint16_t nactive, ndirty, nmuzzy, nheld;
   uint16_t lfr;               /* longest free range, in pages */
   uint16_t bin;               /* bin index, or UNIT_UNLISTED */
   uint8_t hugified;           /* MADV_HUGEPAGE applied */
@@ -80,6 +87,20 @@ void page_shrink(span_t *s, size_t new_npages);
 span_t *page_span_get(void);
 void page_span_put(span_t *s);
 
+/* Holes (span.h). Whether slab s may give pages back as holes now: its
+ * unit is not hugified (a hugified unit stays whole unless force, memory
+ * being short). */
+bool page_hole_allowed(const span_t *s, bool force);
+/* Pages `pages` of slab s (bit i: page i of the run), active until now and
+ * none of whose blocks is on a list any more, become holes: free (dirty)
+ * for the decay and the ceiling, still the slab's. Returns true when
+ * deferred work may be due: the caller, done giving, calls page_work_kick. */
+bool page_hole_give(span_t *s, const uint64_t pages[SPAN_HOLE_WORDS]);
+void page_work_kick(void);
+/* Take holes `pages` of s back (active again; their contents are stale or
+ * zero). False, changing nothing, while the unit is being purged. */
+bool page_hole_take(span_t *s, const uint64_t pages[SPAN_HOLE_WORDS]);
+
 /* Do the purging and hugifying that is due at `now`; returns when the next
  * work is due (UINT64_MAX: none pending). may_collapse: the caller (the
  * background thread) may spend time in MADV_COLLAPSE. */
@@ -96,6 +117,9 @@ typedef struct page_stats_s {
   size_t active;              /* bytes in runs */
   size_t dirty;               /* free bytes, resident */
   size_t muzzy;               /* free bytes, MADV_FREE'd */
+  size_t holes;               /* bytes of slab pages given back as holes (their state is in dirty/muzzy or purged) */
+  size_t holes_resident;      /* of which not yet purged at all (in dirty) */
+  uint64_t holes_given, holes_taken;  /* hole pages given and taken back, ever */
   size_t hugified_units;
   uint64_t purged_lazy_bytes, purged_now_bytes;
   uint64_t purge_passes, hugifies, dehugifies, collapses, collapse_failures, decommits;

@@ -94,7 +94,7 @@ int pressure_cleaner_unregister(int id) {
 static size_t own_cleaner(int which) {
   size_t n = 0;
   switch (which) {
-    case OWN_CACHES: heap_thread_flush(); heap_sweep_pool(); break;   /* moves memory to free pages */
+    case OWN_CACHES: heap_thread_flush(); heap_sweep_pool(true); heap_holes_request(); break;   /* moves memory to free pages */
     case OWN_HUGE: n = huge_purge_all(); break;
     default: n = page_purge_all(); break;
   }

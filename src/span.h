@@ -54,18 +54,45 @@ enum span_kind {
 /* `used` counts blocks handed out (including blocks freed by other threads
  * that the owner has not collected yet), plus SPAN_CUR_BIAS while the span is
  * its heap's current span for the class, so the free fast path never sees a
- * current span drop to zero. Bit 31 marks a full span on no list of its heap
- * (thread-heap slabs only; other slab kinds count without bias or flag).
+ * current span drop to zero. Bit 30 marks a full span on no list of its heap
+ * (thread-heap slabs only; other slab kinds count without bias or flags).
+ * Bit 31 sends every free of the span down the slow path: it is set while the
+ * span is full or has holes (SPAN_SLOW_FLAG = full || nholes > 0), so the
+ * fast path keeps its one signed compare (span_free_is_edge).
+ *
+ * Holes: a page of the slab (SPAN_HOLE_PAGE bytes) every block overlapping
+ * which is free may be given to the page layer (page_hole_give), which then
+ * decays and purges it like any free page while the slab keeps its live
+ * blocks. The blocks overlapping a hole page are free but on no list: a purged
+ * page reads as zero, so no link or marker may live there. `holes` has bit i
+ * set for page i of the slab (offset i * SPAN_HOLE_PAGE from base).
  *
  * Invariant of a slab span s (span_check):
- *   length(free list) + live(s) = carved(s)
- *   live(s)   = (used & ~SPAN_FULL_FLAG) - (current ? SPAN_CUR_BIAS : 0)
- *   carved(s) = (bump - start) / size           (blocks ever carved)
+ *   length(free list) + live(s) + inhole(s) = carved(s)
+ *   live(s)    = (used & SPAN_COUNT_MASK) - (current ? SPAN_CUR_BIAS : 0)
+ *   carved(s)  = (bump - start) / size           (blocks ever carved)
+ *   inhole(s)  = |{ carved blocks overlapping a page of holes }|
+ *   no block on the free list overlaps a page of holes
+ *   every block overlapping a page of holes is carved
+ *   nholes     = popcount(holes)
+ *   (used & SPAN_SLOW_FLAG) != 0  <=>  (used & SPAN_FULL_FLAG) != 0 || nholes > 0
  *   start <= bump <= bump_end = start + capacity * size
  *   limit = bump - start                       (offsets >= limit were never handed out)
  * and every block on the free list carries its marker. */
-#define SPAN_FULL_FLAG 0x80000000u
-#define SPAN_CUR_BIAS  1u
+#define SPAN_SLOW_FLAG  0x80000000u
+#define SPAN_FULL_FLAG  0x40000000u
+#define SPAN_COUNT_MASK 0x3fffffffu
+#define SPAN_CUR_BIAS   1u
+
+/* The unit of hole purging. ASSUMPTION (one place, for the run-time page
+ * size work to unify): the page layer's page, TD_PAGE, is a whole number of
+ * OS pages. With larger OS pages a hole must cover whole OS pages; this is
+ * the constant to derive from the OS page size. */
+#define SPAN_HOLE_PAGE       TD_PAGE
+#define SPAN_HOLE_PAGE_SHIFT TD_PAGE_SHIFT
+#define SPAN_HOLE_WORDS      2                 /* slabs of up to 128 pages */
+#define SPAN_HOLE_MAX_PAGES  (SPAN_HOLE_WORDS * 64)
+#define SPAN_HOLE_MAX_BLOCKS 8192              /* scan bitmap: blocks per slab */
 
 typedef struct span_s span_t;
 struct span_s {
@@ -93,6 +120,9 @@ struct span_s {
   uint64_t stamp_ns;          /* when it was cached (huge) */
   size_t req_size;            /* requested size (guarded blocks) */
   void *cache;                /* owning object cache (objcache slabs) */
+  uint64_t holes[SPAN_HOLE_WORDS]; /* pages given to the page layer as holes (slab) */
+  uint32_t nholes;            /* popcount(holes) */
+  uint32_t hole_used;         /* `used` when the span was last scanned for holes */
 } TD_ALIGNED(TD_CACHELINE);
 
 /* Doubly linked lists of spans through next/prev (heap partial lists and
@@ -176,29 +206,51 @@ TD_INLINE bool span_block_bad(const span_t *s, const void *p) {
 /* ---- `used`, with the current-span bias and the full flag ---------------- */
 
 /* The free fast path: true when this free would empty the span or it is
- * marked full; the slow path then decrements (span_used_drop). */
+ * marked full or holed; the slow path then decrements (span_used_drop). */
 TD_INLINE bool span_free_is_edge(const span_t *s) { return (int32_t)s->used <= (int32_t)SPAN_CUR_BIAS; }
 TD_INLINE void span_used_dec(span_t *s) { s->used--; }
-/* Decrement; true when the span became empty or had been full (slow work). */
+/* Decrement; true when the span became empty or is full or holed (slow work). */
 TD_INLINE bool span_used_drop(span_t *s) { return (int32_t)--s->used <= 0; }
+TD_INLINE uint32_t span_count(const span_t *s) { return s->used & SPAN_COUNT_MASK; }
 TD_INLINE bool span_is_full(const span_t *s) { return (s->used & SPAN_FULL_FLAG) != 0; }
+TD_INLINE bool span_has_holes(const span_t *s) { return s->nholes != 0; }
 /* A full span gets a free block: it loses the flag; true if now empty. */
 TD_INLINE bool span_unfull(span_t *s) {
   s->used &= ~SPAN_FULL_FLAG;
-  return s->used == 0;
+  if (!s->nholes) s->used &= ~SPAN_SLOW_FLAG;
+  return span_count(s) == 0;
 }
 /* The span becomes its heap's current span, or leaves it with every block
- * out (full, on no list). */
+ * out (full, on no list) or every free block in a hole. */
 TD_INLINE void span_cur_enter(span_t *s) { s->used += SPAN_CUR_BIAS; }
 TD_INLINE void span_cur_leave_full(span_t *s) {
-  TD_DASSERT(s->used > SPAN_CUR_BIAS);
-  s->used = (s->used - SPAN_CUR_BIAS) | SPAN_FULL_FLAG;
+  TD_DASSERT(span_count(s) > SPAN_CUR_BIAS || s->nholes);
+  s->used = (s->used - SPAN_CUR_BIAS) | SPAN_FULL_FLAG | SPAN_SLOW_FLAG;
 }
 /* A current span none of whose blocks is out. */
-TD_INLINE bool span_cur_unused(const span_t *s) { return s->used == SPAN_CUR_BIAS; }
+TD_INLINE bool span_cur_unused(const span_t *s) { return span_count(s) == SPAN_CUR_BIAS; }
 TD_INLINE uint32_t span_live(const span_t *s, bool current) {
-  return (s->used & ~SPAN_FULL_FLAG) - (current ? SPAN_CUR_BIAS : 0);
+  return span_count(s) - (current ? SPAN_CUR_BIAS : 0);
 }
+
+/* ---- holes ------------------------------------------------------------------ */
+
+/* Whether block p of s overlaps a hole page: a free of it is a double free. */
+bool span_in_hole(const span_t *s, const void *p);
+/* The pages of s every block overlapping which is free (on the free list or
+ * in a hole) and carved, and that are not holes yet: into out (cleared
+ * first). Returns how many. Owner only; walks the free list. */
+size_t span_hole_scan(const span_t *s, uint64_t out[SPAN_HOLE_WORDS]);
+/* Make the pages of `pages` holes: the blocks overlapping them leave the free
+ * list (the list keeps its order otherwise); sets the slow flag. Before the
+ * pages go to the page layer, which may purge them at once. */
+void span_hole_cut(span_t *s, const uint64_t pages[SPAN_HOLE_WORDS]);
+/* The pages of `pages` (holes of s, taken back from the page layer, maybe
+ * zero) are no longer holes: their blocks that overlap no other hole get
+ * their markers and go onto the free list, lowest address first out. */
+void span_hole_fill(span_t *s, const uint64_t pages[SPAN_HOLE_WORDS]);
+/* Blocks that overlap a page of holes (for span_check and statistics). */
+size_t span_hole_blocks(const span_t *s);
 
 /* Report what is wrong with p, a pointer that failed the checks of fn
  * (s: its pagemap entry, maybe NULL): not ours, not a block's start, never

@@ -45,7 +45,9 @@ void stats_collect(stats_t *st) {
   secure_stats(&st->secure_allocated, &st->guarded_mapped);
   st->allocated = st->small_allocated + st->large_allocated + st->huge_allocated + st->secure_allocated;
   st->active = st->pages.active + st->huge.live_bytes + st->guarded_mapped;
-  st->resident = st->active + st->pages.dirty + st->pages.muzzy + st->huge.cached_bytes + st->metadata;
+  st->resident = st->active + st->pages.dirty + st->huge.cached_bytes + st->metadata;
+  st->caches = (stats_caches_t){ a.sum.span_cache_bytes, a.sum.pooled_slab_bytes, a.sum.outbuf_bytes,
+                                 a.sum.hole_passes, a.sum.hole_pages };
   st->mapped = st->pages.mapped + st->huge.live_bytes + st->huge.cached_bytes + st->metadata_mapped +
                st->pagemap_mapped + st->guarded_mapped;
   size_t used_region = st->pages.active + st->pages.dirty + st->pages.muzzy;
@@ -173,7 +175,13 @@ static const stat_field_t page_fields[] = {
   NUM(page_stats_t, purged_lazy_bytes, BYTES), NUM(page_stats_t, purged_now_bytes, BYTES),
   NUM(page_stats_t, purge_passes, NULL), NUM(page_stats_t, hugifies, NULL), NUM(page_stats_t, dehugifies, NULL),
   NUM(page_stats_t, collapses, NULL), NUM(page_stats_t, collapse_failures, NULL),
-  NUM(page_stats_t, decommits, NULL),
+  NUM(page_stats_t, decommits, NULL), NUM(page_stats_t, holes, BYTES), NUM(page_stats_t, holes_resident, BYTES),
+  NUM(page_stats_t, holes_given, NULL), NUM(page_stats_t, holes_taken, NULL),
+};
+static const stat_field_t cache_fields[] = {
+  NUM(stats_caches_t, span_cache, BYTES), NUM(stats_caches_t, pooled_slabs, BYTES),
+  NUM(stats_caches_t, remote_buffers, BYTES), NUM(stats_caches_t, hole_passes, NULL),
+  NUM(stats_caches_t, hole_pages, NULL),
 };
 #define SYS(key, m) NUM_AS(key, #m, IN_ALL, os_counters_t, m, NULL)
 static const stat_field_t syscall_fields[] = {
@@ -222,6 +230,7 @@ static const stat_node_t top_children[] = {
   GROUP("large", "", 0, large_fields),
   GROUP("huge", "huge.", offsetof(stats_t, huge), huge_fields),
   GROUP("pages", "pages.", offsetof(stats_t, pages), page_fields),
+  GROUP("caches", "caches.", offsetof(stats_t, caches), cache_fields),
   GROUP("syscalls", "syscalls.", offsetof(stats_t, syscalls), syscall_fields),
   ARRAY("mutexes", "mutexes.", mutexes, mutex_fields, 0, mutexes_end, NULL),
   PARENT("pressure", "pressure.", offsetof(stats_t, pressure), pressure_fields, pressure_children),

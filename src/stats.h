@@ -36,11 +36,22 @@ typedef struct stats_mutex_s {
   uint64_t acquisitions, contended, wait_ns;
 } stats_mutex_t;
 
+/* Where free memory waits outside the page layer's free pages (bytes), and
+ * the hole passes (heap.h). */
+typedef struct stats_caches_s {
+  size_t span_cache;           /* empty slabs kept by thread heaps */
+  size_t pooled_slabs;         /* slabs of pooled heaps (exited threads): live blocks, free blocks, holes */
+  size_t remote_buffers;       /* blocks freed by a thread, waiting in its outgoing buffers for their owner */
+  uint64_t hole_passes;        /* hole passes made by heaps */
+  uint64_t hole_pages;         /* pages they gave to the page layer */
+} stats_caches_t;
+
 typedef struct stats_s {
   /* bytes */
   size_t allocated;            /* in live blocks (block sizes, not requested sizes) */
   size_t active;               /* in active page runs and live huge mappings */
-  size_t resident;             /* active + free pages not yet purged + cached huge + metadata (an upper bound) */
+  size_t resident;             /* active + dirty (holes not yet purged included) + cached huge + metadata:
+                                * backed memory tidalloc holds, MADV_FREE'd pages excluded (docs/stats.md) */
   size_t mapped;               /* reserved regions + huge mappings + metadata mappings */
   size_t retained;             /* reserved address space that is purged or never used */
   size_t metadata;             /* metadata handed out */
@@ -51,6 +62,7 @@ typedef struct stats_s {
   size_t guarded_mapped;       /* their guard-page mappings (outside the page layer) */
   uint64_t large_requests, large_frees;
   page_stats_t pages;
+  stats_caches_t caches;
   huge_stats_t huge;
   os_counters_t syscalls;
   stats_class_t classes[SC_NCLASSES];

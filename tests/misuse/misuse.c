@@ -14,6 +14,7 @@
 
 void free_sized(void *p, size_t size);
 void tidal_thread_flush(void);
+size_t tidal_purge(void);
 typedef struct tidal_objcache tidal_objcache_t;
 tidal_objcache_t *tidal_objcache_create(const char *name, size_t size, size_t align, size_t retain);
 void *tidal_objcache_alloc(tidal_objcache_t *cache);
@@ -37,6 +38,18 @@ static long vm_size_kb(void) {
 }
 
 #define EXPECT(cond) do { if (!(cond)) { fprintf(stderr, "self-check failed: %s\n", #cond); return 1; } } while (0)
+
+/* Two slabs of 2 KiB blocks; the first gets all its blocks but the first
+ * freed and goes back as holes (tidal_purge: its pages are purged, their
+ * markers gone). Returns a block of a purged page. */
+static void *block_in_purged_hole(void) {
+  enum { N = 64 };   /* 32 blocks per slab of 2 KiB blocks */
+  static void *p[N];
+  for (int i = 0; i < N; i++) p[i] = hide(malloc(2048));
+  for (int i = 1; i < N / 2; i++) free(p[i]);
+  tidal_purge();
+  return p[N / 4];
+}
 
 static int run(const char *c) {
   if (!strcmp(c, "double_free_immediate")) {
@@ -67,6 +80,13 @@ static int run(const char *c) {
     pthread_create(&t, NULL, free_in_thread, p);
     pthread_join(t, NULL);
     free(p);
+  } else if (!strcmp(c, "double_free_hole")) {
+    free(block_in_purged_hole());
+  } else if (!strcmp(c, "double_free_hole_remote")) {
+    pthread_t t;
+    pthread_create(&t, NULL, free_in_thread, block_in_purged_hole());
+    pthread_join(t, NULL);
+    tidal_thread_flush();   /* the owner collects the remote free */
   } else if (!strcmp(c, "double_free_calloc")) {
     void *p = hide(calloc(10, 10));
     free(p);
