@@ -6,6 +6,7 @@
 #include "os.h"
 #include "page.h"
 #include "pressure.h"
+#include "prof.h"
 
 #include <poll.h>
 #include <pthread.h>
@@ -131,10 +132,23 @@ static void bg_thread_exited(void) {
   mutex_unlock(&bg_lock);
 }
 
+/* The heap profiler's waker (prof_signal, prof_gdump): may run in a signal
+ * handler, so it takes no lock: it bumps the futex word and wakes the
+ * worker, or asks for the worker to be started. The worker looks at the
+ * profiler's pending work on every round. */
+static void bg_wake_async(void) {
+  __atomic_fetch_add(&bg.seq, 1, __ATOMIC_RELEASE);
+  os_futex_wake(&bg.seq, 1);
+  __atomic_store_n(&start_pending, true, __ATOMIC_RELEASE);
+}
+
+void background_request_start(void) { __atomic_store_n(&start_pending, true, __ATOMIC_RELEASE); }
+
 static void hooks_install(bool on) {
   page_set_work_hook(on ? bg_notify : NULL);
   huge_set_work_hook(on ? bg_notify : NULL);
   pressure_set_work_hook(on ? bg_notify : NULL);
+  prof_set_wake_hook(on ? bg_wake_async : NULL);
 }
 
 /* ---- the pressure watcher --------------------------------------------------- */
@@ -270,12 +284,13 @@ static void *worker_main(void *arg) {
     mutex_unlock(&bg_lock);
 
     uint64_t next = worker_work(os_now_ns());
+    prof_deferred_work();   /* a dump asked for by prof_signal or prof_gdump */
     uint64_t now = os_now_ns();
     if (watch) next = TD_MIN(next, now + LIVENESS_CHECK_NS);
     mutex_lock(&bg_lock);
     uint32_t seq = __atomic_load_n(&bg.seq, __ATOMIC_ACQUIRE);
     bg.wake_at = next;
-    bool more = bg.pressure != PRESSURE_NONE || bg.work_due <= now;
+    bool more = bg.pressure != PRESSURE_NONE || bg.work_due <= now || prof_work_pending();
     mutex_unlock(&bg_lock);
     if (next > now && !more) os_futex_wait_timeout(&bg.seq, seq, next - now);
   }

@@ -12,7 +12,7 @@
  * "opt.*" from the options table (conf.h).
  * Errors: ENOENT unknown name, EINVAL bad length or value, EPERM writing a
  * read-only name.
- * It may call: stats, conf, background, heap, pressure (purge), lock, os.
+ * It may call: stats, conf, background, heap, pressure (purge), prof, lock, os.
  */
 #ifndef TIDAL_CTL_H
 #define TIDAL_CTL_H

@@ -11,6 +11,7 @@ static const char *type_name(const opt_desc_t *d) {
     case OPT_INT: return "integer";
     case OPT_MILLI: return "ratio";
     case OPT_ENUM: return "enum";
+    case OPT_STR: return "text";
   }
   return "?";
 }
@@ -35,6 +36,7 @@ int main(void) {
     printf("| `%s` | %s | `%s` | ", d->name, type_name(d), d->def);
     switch (d->type) {
       case OPT_BOOL: printf("`true`, `false`"); break;
+      case OPT_STR: printf("text without commas, up to %lld bytes", (long long)d->max); break;
       case OPT_ENUM:
         for (int k = 0; d->choices[k]; k++) printf("%s`%s`", k ? ", " : "", d->choices[k]);
         break;
