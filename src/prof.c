@@ -473,7 +473,8 @@ static void leak_print_site(const snap_site_t *site) {
   n += fmt_bytes(line + n, site->bytes);
   memcpy(line + n, " in ", 4); n += 4;
   n += fmt_u64(line + n, site->count);
-  memcpy(line + n, " blocks at ", 11); n += 11;
+  const char *what = site->count == 1 ? " block at " : " blocks at ";
+  memcpy(line + n, what, strlen(what)); n += strlen(what);
   err_str("  ");
   os_write_stderr(line, n);
   const prof_stack_t *s = site->stack;
