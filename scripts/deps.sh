@@ -7,6 +7,10 @@ pkgs=(cmake make gcc g++ pkg-config)
 case "$level" in
   test|bench) pkgs+=(python3 perl sqlite3 git valgrind clang libclang-rt-14-dev) ;;
 esac
+# heap profile readers for tests/prof (jeprof, google-pprof, go tool pprof; binutils for their symbolization)
+case "$level" in
+  test|bench) pkgs+=(libjemalloc-dev google-perftools golang-go binutils) ;;
+esac
 case "$level" in
   bench) pkgs+=(libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 python3-matplotlib
                 redis-server redis-tools time) ;;
