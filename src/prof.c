@@ -17,13 +17,17 @@
 #define PROF_BUCKETS   4096          /* stack hash table (a power of two) */
 #define PROF_SKIP_MAX  24            /* frames inside tidalloc above the caller's */
 #define PROF_TOP_LEAK  5             /* stacks printed by the leak report */
+/* Counts are kept in fixed point (1/1024 of a block), so that sums add and
+ * subtract exactly and the invariant holds with equality. */
+#define PROF_FX_SHIFT  10
+#define PROF_FX_ROUND(x) (((x) + (1u << (PROF_FX_SHIFT - 1))) >> PROF_FX_SHIFT)
 
 typedef struct prof_stack_s prof_stack_t;
 struct prof_stack_s {
   prof_stack_t *next;          /* hash chain */
   prof_stack_t *all_next;      /* every stack, newest first */
   uint64_t hash;
-  double count, bytes;         /* live, unbiased (sums of w and s*w) */
+  uint64_t count, bytes;       /* live, unbiased: sums of the records' (fixed point, exact) */
   uint64_t samples;            /* live sampled blocks */
   uint32_t depth;
   uintptr_t pcs[];             /* return addresses, innermost first */
@@ -35,7 +39,8 @@ struct prof_rec_s {
   prof_rec_t *next, *prev;
   prof_stack_t *stack;         /* NULL once prof.reset dropped it */
   size_t size;                 /* requested */
-  double weight;
+  double weight;               /* w = 1/q */
+  uint64_t count, bytes;       /* w in PROF_FX units, s*w rounded: what it adds to its stack */
 };
 
 static td_mutex_t prof_lock = TD_MUTEX_INIT("prof", RANK_PROF);
@@ -44,9 +49,9 @@ static prof_stack_t *all_stacks;
 static prof_rec_t *live;
 static meta_pool_t rec_pool = { NULL, sizeof(prof_rec_t) };
 static struct {
-  double count, bytes;         /* live totals */
+  uint64_t count, bytes;       /* live totals */
   uint64_t samples, stacks, meta_bytes, recs, recs_high;
-  double gdump_next;           /* live bytes that trigger the next gdump */
+  uint64_t gdump_next;         /* live bytes that trigger the next gdump */
 } tot;
 static bool active = true;               /* prof.active (__atomic_*) */
 static uint64_t dump_seq, dumps;         /* __atomic_* */
@@ -209,12 +214,14 @@ static bool record_add(span_t *s, const uintptr_t *pcs, unsigned depth, size_t s
     r->stack = st;
     r->size = size;
     r->weight = w;
+    r->count = (uint64_t)(w * (1 << PROF_FX_SHIFT) + 0.5);
+    r->bytes = (uint64_t)((double)size * w + 0.5);
     r->prev = NULL;
     r->next = live;
     if (live) live->prev = r;
     live = r;
-    st->count += w; st->bytes += (double)size * w; st->samples++;
-    tot.count += w; tot.bytes += (double)size * w; tot.samples++;
+    st->count += r->count; st->bytes += r->bytes; st->samples++;
+    tot.count += r->count; tot.bytes += r->bytes; tot.samples++;
     if (++tot.recs > tot.recs_high) tot.recs_high = tot.recs;
     if (opt.prof_gdump && tot.bytes > tot.gdump_next) {
       tot.gdump_next = tot.bytes * 2;   /* at most once per doubling */
@@ -235,7 +242,7 @@ void *prof_sample(heap_t *h, size_t size, size_t align, bool zero, unsigned cls,
   tls_busy = 1;
   uintptr_t pcs[PROF_MAX_DEPTH];
   unsigned depth = capture(pcs, ra);
-  double w = 1.0 / sample_probability((double)size, (double)opt.prof_sample);
+  double w = 1.0 / sample_probability((double)size, (double)__atomic_load_n(&opt.prof_sample, __ATOMIC_RELAXED));
   void *p = large_alloc(size ? size : 1, align, zero);
   span_t *s = p ? pagemap_lookup(p) : NULL;
   if (s) {
@@ -259,8 +266,8 @@ void prof_free(span_t *s) {
   mutex_lock(&prof_lock);
   prof_stack_t *st = r->stack;
   if (st) {
-    st->count -= r->weight; st->bytes -= (double)r->size * r->weight; st->samples--;
-    tot.count -= r->weight; tot.bytes -= (double)r->size * r->weight; tot.samples--;
+    st->count -= r->count; st->bytes -= r->bytes; st->samples--;
+    tot.count -= r->count; tot.bytes -= r->bytes; tot.samples--;
     if (r->prev) r->prev->next = r->next; else live = r->next;
     if (r->next) r->next->prev = r->prev;
   }
@@ -300,7 +307,7 @@ static void snap_fill(snap_t *sn, size_t cap) {
   sn->n = 0; sn->count = sn->bytes = 0;
   for (const prof_stack_t *s = all_stacks; s && sn->n < cap; s = s->all_next) {
     if (!s->samples) continue;
-    uint64_t c = (uint64_t)(s->count + 0.5), b = (uint64_t)(s->bytes + 0.5);
+    uint64_t c = PROF_FX_ROUND(s->count), b = s->bytes;
     if (c == 0) c = 1;
     sn->sites[sn->n++] = (snap_site_t){ s, c, b };
     sn->count += c; sn->bytes += b;
@@ -410,6 +417,10 @@ static bool dump(const char *path, char *out, size_t outcap, snap_t *keep) {
   snap_t sn;
   uint8_t was = tls_busy;
   tls_busy = 1;
+#ifdef TIDAL_DEBUG
+  const char *why = prof_validate();   /* tier 3, in debug builds: every dump checks the table */
+  if (why) safety_assert_fail(__FILE__, __LINE__, why);
+#endif
   bool ok = snap_take(&sn) && dump_write(path, &sn);
   tls_busy = was;
   if (keep) *keep = sn; else snap_free(&sn);
@@ -598,20 +609,20 @@ void prof_stats_get(prof_stats_t *out) {
   out->enabled = prof_enabled();
   if (!out->enabled) return;
   mutex_lock(&prof_lock);
-  out->live_bytes = (uint64_t)(tot.bytes + 0.5);
-  out->live_count = (uint64_t)(tot.count + 0.5);
+  out->live_bytes = tot.bytes;
+  out->live_count = PROF_FX_ROUND(tot.count);
   out->samples = tot.samples;
   out->stacks = tot.stacks;
   out->metadata = tot.meta_bytes + tot.recs_high * sizeof(prof_rec_t);
   /* the top sites by bytes (insertion into a short sorted array) */
   for (const prof_stack_t *s = all_stacks; s; s = s->all_next) {
     if (!s->samples) continue;
-    uint64_t b = (uint64_t)(s->bytes + 0.5);
+    uint64_t b = s->bytes;
     unsigned i = out->ntop < PROF_TOP_SITES ? out->ntop++ : PROF_TOP_SITES;
     if (i == PROF_TOP_SITES) { if (b <= out->top[i - 1].bytes) continue; i--; }
     while (i > 0 && out->top[i - 1].bytes < b) { out->top[i] = out->top[i - 1]; i--; }
     out->top[i].bytes = b;
-    out->top[i].count = TD_MAX((uint64_t)(s->count + 0.5), 1);
+    out->top[i].count = TD_MAX(PROF_FX_ROUND(s->count), 1);
     site_text(out->top[i].site, sizeof out->top[i].site, s);
   }
   mutex_unlock(&prof_lock);
@@ -621,15 +632,12 @@ void prof_stats_get(prof_stats_t *out) {
 const char *prof_validate(void) {
   const char *why = NULL;
   mutex_lock(&prof_lock);
-  double c = 0, b = 0;
-  uint64_t n = 0;
+  uint64_t c = 0, b = 0, n = 0, lc = 0, lb = 0, ln = 0;
   for (prof_stack_t *s = all_stacks; s; s = s->all_next) { c += s->count; b += s->bytes; n += s->samples; }
-  double lc = 0, lb = 0;
-  uint64_t ln = 0;
-  for (prof_rec_t *r = live; r; r = r->next) { lc += r->weight; lb += (double)r->size * r->weight; ln++; }
+  for (prof_rec_t *r = live; r; r = r->next) { lc += r->count; lb += r->bytes; ln++; }
   if (n != tot.samples || ln != tot.samples) why = "prof: sample count";
-  else if (c - lc > 1e-6 * (c + 1) || lc - c > 1e-6 * (c + 1)) why = "prof: stack counts";
-  else if (b - lb > 1e-6 * (b + 1) || lb - b > 1e-6 * (b + 1)) why = "prof: stack bytes";
+  else if (c != lc || c != tot.count) why = "prof: stack counts";
+  else if (b != lb || b != tot.bytes) why = "prof: stack bytes";
   mutex_unlock(&prof_lock);
   return why;
 }

@@ -24,9 +24,11 @@
  *   a live sample record hangs off its block's span (span_t.prof): the
  *   pagemap is the map from pointer to sample. Records and stacks come from
  *   the metadata allocator, under prof_lock (RANK_PROF).
- *   Invariant (prof_validate): for every stack, live count and bytes equal
- *   the sums of w and s*w over the live samples of the current generation
- *   that point at it; total = sum over stacks.
+ *   Invariant (prof_validate; exact: records carry w in fixed point and
+ *   s*w rounded, so sums add and subtract without drift):
+ *     stack.count = sum of rec.count, stack.bytes = sum of rec.bytes over
+ *     the live records that point at it (prof.reset detaches them all);
+ *     tot = sum over stacks = sum over the live list; samples likewise.
  * - Dumps are written with raw system calls from a snapshot taken under the
  *   lock (the stacks are immutable, so the snapshot copies only pointers and
  *   sums), never from inside malloc: on prof.dump, by the background thread
