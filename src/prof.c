@@ -155,9 +155,9 @@ static unsigned capture(uintptr_t *out, const void *ra) {
     n = os_backtrace(buf, (int)TD_ARRAY_LEN(buf));
     if (self_hi) {
       while (i < n && (uintptr_t)buf[i] >= self_lo && (uintptr_t)buf[i] < self_hi) i++;
-    } else {   /* a static link: drop frames up to the return into the API entry */
+    } else {   /* a static link: drop the frames above the return into the API entry */
       for (int k = 0; k < n && k < PROF_SKIP_MAX; k++)
-        if (buf[k] == ra) { i = k + 1; break; }
+        if (buf[k] == ra) { i = k; break; }   /* ra: in the entry, or in its caller after a tail call */
     }
   }
   unsigned d = 0;

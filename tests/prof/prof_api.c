@@ -39,6 +39,7 @@ static volatile size_t sampled_bytes;
 static char dumped[512];
 static void on_sample(const void *p, size_t size, double w, void *const *pcs, unsigned depth) {
   (void)p; (void)w;
+  if (gettid() != getpid()) return;   /* the background thread may have sampled before the hooks were set */
   nsample++;
   sampled_bytes += size;
   CHECK(depth == 3 && pcs[0] == fixed[0] && pcs[2] == fixed[2], "sample hook got another stack");
