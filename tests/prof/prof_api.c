@@ -5,7 +5,9 @@
  *              dump hook, prof.active, prof.reset, sampled-block semantics
  *   off        prof off: reads give defaults, writes fail with EPERM
  *   leak | noleak   blocks still live at exit, or none (prof_leak tests)
- *   signal PREFIX   prof_signal:12 — raise it, wait for the dump file */
+ *   signal PREFIX   prof_signal:12 — raise it, wait for the dump file
+ *   gdump      prof_gdump:true — dumps at new high-water marks, at most
+ *              one per doubling, none when the heap regrows to its peak */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -183,6 +185,47 @@ static int mode_signal(const char *prefix) {
   return 1;
 }
 
+static uint64_t dumps_now(void) {
+  uint64_t e = 1, d = 0;
+  size_t sz = sizeof d;
+  tidal_ctl("epoch", NULL, NULL, &e, sizeof e);
+  tidal_ctl("stats.prof.dumps", &d, &sz, NULL, 0);
+  return d;
+}
+
+/* The background thread writes gdumps: wait until the count stays put. */
+static uint64_t dumps_settled(void) {
+  uint64_t d = dumps_now();
+  for (int stable = 0, i = 0; stable < 3 && i < 200; i++) {
+    usleep(50000);
+    uint64_t n = dumps_now();
+    stable = n == d ? stable + 1 : 0;
+    d = n;
+  }
+  return d;
+}
+
+/* Growth by doublings, waiting for the background thread after each (it
+ * coalesces requests that come while it writes): about one dump per
+ * doubling, none when the heap regrows to its old peak. */
+static int mode_gdump(void) {
+  enum { N = 64 };
+  static void *blocks[N];
+  uint64_t d0 = dumps_settled();
+  for (int have = 0, want = 1; want <= N; want *= 2) {   /* 1, 2, 4 ... 64 MiB live */
+    for (; have < want; have++) blocks[have] = malloc((size_t)1 << 20);
+    dumps_settled();
+  }
+  uint64_t d1 = dumps_settled() - d0;
+  CHECK(d1 >= 4 && d1 <= 8, "%llu dumps while growing by 7 doublings", (unsigned long long)d1);
+  for (int i = 0; i < N; i++) free(blocks[i]);
+  for (int i = 0; i < N; i++) blocks[i] = malloc((size_t)1 << 20);   /* back to the peak, not above */
+  uint64_t d2 = dumps_settled() - d0;
+  CHECK(d2 == d1, "%llu more dumps without a new high-water mark", (unsigned long long)(d2 - d1));
+  printf("prof_api gdump: OK (%llu dumps)\n", (unsigned long long)d1);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   const char *mode = argc > 1 ? argv[1] : "";
   if (strcmp(mode, "hook") == 0 && argc > 2) return mode_hook(argv[2]);
@@ -190,6 +233,7 @@ int main(int argc, char **argv) {
   if (strcmp(mode, "leak") == 0) { leak_site(); return 0; }
   if (strcmp(mode, "noleak") == 0) { leak_site(); for (int i = 0; i < 3; i++) free(keep[i]); return 0; }
   if (strcmp(mode, "signal") == 0 && argc > 2) return mode_signal(argv[2]);
+  if (strcmp(mode, "gdump") == 0) return mode_gdump();
   fprintf(stderr, "usage: prof_api hook DIR | off | leak | noleak | signal PREFIX\n");
   return 2;
 }
