@@ -209,9 +209,9 @@ static const stat_field_t prof_fields[] = {
   NUM(prof_stats_t, samples, NULL), NUM(prof_stats_t, stacks, NULL), NUM(prof_stats_t, metadata, BYTES),
   NUM(prof_stats_t, dumps, NULL),
 };
-static const stat_field_t prof_site_fields[] = {
-  NUM(prof_site_stats_t, bytes, BYTES), NUM(prof_site_stats_t, count, NULL),
+static const stat_field_t prof_site_fields[] = {   /* the text column first: tables left-align it */
   GET("site", STAT_STR, IN_ALL, NULL, get_site),
+  NUM(prof_site_stats_t, bytes, BYTES), NUM(prof_site_stats_t, count, NULL),
 };
 
 /* Node offsets are in stats_t; 0 is stats_t itself. */
