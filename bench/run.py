@@ -68,8 +68,9 @@ TUNING_PREFIXES = ("MALLOC_", "GLIBC_TUNABLES", "MIMALLOC_", "TCMALLOC_", "JE_MA
 # --------------------------------------------------------------------------
 class Workload:
     def __init__(self, name, kind, desc, full, quick, requires=(), env=None,
-                 checksum="line", stdin=None, libc_preload=False):
+                 checksum="line", stdin=None, libc_preload=False, prog=None):
         self.name = name
+        self.prog = prog or name      # "bin": runs bench_<prog> (several entries may share one)
         self.kind = kind              # "bin" (bench/workloads), "cmd" or "redis"
         self.desc = desc
         self.full = full              # argument list (or dict for redis)
@@ -109,6 +110,17 @@ WORKLOADS = [
              [], ["30"]),
     Workload("fragmentation", "bin", "alloc waves, free random 85%, new size mix",
              [], ["24", "3"]),
+    # The three shapes where issue 14 found tidalloc trailing: random
+    # replacement in a large working set (every free touches cold memory), on
+    # one thread and on two; and many threads in short bursts of mixed sizes.
+    Workload("random_replace", "bin", "256k live 8 B-1 KiB, free a random one, allocate anew",
+             ["1", "262144", "6000000"], ["1", "20000", "200000"]),
+    Workload("random_replace_2t", "bin", "random_replace on 2 threads, 256k live each",
+             ["2", "262144", "3000000"], ["2", "20000", "100000"], prog="random_replace"),
+    Workload("bursts_16t", "bin", "16 threads, short bursts of 16 B-1 KiB, small rings",
+             ["16", "40000", "16", "64"], ["16", "2000", "16", "64"], prog="threads_local"),
+    Workload("large_threads", "bin", "16 threads, 64-256 KiB blocks, half freed by another thread",
+             ["16", "5000"], ["4", "300"]),
     Workload("python", "cmd", "python3 objects/dicts/strings/json (PYTHONMALLOC=malloc)",
              ["/usr/bin/python3", str(PROGRAMS / "py_workload.py"), "6"],
              ["/usr/bin/python3", str(PROGRAMS / "py_workload.py"), "1"],
@@ -410,7 +422,7 @@ def run_one(wl, alloc_name, alloc_lib, libc_path, rep, args):
     if wl.kind == "redis":
         run_redis(wl, spec, alloc_name, preload, res, args.timeout)
     elif wl.kind == "bin":
-        argv = [str(Path(args.bin_dir) / ("bench_" + wl.name))] + list(spec)
+        argv = [str(Path(args.bin_dir) / ("bench_" + wl.prog))] + list(spec)
         run_process(wl, argv, preload, res, args)
     else:
         argv = list(spec)
@@ -720,7 +732,7 @@ def main(argv):
     workloads = []
     for w in chosen:
         if w.kind == "bin":
-            exe = Path(args.bin_dir) / ("bench_" + w.name)
+            exe = Path(args.bin_dir) / ("bench_" + w.prog)
             if not os.access(exe, os.X_OK):
                 print("missing %s: build the benchmarks first (scripts/bench.sh, or "
                       "cmake --build %s)" % (exe, args.build_dir), file=sys.stderr)

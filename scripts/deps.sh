@@ -7,6 +7,9 @@ pkgs=(cmake make gcc g++ pkg-config)
 case "$level" in
   test|bench) pkgs+=(python3 perl sqlite3 git valgrind clang libclang-rt-14-dev) ;;
 esac
+case "$level" in   # the Debian packages and their installed-layout test; manual pages
+  test|bench) pkgs+=(debhelper dpkg-dev man-db) ;;
+esac
 # heap profile readers for tests/prof (jeprof, google-pprof, go tool pprof; binutils for their symbolization)
 case "$level" in
   test|bench) pkgs+=(libjemalloc-dev google-perftools golang-go binutils) ;;

@@ -47,6 +47,13 @@ static struct {
 static void *worker_main(void *arg);
 static void hooks_install(bool on);
 
+/* A statistics request from the stats signal: 0 none, else
+ * STATS_REQUEST_PENDING | the value the sender attached (sigqueue). Written
+ * by the signal handler, taken by the worker (__atomic_* only). */
+#define STATS_REQUEST_PENDING 0x80000000u
+static uint32_t stats_request;
+static void (*stats_writer)(uint32_t value);   /* set once by ctl_init */
+
 /* Set when work came due before the thread exists; the API layer starts the
  * thread at its next slow path (background_start_pending), where it holds no
  * allocator lock: creating a thread allocates, so it must never happen inside
@@ -254,6 +261,10 @@ static bool worker_must_leave(bool *main_gone) {
  * when it is next due. A wake-up only to check liveness does no work: the
  * pool sweep would keep pooled heaps from new threads meanwhile. */
 static uint64_t worker_work(uint64_t now) {
+  uint32_t req = __atomic_exchange_n(&stats_request, 0, __ATOMIC_ACQ_REL);
+  void (*writer)(uint32_t) = __atomic_load_n(&stats_writer, __ATOMIC_ACQUIRE);
+  if (req && writer) writer(req & ~STATS_REQUEST_PENDING);
+  else if (req) __atomic_store_n(&stats_request, req, __ATOMIC_RELEASE);   /* not yet: keep it */
   mutex_lock(&bg_lock);
   int pressure = bg.pressure;
   bg.pressure = PRESSURE_NONE;
@@ -290,7 +301,8 @@ static void *worker_main(void *arg) {
     mutex_lock(&bg_lock);
     uint32_t seq = __atomic_load_n(&bg.seq, __ATOMIC_ACQUIRE);
     bg.wake_at = next;
-    bool more = bg.pressure != PRESSURE_NONE || bg.work_due <= now || prof_work_pending();
+    bool more = bg.pressure != PRESSURE_NONE || bg.work_due <= now ||
+                __atomic_load_n(&stats_request, __ATOMIC_ACQUIRE) != 0 || prof_work_pending();
     mutex_unlock(&bg_lock);
     if (next > now && !more) os_futex_wait_timeout(&bg.seq, seq, next - now);
   }
@@ -301,12 +313,41 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
+/* ---- the statistics signal ---------------------------------------------------------- */
+
+/* The handler does only what is async-signal-safe: record the request, bump
+ * the worker's futex word and wake it (a raw syscall that keeps errno), and
+ * ask for the worker to be started if it is not running yet. The worker
+ * writes the file (ctl's writer). */
+static void stats_signal_handler(int sig, void *info, void *ctx) {
+  (void)sig; (void)ctx;
+  uint32_t v = ((uint32_t)os_siginfo_value(info) & ~STATS_REQUEST_PENDING) | STATS_REQUEST_PENDING;
+  __atomic_store_n(&stats_request, v, __ATOMIC_RELEASE);
+  __atomic_store_n(&start_pending, true, __ATOMIC_RELEASE);
+  __atomic_fetch_add(&bg.seq, 1, __ATOMIC_RELEASE);
+  os_futex_wake(&bg.seq, 1);
+}
+
+/* Install the handler for opt.stats_signal (background_init). */
+static void stats_signal_init(void) {
+  if (!opt.stats_signal) return;
+  /* Without the background thread (background_thread:false) requests wait
+   * unanswered until it is switched on (tidal_ctl "background_thread"). */
+  static const char msg[] = "tidalloc: stats_signal ignored: that signal cannot be caught\n";
+  if (!os_catch_signal((int)opt.stats_signal, stats_signal_handler)) os_write_stderr(msg, sizeof msg - 1);
+}
+
+void background_set_stats_writer(void (*writer)(uint32_t value)) {
+  __atomic_store_n(&stats_writer, writer, __ATOMIC_RELEASE);
+}
+
 /* ---- control ---------------------------------------------------------------------- */
 
 void background_init(void) {
   mutex_register(&bg_lock);
   heap_set_exit_hook(bg_thread_exited);
   bg.enabled = opt.background_thread;
+  stats_signal_init();
   if (!bg.enabled) return;
   pressure_init();
   hooks_install(true);
@@ -350,6 +391,7 @@ void background_postfork_parent(void) { mutex_unlock(&bg_lock); }
 void background_postfork_child(void) {
   mutex_postfork_child(&bg_lock);
   start_pending = false;
+  stats_request = 0;
   /* Neither thread survived, and the watcher's descriptors stayed with it:
    * the child starts its own when work comes. */
   bg.running = false;

@@ -15,6 +15,8 @@
  * thread does: after any thread exits (heap's exit hook) and while the main
  * thread is a zombie, the worker checks /proc/self/stat every 50 ms, and
  * when only tidalloc's threads are left it stops the watcher and leaves.
+ * With stats_signal set, a signal handler asks the worker to write the
+ * statistics (through a writer ctl registers: no upward call).
  * After fork the child starts its own threads when it needs them. If the
  * worker cannot be created (or background_thread:false), the same work runs
  * inline in the allocation slow paths.
@@ -40,6 +42,11 @@ bool background_running(void);
  * holding no allocator lock. */
 bool background_start_pending(void);
 void background_start(void);
+/* The statistics signal (opt.stats_signal): its handler records the request
+ * and wakes the worker, which calls `writer` with the value the sender
+ * attached (sigqueue; 0 for kill). ctl registers the writer, which is above
+ * this layer. */
+void background_set_stats_writer(void (*writer)(uint32_t value));
 /* Ask for the thread to be started at the next background_start. */
 void background_request_start(void);
 /* Number of times the worker woke up (statistics). */

@@ -34,7 +34,8 @@ const opt_desc_t conf_table[] = {
     "How long a unit must stay dense before it is hugified (MADV_HUGEPAGE, then MADV_COLLAPSE from the background thread).",
     OFF(hugify_delay_ms) },
   { "thp", OPT_ENUM, "default", 0, 2, thp_choices,
-    "Huge page policy: default (hugify dense units, following the system's THP setting), "
+    "Huge page policy: default (hugify dense units and fresh blocks over 2 MiB except calloc's, "
+    "following the system's THP setting), "
     "always (mark all heap memory MADV_HUGEPAGE), never (mark it MADV_NOHUGEPAGE, hugify nothing).", OFF(thp) },
   { "stats_print", OPT_ENUM, "false", 0, 2, stats_choices,
     "Print statistics at exit to stderr: false, true (text) or json.", OFF(stats_print) },
@@ -54,6 +55,11 @@ const opt_desc_t conf_table[] = {
   { "guard_sample", OPT_INT, "0", 0, 1000000000, NULL,
     "Place about one allocation in N (per thread) against a guard page, so an overflow or use-after-free of "
     "it faults and is reported with the block's size. 0 turns sampling off (and costs nothing).", OFF(guard_sample) },
+  { "stats_signal", OPT_INT, "0", 0, 64, NULL,
+    "Signal number on which the background thread writes the statistics to a file in /tmp that only the "
+    "process's user can read (the tidalloc stats command sends it and reads the file; tidalloc run turns it "
+    "on with SIGRTMIN+5). The handler only wakes the background thread, so only a process with background_thread:true answers. 0: off, the signal is left alone.",
+    OFF(stats_signal) },
   { "prof", OPT_BOOL, "false", 0, 1, NULL,
     "Heap profiling: sample allocations (Poisson, by bytes) with their stacks, so that dumps, leak reports, "
     "tidal_prof_visit and the statistics can say where live memory was allocated (docs/profiling.md). "

@@ -33,6 +33,7 @@ typedef struct conf_s {
   bool pressure;                   /* watch memory pressure in the background thread */
   int64_t memory_limit;            /* soft limit on resident bytes (0: none) */
   int64_t guard_sample;            /* 1 in N allocations against a guard page (0: off) */
+  int64_t stats_signal;            /* signal that asks for a statistics file (0: off) */
   /* heap profiling (prof.h) */
   bool prof;
   int64_t prof_sample;             /* mean bytes between samples */

@@ -5,6 +5,7 @@
 #include "lock.h"
 #include "os.h"
 #include "pressure.h"
+#include "safety.h"
 #include "prof.h"
 #include "stats.h"
 
@@ -16,7 +17,12 @@ static td_mutex_t ctl_lock = TD_MUTEX_INIT("ctl", RANK_CTL);
 static stats_t snap;            /* the snapshot of the current epoch */
 static uint64_t epoch;
 
-void ctl_init(void) { mutex_register(&ctl_lock); }
+static void stats_signal_write(uint32_t value);
+
+void ctl_init(void) {
+  mutex_register(&ctl_lock);
+  if (opt.stats_signal) background_set_stats_writer(stats_signal_write);
+}
 
 /* ---- typed copies ------------------------------------------------------------ */
 
@@ -185,6 +191,52 @@ static void print_at_exit(void) {
 
 void ctl_print_at_exit(void) {
   if (opt.stats_print != STATS_PRINT_OFF) atexit(print_at_exit);
+}
+
+/* ---- the statistics signal's file ------------------------------------------- */
+
+/* Rendering into a buffer: a first pass only counts (buf NULL). */
+typedef struct render_s {
+  char *buf;
+  size_t len, cap;
+} render_t;
+
+static void render_write(void *arg, const char *text) {
+  render_t *r = arg;
+  size_t n = strlen(text);
+  if (r->buf && r->len + n <= r->cap) memcpy(r->buf + r->len, text, n);
+  r->len += n;
+}
+
+/* Called by the background worker when the stats signal came with `value`
+ * (bit 0: JSON; the whole value names the file, so a reader that chose it
+ * finds only its own answer): one snapshot, rendered into a scratch mapping
+ * and published as STATS_FILE_PREFIX<pid>.<value>, mode 0600. */
+#define STATS_FILE_PREFIX "/tmp/tidalloc-stats."
+static void stats_signal_write(uint32_t value) {
+  char path[64], tmp[68];
+  size_t n = sizeof STATS_FILE_PREFIX - 1;
+  memcpy(path, STATS_FILE_PREFIX, n);
+  n += fmt_u64(path + n, (uint64_t)os_getpid());
+  path[n++] = '.';
+  n += fmt_u64(path + n, value);
+  path[n] = 0;
+  memcpy(tmp, path, n);
+  memcpy(tmp + n, ".tmp", 5);
+
+  bool json = value & 1;
+  stats_t st;
+  stats_collect(&st);
+  render_t r = { NULL, 0, 0 };
+  stats_print(&st, render_write, &r, json);
+  size_t cap = td_align_up(r.len + 1, TD_PAGE);
+  r.buf = os_map_aligned(cap, TD_PAGE);
+  if (!r.buf) return;
+  r.cap = cap;
+  r.len = 0;
+  stats_print(&st, render_write, &r, json);
+  os_publish_file(tmp, path, r.buf, TD_MIN(r.len, r.cap));
+  os_unmap(r.buf, cap);
 }
 
 void ctl_prefork(void) { mutex_lock(&ctl_lock); }

@@ -7,7 +7,11 @@
  * page tables instead of copying. Freed mappings wait in a cache, where
  * neighbours merge and a request takes the best fit (splitting off the rest
  * at a 2 MiB boundary), so a program that repeatedly allocates big buffers
- * reuses resident memory instead of faulting it in again. The cache holds at
+ * reuses resident memory instead of faulting it in again; for the same
+ * reason a realloc that grows copies the block into a cached mapping that
+ * fits rather than fault new pages in, and one that shrinks caches the pages
+ * it cuts off. Fresh mappings ask for transparent huge pages (see
+ * mapping_thp for when). The cache holds at
  * most what it takes to get back to the recent peak of huge memory in use
  * (never less than 8 MiB), and entries older than dirty_decay_ms are unmapped
  * (by the background thread while the program is idle).

@@ -149,6 +149,42 @@ void os_catch_segv(void (*handler)(int, void *, void *), void *old) {
 
 void os_restore_segv(const void *old) { sigaction(SIGSEGV, (const struct sigaction *)old, NULL); }
 
+bool os_catch_signal(int signo, void (*handler)(int, void *, void *)) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_sigaction = (void (*)(int, siginfo_t *, void *))handler;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  int saved = errno;
+  bool ok = sigaction(signo, &sa, NULL) == 0;
+  errno = saved;
+  return ok;
+}
+
+int os_siginfo_value(const void *info) {
+  const siginfo_t *si = info;
+  return si && si->si_code == SI_QUEUE ? si->si_value.sival_int : 0;
+}
+
+bool os_publish_file(const char *tmp, const char *path, const char *buf, size_t len) {
+  int saved = errno;
+  int fd = (int)syscall(SYS_openat, AT_FDCWD, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  bool ok = fd >= 0;
+  for (size_t done = 0; ok && done < len;) {
+    long n = sys_write(fd, buf + done, len - done);
+    if (n < 0 && errno == EINTR) continue;
+    ok = n > 0;
+    if (ok) done += (size_t)n;
+  }
+  if (fd >= 0) sys_close(fd);
+  if (ok) ok = syscall(SYS_renameat, AT_FDCWD, tmp, AT_FDCWD, path) == 0;
+  if (!ok && fd >= 0) syscall(SYS_unlinkat, AT_FDCWD, tmp, 0);
+  errno = saved;
+  return ok;
+}
+
+int os_getpid(void) { return (int)syscall(SYS_getpid); }
+
 /* Read a small sysfs/procfs file into buf (NUL-terminated); length or -1. */
 long os_read_file(const char *path, char *buf, size_t cap) {
   int saved = errno;
@@ -434,17 +470,6 @@ bool os_file_copy(const char *src, int fd) {
   if (in >= 0) sys_close(in);
   errno = saved;
   return ok;
-}
-
-int os_getpid(void) { return (int)syscall(SYS_getpid); }
-
-void os_catch_signal(int sig, void (*handler)(int)) {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = handler;
-  sa.sa_flags = SA_RESTART;
-  sigemptyset(&sa.sa_mask);
-  sigaction(sig, &sa, NULL);
 }
 
 int os_backtrace(void **pcs, int max) { return backtrace(pcs, max); }

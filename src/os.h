@@ -121,6 +121,18 @@ void os_restore_signals(const void *old);
  * (a struct sigaction); os_restore_segv puts it back. */
 void os_catch_segv(void (*handler)(int, void *, void *), void *old);
 void os_restore_segv(const void *old);
+/* Install a SA_SIGINFO | SA_RESTART handler for signal signo (the program's
+ * interrupted system calls restart). False when the kernel refuses it. */
+bool os_catch_signal(int signo, void (*handler)(int, void *, void *));
+/* The int a sigqueue() sender attached to siginfo `info`, or 0 for a plain
+ * kill() (async-signal-safe). */
+int os_siginfo_value(const void *info);
+/* Publish len bytes as a new file `path` that only this user can read: write
+ * them to `tmp` (created O_EXCL | O_NOFOLLOW, mode 0600: never an existing
+ * file or a symlink), then rename it to `path`, so a reader never sees a
+ * partial file. Opened, written and closed within this call. */
+bool os_publish_file(const char *tmp, const char *path, const char *buf, size_t len);
+int os_getpid(void);
 
 /* ---- for the heap profiler (prof.c) ----
  * Files are created, written and closed within one call of the caller (a
@@ -129,10 +141,6 @@ int os_file_create(const char *path);                 /* O_WRONLY|O_CREAT|O_TRUN
 bool os_file_write(int fd, const char *buf, size_t len);
 /* Append the contents of file src (e.g. /proc/self/maps) to fd. */
 bool os_file_copy(const char *src, int fd);
-int os_getpid(void);
-/* Install handler for signal sig (SA_RESTART; the handler must be
- * async-signal-safe). */
-void os_catch_signal(int sig, void (*handler)(int));
 /* The return addresses of the calling thread's stack (glibc's backtrace, on
  * libgcc's .eh_frame unwinder: no frame pointers needed). The first call
  * loads libgcc_s and allocates: the profiler makes it once at start-up. */

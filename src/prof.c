@@ -449,8 +449,8 @@ void prof_deferred_work(void) {
 /* The prof_signal handler: async-signal-safe, it only records the request
  * and wakes the background thread (an atomic store and a futex wake), which
  * writes the dump. */
-static void on_signal(int sig) {
-  (void)sig;
+static void on_signal(int sig, void *info, void *ctx) {
+  (void)sig; (void)info; (void)ctx;
   int saved = errno;
   __atomic_fetch_or(&pending, PEND_SIGNAL, __ATOMIC_RELEASE);
   wake();
@@ -564,7 +564,8 @@ void prof_init(void) {
   if (os_text_range((const void *)prof_init, &self_lo, &self_hi, &main_program) && main_program)
     self_lo = self_hi = 0;   /* linked into the program: prof_sample's ra marks the boundary */
   if (opt.prof_final || opt.prof_leak) atexit(prof_at_exit);
-  if (opt.prof_signal > 0) os_catch_signal((int)opt.prof_signal, on_signal);
+  static const char msg[] = "tidalloc: prof_signal ignored: that signal cannot be caught\n";
+  if (opt.prof_signal > 0 && !os_catch_signal((int)opt.prof_signal, on_signal)) os_write_stderr(msg, sizeof msg - 1);
 }
 
 void prof_warm(void) {

@@ -19,7 +19,8 @@ for row in "${rows[@]}"; do
   def=$(echo "$row" | cut -d'|' -f4 | tr -d ' `')
   case "$type" in   # a value different from the default, as printed back
     bool) if [ "$def" = true ]; then v=false; else v=true; fi; out=$v ;;
-    integer) v=1234; out=1234 ;;
+    integer) hi=$(echo "$row" | cut -d'|' -f5 | sed -n 's/.* to \([0-9]*\) *$/\1/p')
+             v=1234; [ -n "$hi" ] && [ "$hi" -lt 1234 ] && v=$hi; out=$v ;;
     ratio) v=0.5; out=0.5 ;;
     text) v=/tmp/x; out=$v ;;
     enum) v=$(echo "$row" | cut -d'|' -f5 | tr -d ' `' | tr ',' '\n' | grep -vx "$def" | head -1); out=$v ;;

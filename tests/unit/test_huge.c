@@ -142,6 +142,16 @@ static bool fake_remap(void *p, size_t old_size, size_t new_size, void *d) {
   return true;
 }
 
+/* Hugify requests, counted apart from recs (which list what the cache does). */
+static int nhuge_on, nhuge_off;
+static size_t huge_on_len;
+static bool fake_hugify(void *p, size_t size, os_huge_t how) {
+  (void)p;
+  if (how == OS_HUGE_ON) { nhuge_on++; huge_on_len = size; }
+  if (how == OS_HUGE_OFF) nhuge_off++;
+  return true;
+}
+
 static bool fake_purge(void *p, size_t size, os_purge_t how) {
   if (armed && in_arena((uintptr_t)p, size)) record(R_PURGE, (uintptr_t)p, size);
   return os_hooks_default.purge(p, size, how);
@@ -630,11 +640,10 @@ TEST(realloc_in_place) {
   CHECK_ACCOUNTED();
 
   nrec = 0;
-  CHECK(huge_realloc(s, 3 * MiB - 1000) == p);      /* shrink */
-  CHECK_EQ(nrec, 1);
-  REMAP_REC(0, S, 8 * MiB, 3 * MiB, 0, true);
+  CHECK(huge_realloc(s, 3 * MiB - 1000) == p);      /* shrink: the cut-off pages stay resident, cached */
+  CHECK_EQ(nrec, 0);
   CHECK_EQ(s->bytes, 3 * MiB);
-  CHECK(vm_is(S + 3 * MiB, 5 * MiB, 0));
+  CHECK_EQ(hs().cached_bytes, st0.cached_bytes + 5 * MiB);
   CHECK_EQ(hs().live_bytes, st0.live_bytes - MiB);
   CHECK_EQ(hs().remaps, st0.remaps + 2);
 
@@ -644,6 +653,67 @@ TEST(realloc_in_place) {
   CHECK_EQ(hs().remaps, st0.remaps + 2);
   CHECK_ACCOUNTED();
   hfree(p);
+  end();
+}
+
+/* Growth when a cached mapping fits: the block is copied into it (resident:
+ * nothing to fault in) and its old mapping is cached instead; no system call. */
+TEST(realloc_grow_into_cache) {
+  uintptr_t S = begin(17);
+  char *p = huge_alloc(2 * MiB, 0, false), *q = huge_alloc(8 * MiB, 0, false);
+  CHECK_EQX(p, S);
+  memset(p, 0x77, 2 * MiB);
+  hfree(q);                                          /* cached: 8 MiB */
+  span_t *s = span_of(p);
+  huge_stats_t st0 = hs();
+  CHECK_EQ(st0.cached_bytes, 8 * MiB);
+  nrec = 0;
+  char *r = huge_realloc(s, 6 * MiB);
+  CHECK_EQ(nrec, 0);
+  CHECK(r == q);                                     /* the cached mapping, best fit */
+  CHECK_EQX(s->base, q);
+  CHECK_EQ(s->bytes, 6 * MiB);                       /* split at 2 MiB: the rest stays cached */
+  CHECK(r[0] == 0x77 && r[2 * MiB - 1] == 0x77);
+  CHECK(pagemap_lookup(r) == s);
+  CHECK(pagemap_lookup(p) == &span_released);        /* a free of the old pointer is a double free */
+  CHECK_EQ(hs().cached_bytes, 2 * MiB + 2 * MiB);    /* p's old mapping and q's tail */
+  CHECK_EQ(hs().live_bytes, st0.live_bytes + 4 * MiB);
+  CHECK_ACCOUNTED();
+  hfree(r);
+  end();
+}
+
+/* Fresh mappings of 2 MiB or more ask for huge pages over their whole 2 MiB
+ * extents in the system's madvise mode, except zeroed ones (calloc: sparse
+ * tables); thp:never asks for none, thp:always for zeroed ones too. */
+TEST(thp_for_fresh_mappings) {
+  begin(18);
+  enum os_thp sys = os_system.thp;
+  int64_t thp = opt.thp;
+  os_system.thp = OS_THP_MADVISE;
+  opt.thp = THP_DEFAULT;
+  nhuge_on = nhuge_off = 0;
+  void *a = huge_alloc(5 * MiB, 0, false);
+  CHECK_EQ(nhuge_on, 1);
+  CHECK_EQ(huge_on_len, 4 * MiB);                   /* the whole 2 MiB extents */
+  void *b = huge_alloc(5 * MiB, 0, true);            /* calloc */
+  CHECK_EQ(nhuge_on, 1);
+  void *c = huge_alloc(MiB + MiB / 2, 0, false);     /* no whole extent */
+  CHECK_EQ(nhuge_on, 1);
+  opt.thp = THP_ALWAYS;
+  void *d = huge_alloc(5 * MiB, 0, true);
+  CHECK_EQ(nhuge_on, 2);
+  opt.thp = THP_NEVER;
+  void *e = huge_alloc(5 * MiB, 0, false);
+  CHECK_EQ(nhuge_on, 2);
+  CHECK_EQ(nhuge_off, 1);
+  os_system.thp = OS_THP_NEVER;
+  opt.thp = THP_DEFAULT;
+  void *f = huge_alloc(9 * MiB, 0, false);
+  CHECK_EQ(nhuge_on + nhuge_off, 3);
+  os_system.thp = sys;
+  opt.thp = thp;
+  hfree(a); hfree(b); hfree(c); hfree(d); hfree(e); hfree(f);
   end();
 }
 
@@ -780,6 +850,7 @@ int main(int argc, char **argv) {
   h.unmap = fake_unmap;
   h.remap = fake_remap;
   h.purge = fake_purge;
+  h.hugify = fake_hugify;
   h.now_ns = fake_clock;
   fake_now = os_hooks_default.now_ns() + 1000 * MS;
   os_hooks_set(&h);
