@@ -139,14 +139,15 @@ static void bg_thread_exited(void) {
   mutex_unlock(&bg_lock);
 }
 
-/* The heap profiler's waker (prof_signal, prof_gdump): may run in a signal
- * handler, so it takes no lock: it bumps the futex word and wakes the
- * worker, or asks for the worker to be started. The worker looks at the
- * profiler's pending work on every round. */
+/* The one waker of signal handlers (the stats signal, the heap profiler's
+ * prof_signal and prof_gdump): async-signal-safe, it takes no lock: it asks
+ * for the worker to be started if it is not running, bumps the futex word
+ * and wakes it (a raw syscall that keeps errno). The worker looks at both
+ * kinds of request on every round. */
 static void bg_wake_async(void) {
+  __atomic_store_n(&start_pending, true, __ATOMIC_RELEASE);
   __atomic_fetch_add(&bg.seq, 1, __ATOMIC_RELEASE);
   os_futex_wake(&bg.seq, 1);
-  __atomic_store_n(&start_pending, true, __ATOMIC_RELEASE);
 }
 
 void background_request_start(void) { __atomic_store_n(&start_pending, true, __ATOMIC_RELEASE); }
@@ -323,9 +324,7 @@ static void stats_signal_handler(int sig, void *info, void *ctx) {
   (void)sig; (void)ctx;
   uint32_t v = ((uint32_t)os_siginfo_value(info) & ~STATS_REQUEST_PENDING) | STATS_REQUEST_PENDING;
   __atomic_store_n(&stats_request, v, __ATOMIC_RELEASE);
-  __atomic_store_n(&start_pending, true, __ATOMIC_RELEASE);
-  __atomic_fetch_add(&bg.seq, 1, __ATOMIC_RELEASE);
-  os_futex_wake(&bg.seq, 1);
+  bg_wake_async();
 }
 
 /* Install the handler for opt.stats_signal (background_init). */
