@@ -4,7 +4,9 @@
  * The profile is the gperftools heap-profile text format (what the library's
  * profiler writes with prof:true; pprof and jeprof read it too):
  *
- *   heap profile: INUSE_COUNT: INUSE_BYTES [ ALLOC_COUNT: ALLOC_BYTES] @ heap_v2/RATE
+ *   heap profile: INUSE_COUNT: INUSE_BYTES [ ALLOC_COUNT: ALLOC_BYTES] @ heapprofile
+ *   (tidalloc writes "heapprofile": its figures are already unbiased, alloc 0: 0;
+ *   other writers use heap_v2/RATE)
  *   INUSE_COUNT: INUSE_BYTES [ ALLOC_COUNT: ALLOC_BYTES] @ 0xPC 0xPC ...   (one per stack)
  *   ...
  *   MAPPED_LIBRARIES:
@@ -57,7 +59,7 @@ static void report_help(void) {
          "Read a heap profile written by tidalloc's profiler (run the program with\n"
          "'tidalloc run --prof -- PROGRAM', or TIDALLOC_CONF=prof:true), symbolize it and print\n"
          "the top allocation sites. PROFILE is the gperftools heap profile text format\n"
-         "('heap profile: C: B [ C: B] @ heap_v2/RATE', one 'C: B [ C: B] @ 0xPC...' line per\n"
+         "('heap profile: C: B [ C: B] @ heapprofile' or '@ heap_v2/RATE', one 'C: B [ C: B] @ 0xPC...' line per\n"
          "stack, then MAPPED_LIBRARIES: and the process's /proc/PID/maps).\n\n"
          "  --top N      show the N largest sites (default 10)\n"
          "  --alloc      rank by bytes allocated since the start, not bytes in use\n"
@@ -133,7 +135,7 @@ static int profile_read(const char *file, profile_t *p) {
   fclose(f);
   if (!ok)
     return cmd_error(EXIT_FAIL, "%s is not a heap profile: expected the gperftools heap profile text format "
-                     "('heap profile: C: B [ C: B] @ heap_v2/RATE' ...), as tidalloc's profiler writes it "
+                     "('heap profile: C: B [ C: B] @ heapprofile' ...), as tidalloc's profiler writes it "
                      "(tidalloc run --prof)", file);
   return EXIT_OK;
 }

@@ -99,6 +99,29 @@ size_t tidal_objcache_drain(tidal_objcache_t *cache, size_t bytes_wanted);
  * as misuse. */
 void tidal_objcache_destroy(tidal_objcache_t *cache);
 
+/* ---- heap profiling (TIDALLOC_CONF=prof:true; docs/profiling.md) ----
+ * Hooks are set with tidal_ctl("prof.hooks.<name>", NULL, NULL, &fn,
+ * sizeof fn) and read back the same way; NULL removes one. A hook runs on
+ * the allocating (or freeing, or dumping) thread with no allocator lock
+ * held; what it allocates is served but never sampled. It must not
+ * longjmp or throw out of the allocator, and should be quick: it runs
+ * inside the sampled malloc or free.
+ * backtrace: fill pcs with at most max return addresses (innermost first)
+ * and return how many; it replaces tidalloc's unwinder (call backtrace(3)
+ * from it to augment). */
+typedef unsigned (*tidal_prof_backtrace_hook)(void **pcs, unsigned max);
+/* sample / sample_free: a sampled block of `size` requested bytes, standing
+ * for `weight` blocks, allocated at the stack pcs[0..depth). */
+typedef void (*tidal_prof_sample_hook)(const void *ptr, size_t size, double weight, void *const *pcs,
+                                       unsigned depth);
+/* dump: called with the file's path after each dump is written. */
+typedef void (*tidal_prof_dump_hook)(const char *path);
+/* One live allocation site: its stack, its unbiased live bytes and blocks. */
+typedef void (*tidal_prof_visit_fn)(void *arg, void *const *pcs, unsigned depth, size_t bytes, size_t count);
+/* Call fn once per live allocation site (from a copy: fn may allocate and
+ * call tidal_ctl). Returns the number of sites, or -1 when profiling is off. */
+long tidal_prof_visit(tidal_prof_visit_fn fn, void *arg);
+
 #ifdef __cplusplus
 }
 #endif

@@ -10,6 +10,10 @@ esac
 case "$level" in   # the Debian packages and their installed-layout test; manual pages
   test|bench) pkgs+=(debhelper dpkg-dev man-db) ;;
 esac
+# heap profile readers for tests/prof (jeprof, google-pprof, go tool pprof; binutils for their symbolization)
+case "$level" in
+  test|bench) pkgs+=(libjemalloc-dev google-perftools golang-go binutils) ;;
+esac
 case "$level" in
   bench) pkgs+=(libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 python3-matplotlib
                 redis-server redis-tools time) ;;

@@ -1,6 +1,7 @@
 #include "api.h"
 #include "objcache.h"
 #include "pressure.h"
+#include "prof.h"
 #include "secure.h"
 #include "ctl.h"
 #include "stats.h"
@@ -31,6 +32,7 @@ static int init_state = INIT_NONE;
 static td_mutex_t init_lock = TD_MUTEX_INIT("init", RANK_INIT);
 
 static void td_prefork(void);
+static void maybe_start_background(void);
 static void td_postfork_parent(void);
 static void td_postfork_child(void);
 
@@ -53,6 +55,7 @@ static void init_after(void) {
   pthread_atfork(td_prefork, td_postfork_parent, td_postfork_child);
   ctl_init();
   ctl_print_at_exit();
+  prof_init();
   /* The main thread's heap has a destructor that tells the background
    * worker if main leaves with pthread_exit (background.h). */
   if (os_gettid() == getpid()) heap_thread_bind();
@@ -77,7 +80,17 @@ TD_INLINE void td_ensure_init(void) {
 
 /* Run the initialisation early when the library is loaded, so that the first
  * allocation of a process does not pay for it (it would still work lazily). */
-__attribute__((constructor)) static void td_constructor(void) { td_ensure_init(); }
+__attribute__((constructor)) static void td_constructor(void) {
+  td_ensure_init();
+  /* Outside any malloc: the unwinder's first call loads libgcc_s, and a
+   * prof_signal dump needs the background thread to exist before the
+   * signal comes (the handler can only wake it). */
+  prof_warm();
+  if (prof_enabled() && opt.prof_signal > 0) {
+    background_request_start();
+    maybe_start_background();
+  }
+}
 
 /* ---- fork ----------------------------------------------------------------- */
 
@@ -102,6 +115,7 @@ static const fork_step_t fork_steps[] = {
   { RANK_OBJCACHE_REGISTRY, objcache_prefork, objcache_postfork_parent, objcache_postfork_child },
   { RANK_PAGE, page_prefork, page_postfork_parent, page_postfork_child },
   { RANK_HEAP_REGISTRY, heap_prefork, heap_postfork_parent, heap_postfork_child },
+  { RANK_PROF, prof_prefork, prof_postfork_parent, prof_postfork_child },
   { RANK_PAGEMAP, pagemap_prefork, pagemap_postfork_parent, pagemap_postfork_child },
   { RANK_META, meta_prefork, meta_postfork_parent, meta_postfork_child },
   { RANK_PRESSURE, pressure_prefork, pressure_postfork_parent, pressure_postfork_child },
@@ -126,9 +140,11 @@ static void td_postfork_child(void) {
 }
 
 /* The background thread is started here, at the API layer's slow paths, where
- * no allocator lock is held (creating a thread allocates). */
-TD_INLINE void maybe_start_background(void) {
+ * no allocator lock is held (creating a thread allocates). Without it, a
+ * profile dump that was asked for (signal, gdump) is written here too. */
+static inline __attribute__((always_inline)) void maybe_start_background(void) {
   if (TD_UNLIKELY(background_start_pending())) background_start();
+  if (TD_UNLIKELY(!opt.background_thread) && TD_UNLIKELY(prof_work_pending())) prof_deferred_work();
 }
 
 /* ---- routing by size --------------------------------------------------------- */
@@ -144,15 +160,50 @@ static TD_NOINLINE void *small_slow(size_t size, unsigned cls) {
   }
   if (TD_UNLIKELY(cls == 0)) cls = sizeclass_of(size);
   void *p = heap_alloc_slow(tls_heap, cls);
+  heap_t *h = tls_heap;   /* bound by now, unless the thread is past its destructor */
+  if (TD_LIKELY(p != NULL) && h != &heap_empty && TD_UNLIKELY((h->prof_left -= (int64_t)size) < 0)) {
+    void *q = prof_sample(h, size, 0, false, cls, __builtin_return_address(0));
+    if (q) {
+      free(p);
+      p = q;
+    }
+  }
   maybe_start_background();
   if (TD_UNLIKELY(!p)) errno = ENOMEM;
   return p;
 }
 
+/* The heap profiler's countdown crossed zero on a block just popped: if the
+ * profiler samples this allocation, the block goes back and the caller gets
+ * a sampled one (prof.h). */
+static TD_NOINLINE void *small_sampled(heap_t *h, void *p, size_t size, unsigned cls) {
+  void *q = prof_sample(h, size, 0, false, cls, __builtin_return_address(0));
+  if (!q) return p;
+  free(p);
+  return q;
+}
+
+/* The malloc fast path: a pop, then (heap profiling) the byte countdown,
+ * which never crosses zero while profiling is off (prof_left = INT64_MAX). */
 TD_INLINE void *small_alloc(size_t size, unsigned cls) {
   heap_t *h = tls_heap;
   void *p = heap_pop(h, h->cur[cls], cls);
-  return TD_LIKELY(p != NULL) ? p : small_slow(size, cls);
+  if (TD_UNLIKELY(p == NULL)) return small_slow(size, cls);
+  if (TD_LIKELY((h->prof_left -= (int64_t)size) >= 0)) return p;
+  return small_sampled(h, p, size, cls);
+}
+
+/* Large requests count down too (their path is slow anyway); a thread that
+ * has no heap yet gets one, so that its large requests are sampled. */
+static void *large_sampled(size_t size, size_t align, bool zero) {
+  heap_t *h = tls_heap;
+  if (h == &heap_empty) {
+    heap_thread_bind();
+    h = tls_heap;
+    if (h == &heap_empty) return NULL;
+  }
+  if ((h->prof_left -= (int64_t)size) >= 0) return NULL;
+  return prof_sample(h, size, align, zero, 0, __builtin_return_address(0));
 }
 
 /* A small class for size at align (0: none): the plain class, or the
@@ -185,7 +236,8 @@ static TD_NOINLINE void *alloc_generic(size_t size, size_t align, bool zero) {
     errno = ENOMEM;
     return NULL;
   }
-  void *p = large_alloc(size, align, zero);
+  void *p = TD_UNLIKELY(opt.prof) ? large_sampled(size, align, zero) : NULL;
+  if (!p) p = large_alloc(size, align, zero);
   maybe_start_background();
   if (TD_UNLIKELY(!p)) errno = ENOMEM;
   return p;
@@ -207,6 +259,7 @@ static size_t usable_of(const void *p, span_t *s) {
     case SPAN_SECURE:
     case SPAN_GUARDED:
     case SPAN_ZERO: return secure_usable(p, s);
+    case SPAN_SAMPLED: return prof_usable(s);
     default: return 0;
   }
 }
@@ -249,6 +302,7 @@ static void check_block(void *p, span_t *s, size_t size, enum free_mode mode, co
       break;
     case SPAN_LARGE:
     case SPAN_HUGE:
+    case SPAN_SAMPLED:
       if (TD_UNLIKELY(p != (void *)s->start)) span_misuse(p, s, fn);
       break;
     default:
@@ -267,6 +321,10 @@ static TD_NOINLINE void free_generic(void *p, span_t *s, heap_t *h, size_t size,
     case SPAN_SLAB: heap_free_remote(h, s, p); break;
     case SPAN_LARGE:
     case SPAN_HUGE: large_free(s); break;
+    case SPAN_SAMPLED:
+      prof_free(s);   /* leaves the profile; s is a large or huge span again */
+      large_free(s);
+      break;
     default: secure_free(p, s, fn); break;
   }
   maybe_start_background();
@@ -332,6 +390,9 @@ TD_EXPORT void *realloc(void *p, size_t size) {
     case SPAN_SLAB: q = heap_resize_in_place(s, size) ? p : NULL; break;
     case SPAN_LARGE:
     case SPAN_HUGE: q = large_resize(s, size); break;
+    case SPAN_SAMPLED:   /* stays when it still fits well, like its class would */
+      q = size <= prof_usable(s) && (size > prof_usable(s) / 2 || size <= HEAP_TIGHT_CLASS_MAX) ? p : NULL;
+      break;
     default: break;   /* hardened blocks always move */
   }
   return q ? q : realloc_move(p, usable_of(p, s), size);
@@ -457,6 +518,11 @@ TD_EXPORT size_t tidal_release(size_t bytes) {
 TD_EXPORT void tidal_stats_print(tidal_write_cb write, void *arg, const char *opts) {
   td_ensure_init();
   ctl_stats_print(write, arg, opts);
+}
+
+TD_EXPORT long tidal_prof_visit(tidal_prof_visit_fn fn, void *arg) {
+  td_ensure_init();
+  return fn ? prof_visit((prof_visit_fn)fn, arg) : -1;
 }
 
 TD_EXPORT int malloc_trim(size_t pad) {

@@ -6,6 +6,7 @@
 #include "os.h"
 #include "page.h"
 #include "pressure.h"
+#include "prof.h"
 
 #include <poll.h>
 #include <pthread.h>
@@ -138,10 +139,24 @@ static void bg_thread_exited(void) {
   mutex_unlock(&bg_lock);
 }
 
+/* The one waker of signal handlers (the stats signal, the heap profiler's
+ * prof_signal and prof_gdump): async-signal-safe, it takes no lock: it asks
+ * for the worker to be started if it is not running, bumps the futex word
+ * and wakes it (a raw syscall that keeps errno). The worker looks at both
+ * kinds of request on every round. */
+static void bg_wake_async(void) {
+  __atomic_store_n(&start_pending, true, __ATOMIC_RELEASE);
+  __atomic_fetch_add(&bg.seq, 1, __ATOMIC_RELEASE);
+  os_futex_wake(&bg.seq, 1);
+}
+
+void background_request_start(void) { __atomic_store_n(&start_pending, true, __ATOMIC_RELEASE); }
+
 static void hooks_install(bool on) {
   page_set_work_hook(on ? bg_notify : NULL);
   huge_set_work_hook(on ? bg_notify : NULL);
   pressure_set_work_hook(on ? bg_notify : NULL);
+  prof_set_wake_hook(on ? bg_wake_async : NULL);
 }
 
 /* ---- the pressure watcher --------------------------------------------------- */
@@ -281,13 +296,14 @@ static void *worker_main(void *arg) {
     mutex_unlock(&bg_lock);
 
     uint64_t next = worker_work(os_now_ns());
+    prof_deferred_work();   /* a dump asked for by prof_signal or prof_gdump */
     uint64_t now = os_now_ns();
     if (watch) next = TD_MIN(next, now + LIVENESS_CHECK_NS);
     mutex_lock(&bg_lock);
     uint32_t seq = __atomic_load_n(&bg.seq, __ATOMIC_ACQUIRE);
     bg.wake_at = next;
     bool more = bg.pressure != PRESSURE_NONE || bg.work_due <= now ||
-                __atomic_load_n(&stats_request, __ATOMIC_ACQUIRE) != 0;
+                __atomic_load_n(&stats_request, __ATOMIC_ACQUIRE) != 0 || prof_work_pending();
     mutex_unlock(&bg_lock);
     if (next > now && !more) os_futex_wait_timeout(&bg.seq, seq, next - now);
   }
@@ -308,9 +324,7 @@ static void stats_signal_handler(int sig, void *info, void *ctx) {
   (void)sig; (void)ctx;
   uint32_t v = ((uint32_t)os_siginfo_value(info) & ~STATS_REQUEST_PENDING) | STATS_REQUEST_PENDING;
   __atomic_store_n(&stats_request, v, __ATOMIC_RELEASE);
-  __atomic_store_n(&start_pending, true, __ATOMIC_RELEASE);
-  __atomic_fetch_add(&bg.seq, 1, __ATOMIC_RELEASE);
-  os_futex_wake(&bg.seq, 1);
+  bg_wake_async();
 }
 
 /* Install the handler for opt.stats_signal (background_init). */

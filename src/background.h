@@ -20,7 +20,10 @@
  * After fork the child starts its own threads when it needs them. If the
  * worker cannot be created (or background_thread:false), the same work runs
  * inline in the allocation slow paths.
- * It may call: pressure, page, huge, heap, conf, lock, os.
+ * The worker also writes the heap profiler's dumps that a signal or a new
+ * high-water mark asked for (prof_deferred_work; the profiler wakes it
+ * without a lock, from a signal handler too).
+ * It may call: pressure, prof, page, huge, heap, conf, lock, os.
  */
 #ifndef TIDAL_BACKGROUND_H
 #define TIDAL_BACKGROUND_H
@@ -44,6 +47,8 @@ void background_start(void);
  * attached (sigqueue; 0 for kill). ctl registers the writer, which is above
  * this layer. */
 void background_set_stats_writer(void (*writer)(uint32_t value));
+/* Ask for the thread to be started at the next background_start. */
+void background_request_start(void);
 /* Number of times the worker woke up (statistics). */
 uint64_t background_wakeups(void);
 

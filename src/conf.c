@@ -60,6 +60,30 @@ const opt_desc_t conf_table[] = {
     "process's user can read (the tidalloc stats command sends it and reads the file; tidalloc run turns it "
     "on with SIGRTMIN+5). The handler only wakes the background thread, so only a process with background_thread:true answers. 0: off, the signal is left alone.",
     OFF(stats_signal) },
+  { "prof", OPT_BOOL, "false", 0, 1, NULL,
+    "Heap profiling: sample allocations (Poisson, by bytes) with their stacks, so that dumps, leak reports, "
+    "tidal_prof_visit and the statistics can say where live memory was allocated (docs/profiling.md). "
+    "Off, it costs nothing but one subtraction and branch per small allocation.", OFF(prof) },
+  { "prof_sample", OPT_INT, "524288", 1, (int64_t)1 << 40, NULL,
+    "Mean number of bytes allocated between two samples (per thread, exponentially distributed); "
+    "1 samples every allocation.", OFF(prof_sample) },
+  { "prof_prefix", OPT_STR, "tidalloc", 0, CONF_STR_MAX - 1, NULL,
+    "Path prefix of dump files, which are named <prefix>.<pid>.<seq>.heap.", OFF(prof_prefix) },
+  { "prof_final", OPT_BOOL, "false", 0, 1, NULL,
+    "Write a dump at exit (from an exit handler registered at start-up).", OFF(prof_final) },
+  { "prof_leak", OPT_BOOL, "false", 0, 1, NULL,
+    "At exit, when sampled blocks are still live, write a dump and print one summary line and the top "
+    "allocation sites, symbolized, to stderr.", OFF(prof_leak) },
+  { "prof_leak_error", OPT_BOOL, "false", 0, 1, NULL,
+    "With prof_leak: end the process with exit status 1 when blocks are still live at exit.", OFF(prof_leak_error) },
+  { "prof_gdump", OPT_BOOL, "false", 0, 1, NULL,
+    "Write a dump each time the sampled live heap reaches a new high-water mark, at most once per doubling "
+    "(written by the background thread).", OFF(prof_gdump) },
+  { "prof_signal", OPT_INT, "0", 0, 64, NULL,
+    "A signal number (e.g. 12 for SIGUSR2) on which the background thread writes a dump; the handler only "
+    "wakes it. 0: none.", OFF(prof_signal) },
+  { "prof_seed", OPT_INT, "0", 0, INT64_MAX, NULL,
+    "Seed of the per-thread sampling generators, for reproducible profiles (tests); 0: random.", OFF(prof_seed) },
 };
 const size_t conf_table_len = TD_ARRAY_LEN(conf_table);
 
@@ -73,7 +97,12 @@ const opt_desc_t *conf_find(const char *name, size_t len) {
 }
 
 int64_t conf_get(const opt_desc_t *d) {
+  if (d->type == OPT_STR) return 0;
   return d->type == OPT_BOOL ? (int64_t)*slot_bool(d) : *slot_int(d);
+}
+
+const char *conf_str(const opt_desc_t *d) {
+  return d->type == OPT_STR ? (const char *)&opt + d->offset : "";
 }
 
 static bool text_eq(const char *s, size_t len, const char *word) {
@@ -142,6 +171,11 @@ bool conf_set(const opt_desc_t *d, const char *value, size_t len) {
       for (int64_t i = 0; d->choices[i]; i++)
         if (text_eq(value, len, d->choices[i])) { *slot_int(d) = i; return true; }
       return false;
+    case OPT_STR:
+      if (len > (size_t)d->max) return false;
+      memcpy((char *)&opt + d->offset, value, len);
+      ((char *)&opt + d->offset)[len] = 0;
+      return true;
   }
   return false;
 }
@@ -151,6 +185,7 @@ size_t conf_format(const opt_desc_t *d, int64_t v, char *buf) {
   switch (d->type) {
     case OPT_BOOL: n = (size_t)(v ? 4 : 5); memcpy(buf, v ? "true" : "false", n); break;
     case OPT_ENUM: n = strlen(d->choices[v]); memcpy(buf, d->choices[v], n); break;
+    case OPT_STR: n = 0; break;   /* no short form: conf_str */
     case OPT_INT:
       if (v < 0) { buf[n++] = '-'; v = -v; }
       n += fmt_u64(buf + n, (uint64_t)v);
@@ -180,6 +215,7 @@ static void describe(const opt_desc_t *d, char *buf, size_t cap) {
 #define PUT(s) do { size_t _l = strlen(s); if (n + _l >= cap) _l = cap - n - 1; memcpy(buf + n, s, _l); n += _l; } while (0)
   switch (d->type) {
     case OPT_BOOL: PUT("true or false"); break;
+    case OPT_STR: PUT("text without commas"); break;
     case OPT_ENUM:
       for (int i = 0; d->choices[i]; i++) { if (i) PUT(", "); PUT(d->choices[i]); }
       break;
@@ -208,6 +244,7 @@ static void warn_option(const char *source, const char *name, size_t name_len, c
     describe(d, acc, sizeof acc);
     char defv[32];
     conf_format(d, conf_get(d), defv);
+    if (d->type == OPT_STR) { size_t l = strlen(conf_str(d)); if (l > 31) l = 31; memcpy(defv, conf_str(d), l); defv[l] = 0; }
     ADDS("bad value '"); ADD(value, value_len); ADDS("' for option "); ADDS(d->name); ADDS(" in "); ADDS(source);
     ADDS(" (expects "); ADDS(acc); ADDS("); using "); ADDS(defv);
   }

@@ -17,6 +17,9 @@
 enum opt_thp { THP_DEFAULT, THP_ALWAYS, THP_NEVER };
 enum opt_stats_print { STATS_PRINT_OFF, STATS_PRINT_TEXT, STATS_PRINT_JSON };
 
+/* Longest string option value, with its NUL. */
+#define CONF_STR_MAX 200
+
 typedef struct conf_s {
   int64_t dirty_decay_ms;
   int64_t muzzy_decay_ms;
@@ -31,11 +34,20 @@ typedef struct conf_s {
   int64_t memory_limit;            /* soft limit on resident bytes (0: none) */
   int64_t guard_sample;            /* 1 in N allocations against a guard page (0: off) */
   int64_t stats_signal;            /* signal that asks for a statistics file (0: off) */
+  /* heap profiling (prof.h) */
+  bool prof;
+  int64_t prof_sample;             /* mean bytes between samples */
+  char prof_prefix[CONF_STR_MAX];  /* dump files: <prefix>.<pid>.<seq>.heap */
+  bool prof_final, prof_leak, prof_leak_error, prof_gdump;
+  int64_t prof_signal;             /* signal number that asks for a dump (0: none) */
+  int64_t prof_seed;               /* seed of the sampling generators (0: random) */
 } conf_t;
 
 extern conf_t opt;
 
-typedef enum { OPT_BOOL, OPT_INT, OPT_MILLI, OPT_ENUM } opt_type_t;
+/* OPT_STR: text stored in a char[CONF_STR_MAX] of conf_t (conf_get gives 0;
+ * read it with conf_str). */
+typedef enum { OPT_BOOL, OPT_INT, OPT_MILLI, OPT_ENUM, OPT_STR } opt_type_t;
 
 typedef struct opt_desc_s {
   const char *name;
@@ -61,6 +73,8 @@ bool conf_set(const opt_desc_t *d, const char *value, size_t len);
 const opt_desc_t *conf_find(const char *name, size_t len);
 /* Current value as an integer (bools 0/1, enums their index, milli as milli). */
 int64_t conf_get(const opt_desc_t *d);
+/* The value of an OPT_STR option. */
+const char *conf_str(const opt_desc_t *d);
 /* Write the value as TIDALLOC_CONF text into buf (>= 32 bytes); returns length. */
 size_t conf_format(const opt_desc_t *d, int64_t v, char *buf);
 

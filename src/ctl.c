@@ -6,6 +6,7 @@
 #include "os.h"
 #include "pressure.h"
 #include "safety.h"
+#include "prof.h"
 #include "stats.h"
 
 #include <errno.h>
@@ -91,6 +92,7 @@ static int ctl_opt(const char *rest, void *oldp, size_t *oldlenp, const void *ne
     case OPT_INT: return read_out(oldp, oldlenp, &v, sizeof v);
     case OPT_MILLI: return read_double(oldp, oldlenp, (double)v / 1000.0);
     case OPT_ENUM: return read_str(oldp, oldlenp, d->choices[v]);
+    case OPT_STR: return read_str(oldp, oldlenp, conf_str(d));
   }
   return ENOENT;
 }
@@ -135,6 +137,11 @@ static int ctl_background_thread(const char *rest, void *oldp, size_t *oldlenp, 
   return rc;
 }
 
+/* "prof.*": the heap profiler's controls and hooks (prof.h). */
+static int ctl_prof(const char *rest, void *oldp, size_t *oldlenp, const void *newp, size_t newlen) {
+  return prof_ctl(rest, oldp, oldlenp, newp, newlen);
+}
+
 /* The namespace. A name ending in '.' is a prefix: its handler gets the rest. */
 static const struct { const char *name; ctl_fn fn; } ctl_names[] = {
   { "version", ctl_version },
@@ -146,6 +153,7 @@ static const struct { const char *name; ctl_fn fn; } ctl_names[] = {
   { "thread.flush", ctl_thread_flush },
   { "purge", ctl_purge },
   { "background_thread", ctl_background_thread },
+  { "prof.", ctl_prof },
 };
 
 int ctl_call(const char *name, void *oldp, size_t *oldlenp, const void *newp, size_t newlen) {

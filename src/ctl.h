@@ -15,7 +15,7 @@
  * With stats_signal set it registers the background worker's statistics
  * writer: one snapshot rendered (text or JSON) into a scratch mapping, then
  * published as /tmp/tidalloc-stats.PID.VALUE, mode 0600, in one os call.
- * It may call: stats, conf, background, heap, pressure (purge), lock, os,
+ * It may call: stats, conf, background, heap, pressure (purge), prof, lock, os,
  * safety (number formatting).
  */
 #ifndef TIDAL_CTL_H

@@ -31,7 +31,7 @@ static unsigned orphan_shard(void) {
 static td_mutex_t orphan_lock = TD_MUTEX_INIT("heap_orphan_counters", RANK_HEAP_ORPHANS);
 
 span_t span_empty = { .kind = SPAN_NONE };
-heap_t heap_empty = { .cur = { [0 ... SC_NCLASSES - 1] = &span_empty }, .state = HEAP_DEAD };
+heap_t heap_empty = { .cur = { [0 ... SC_NCLASSES - 1] = &span_empty }, .prof_left = INT64_MAX, .state = HEAP_DEAD };
 
 static td_mutex_t registry_lock = TD_MUTEX_INIT("heap_registry", RANK_HEAP_REGISTRY);
 static td_mutex_t global_lock = TD_MUTEX_INIT("heap_global", RANK_HEAP_GLOBAL);
@@ -239,6 +239,7 @@ static heap_t *heap_bind(void) {
   if (!h && !(h = heap_create(HEAP_ACTIVE))) return NULL;
   tls_heap = h;                          /* before setspecific, which may allocate */
   if (!h->sample_left) h->sample_left = opt.guard_sample;
+  if (!h->prof_rng) h->prof_left = opt.prof ? 0 : INT64_MAX;   /* prof.c draws on the first crossing */
   heap_bytes(h, &tls_base_alloc, &tls_base_freed);
   pthread_setspecific(heap_tsd, h);
   return h;

@@ -94,6 +94,11 @@ typedef struct heap_counters_s {
 typedef struct heap_s heap_t;
 struct heap_s {
   span_t *cur[SC_NCLASSES];                   /* fast path: span to allocate from */
+  /* Heap profiling (prof.h): bytes to allocate before the next sample; the
+   * malloc fast path subtracts each request after a pop. INT64_MAX while
+   * profiling is off; 0 until the thread's first draw. */
+  int64_t prof_left;
+  uint64_t prof_rng;                          /* the sampling generator's state (0: unseeded) */
   heap_counters_t cnt;
   span_t *partial[SC_NCLASSES];               /* spans with free blocks (not cur) */
   outbuf_t out[HEAP_OUT_SLOTS];

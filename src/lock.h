@@ -37,6 +37,7 @@ enum lock_rank {
   RANK_PAGE,                 /* page: units, bins, decay */
   RANK_HEAP_REGISTRY,        /* heap: all heaps, the pool */
   RANK_HEAP_ORPHANS,         /* heap: counters of threads without a heap */
+  RANK_PROF,                 /* prof: the sample table (takes meta under it) */
   RANK_PAGEMAP,
   RANK_META,
   RANK_PRESSURE,             /* pressure: the cleaner registry */

@@ -1,12 +1,16 @@
 #include "os.h"
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <execinfo.h>
+#include <link.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -430,3 +434,91 @@ void os_counters_get(os_counters_t *out) {
   out->collapses = LOAD(cnt_collapse); out->remaps = LOAD(cnt_remaps); out->commits = LOAD(cnt_commits);
 }
 #undef LOAD
+
+/* ---- for the heap profiler ------------------------------------------------------ */
+
+int os_file_create(const char *path) {
+  int saved = errno;
+  int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  errno = saved;
+  return fd;
+}
+
+bool os_file_write(int fd, const char *buf, size_t len) {
+  int saved = errno;
+  while (len > 0) {
+    long n = sys_write(fd, buf, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    buf += n; len -= (size_t)n;
+  }
+  errno = saved;
+  return len == 0;
+}
+
+bool os_file_copy(const char *src, int fd) {
+  int saved = errno;
+  int in = sys_open(src, O_RDONLY);
+  bool ok = in >= 0;
+  char buf[2048];
+  while (ok) {
+    long n = sys_read(in, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) { ok = n == 0; break; }
+    ok = os_file_write(fd, buf, (size_t)n);
+  }
+  if (in >= 0) sys_close(in);
+  errno = saved;
+  return ok;
+}
+
+int os_backtrace(void **pcs, int max) { return backtrace(pcs, max); }
+
+struct text_query { uintptr_t addr, lo, hi; bool found, main_program; };
+
+static int text_range_cb(struct dl_phdr_info *info, size_t size, void *arg) {
+  (void)size;
+  struct text_query *q = arg;
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X)) continue;
+    uintptr_t lo = info->dlpi_addr + ph->p_vaddr, hi = lo + ph->p_memsz;
+    if (q->addr >= lo && q->addr < hi) {
+      q->lo = lo; q->hi = hi; q->found = true;
+      q->main_program = info->dlpi_name == NULL || info->dlpi_name[0] == 0;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+bool os_text_range(const void *addr, uintptr_t *lo, uintptr_t *hi, bool *main_program) {
+  struct text_query q = { .addr = (uintptr_t)addr };
+  dl_iterate_phdr(text_range_cb, &q);
+  *lo = q.lo; *hi = q.hi; *main_program = q.main_program;
+  return q.found;
+}
+
+bool os_symbolize(const void *pc, char *buf, size_t cap, uintptr_t *off) {
+  Dl_info info;
+  if (cap == 0 || !dladdr(pc, &info)) return false;
+  const char *name = info.dli_sname;
+  uintptr_t base = (uintptr_t)info.dli_saddr;
+  if (!name) {   /* no symbol: the object's name, the offset within it */
+    name = info.dli_fname ? strrchr(info.dli_fname, '/') : NULL;
+    name = name ? name + 1 : info.dli_fname;
+    base = (uintptr_t)info.dli_fbase;
+  }
+  if (!name) return false;
+  size_t n = strlen(name);
+  if (n >= cap) n = cap - 1;
+  memcpy(buf, name, n);
+  buf[n] = 0;
+  *off = (uintptr_t)pc - base;
+  return true;
+}
+
+void os_exit_now(int status) {
+  fflush(NULL);
+  _exit(status);
+}

@@ -134,6 +134,29 @@ int os_siginfo_value(const void *info);
 bool os_publish_file(const char *tmp, const char *path, const char *buf, size_t len);
 int os_getpid(void);
 
+/* ---- for the heap profiler (prof.c) ----
+ * Files are created, written and closed within one call of the caller (a
+ * dump): never kept open. */
+int os_file_create(const char *path);                 /* O_WRONLY|O_CREAT|O_TRUNC, 0644; -1 on failure */
+bool os_file_write(int fd, const char *buf, size_t len);
+/* Append the contents of file src (e.g. /proc/self/maps) to fd. */
+bool os_file_copy(const char *src, int fd);
+/* The return addresses of the calling thread's stack (glibc's backtrace, on
+ * libgcc's .eh_frame unwinder: no frame pointers needed). The first call
+ * loads libgcc_s and allocates: the profiler makes it once at start-up. */
+int os_backtrace(void **pcs, int max);
+/* The executable segment of the loaded object that contains addr:
+ * [*lo, *hi), and whether that object is the main program. */
+bool os_text_range(const void *addr, uintptr_t *lo, uintptr_t *hi, bool *main_program);
+/* The name of the function (or, failing that, the object) containing pc,
+ * copied into buf; *off its offset from the symbol. dladdr: never from
+ * inside malloc. Returns false when nothing is known. */
+bool os_symbolize(const void *pc, char *buf, size_t cap, uintptr_t *off);
+
+/* End the process now with status (stdio flushed first): the leak report's
+ * prof_leak_error, from an exit handler. */
+TD_NORETURN void os_exit_now(int status);
+
 uint64_t os_random64(void);
 const char *os_getenv(const char *name);   /* secure_getenv: NULL for setuid programs */
 void os_write_stderr(const char *buf, size_t len);

@@ -170,6 +170,7 @@ void span_misuse(const void *p, const span_t *s, const char *fn) {
     }
     case SPAN_LARGE:
     case SPAN_HUGE:
+    case SPAN_SAMPLED:
       safety_report(invalid, p, "inside a block of bytes", (long)s->bytes, fn);
     case SPAN_RELEASED:
       safety_report(twice, p, "block already given back", -1, fn);

@@ -49,6 +49,8 @@ enum span_kind {
   SPAN_GUARDED = 6,   /* a block alone in a mapping between guard pages (secure.c) */
   SPAN_ZERO = 7,      /* hardened-mode zero-size blocks: inaccessible addresses */
   SPAN_OBJCACHE = 8,  /* a 2 MiB slab of an application object cache (objcache.c) */
+  SPAN_SAMPLED = 9,   /* a heap-profile sample alone in a run or mapping (prof.c); its
+                         large/huge kind waits in prof_kind */
 };
 
 /* `used` counts blocks handed out (including blocks freed by other threads
@@ -123,6 +125,8 @@ struct span_s {
   uint64_t holes[SPAN_HOLE_WORDS]; /* pages given to the page layer as holes (slab) */
   uint32_t nholes;            /* popcount(holes) */
   uint32_t hole_used;         /* `used` when the span was last scanned for holes */
+  void *prof;                 /* its sample record (SPAN_SAMPLED) */
+  uint8_t prof_kind;          /* SPAN_SAMPLED: SPAN_LARGE or SPAN_HUGE, restored on free */
 } TD_ALIGNED(TD_CACHELINE);
 
 /* Doubly linked lists of spans through next/prev (heap partial lists and

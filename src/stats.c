@@ -67,6 +67,7 @@ void stats_collect(stats_t *st) {
   pressure_stats_get(&st->pressure);
   st->background_running = background_running();
   st->background_wakeups = background_wakeups();
+  prof_stats_get(&st->prof);
 }
 
 /* ---- the schema ----------------------------------------------------------------
@@ -132,7 +133,10 @@ static void get_large_total(const void *base, uint64_t i, stat_value_t *v) {
   v->u = st->large_allocated + st->huge_allocated;
 }
 
+static void get_site(const void *base, uint64_t i, stat_value_t *v) { v->s = ((const prof_site_stats_t *)base)->site; }
+
 static uint64_t classes_end(const stats_t *st) { return SC_NCLASSES; }
+static uint64_t prof_sites_end(const stats_t *st) { return st->prof.ntop; }
 static uint64_t mutexes_end(const stats_t *st) { return st->nmutexes; }
 static uint64_t cleaners_end(const stats_t *st) { return st->pressure.ncleaners; }
 static bool class_used(const void *elem) {
@@ -208,6 +212,16 @@ static const stat_field_t thread_fields[] = {
   NUM(stats_t, background_wakeups, NULL),
 };
 
+static const stat_field_t prof_fields[] = {
+  BOOL(prof_stats_t, enabled), NUM(prof_stats_t, live_bytes, BYTES), NUM(prof_stats_t, live_count, NULL),
+  NUM(prof_stats_t, samples, NULL), NUM(prof_stats_t, stacks, NULL), NUM(prof_stats_t, metadata, BYTES),
+  NUM(prof_stats_t, dumps, NULL),
+};
+static const stat_field_t prof_site_fields[] = {   /* the text column first: tables left-align it */
+  GET("site", STAT_STR, IN_ALL, NULL, get_site),
+  NUM(prof_site_stats_t, bytes, BYTES), NUM(prof_site_stats_t, count, NULL),
+};
+
 /* Node offsets are in stats_t; 0 is stats_t itself. */
 #define GROUP(k, c, off, f) { .kind = NODE_GROUP, .key = k, .ctl = c, .offset = off, .fields = f, \
                               .nfields = TD_ARRAY_LEN(f) }
@@ -224,6 +238,9 @@ static const stat_node_t small_children[] = {
 static const stat_node_t pressure_children[] = {
   ARRAY("cleaners", "pressure.cleaners.", pressure.cleaners, cleaner_fields, 0, cleaners_end, NULL),
 };
+static const stat_node_t prof_children[] = {
+  ARRAY("sites", "prof.sites.", prof.top, prof_site_fields, 0, prof_sites_end, NULL),
+};
 static const stat_node_t top_children[] = {
   { .kind = NODE_OPTIONS, .key = "options" },   /* every option (conf.h); opt.* names belong to ctl */
   PARENT("small", "", 0, small_fields, small_children),
@@ -235,6 +252,7 @@ static const stat_node_t top_children[] = {
   ARRAY("mutexes", "mutexes.", mutexes, mutex_fields, 0, mutexes_end, NULL),
   PARENT("pressure", "pressure.", offsetof(stats_t, pressure), pressure_fields, pressure_children),
   GROUP("threads", "", 0, thread_fields),
+  PARENT("prof", "prof.", offsetof(stats_t, prof), prof_fields, prof_children),
 };
 static const stat_node_t schema = PARENT(NULL, "", 0, top_fields, top_children);
 
@@ -281,7 +299,8 @@ static void emit_options(emitter_t *em, const char *key) {
     const opt_desc_t *d = &conf_table[i];
     char v[40];
     conf_format(d, conf_get(d), v);
-    if (d->type == OPT_ENUM) em_kv_str(em, d->name, v);
+    if (d->type == OPT_STR) em_kv_str(em, d->name, conf_str(d));
+    else if (d->type == OPT_ENUM) em_kv_str(em, d->name, v);
     else em_kv_raw(em, d->name, v);
   }
   em_dict_end(em);

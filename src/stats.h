@@ -13,7 +13,7 @@
  * control names (stats_find). A new counter is one line in that table.
  * What it is not: the control namespace itself (ctl.h: locking, epochs,
  * lengths, error codes) or a policy.
- * It may call: heap, huge, page, pressure, secure, background, meta, lock,
+ * It may call: heap, huge, page, pressure, prof, secure, background, meta, lock,
  * os, conf, safety (assertions), sizeclass (through heap.h), emitter.
  */
 #ifndef TIDAL_STATS_H
@@ -24,6 +24,7 @@
 #include "os.h"
 #include "page.h"
 #include "pressure.h"
+#include "prof.h"
 
 #define STATS_MAX_MUTEXES 16
 
@@ -72,6 +73,7 @@ typedef struct stats_s {
   pressure_stats_t pressure;
   bool background_running;
   uint64_t background_wakeups;
+  prof_stats_t prof;           /* heap profiling: totals and the top allocation sites */
 } stats_t;
 
 void stats_collect(stats_t *out);

@@ -21,6 +21,7 @@ static const char *type_name(const opt_desc_t *d) {
     case OPT_INT: return "integer";
     case OPT_MILLI: return "ratio";
     case OPT_ENUM: return "enum";
+    case OPT_STR: return "text";
   }
   return "?";
 }
@@ -32,6 +33,7 @@ static void accepts(const opt_desc_t *d, char *buf, size_t cap) {
   buf[0] = 0;
   switch (d->type) {
     case OPT_BOOL: snprintf(buf, cap, "true, false"); break;
+    case OPT_STR: snprintf(buf, cap, "text without commas, up to %lld bytes", (long long)d->max); break;
     case OPT_ENUM:
       for (int k = 0; d->choices[k] && n < cap; k++)
         n += (size_t)snprintf(buf + n, cap - n, "%s%s", k ? ", " : "", d->choices[k]);

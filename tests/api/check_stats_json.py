@@ -30,12 +30,16 @@ SCHEMA = {
                  "cleaners": [{"name": str, "calls": INT, "released": INT}]},
     "threads": {"heaps_active": INT, "heaps_pooled": INT, "background_running": bool,
                 "background_wakeups": INT},
+    "prof": {"enabled": bool, "live_bytes": INT, "live_count": INT, "samples": INT, "stacks": INT,
+             "metadata": INT, "dumps": INT, "sites": [{"bytes": INT, "count": INT, "site": str}]},
 }
 OPTIONS = {"background_thread": bool, "dirty_decay_ms": INT, "muzzy_decay_ms": INT,
            "dirty_mult": float, "hugify_threshold": float, "hugify_delay_ms": INT,
            "thp": str, "stats_print": str, "secure": bool, "guard_sample": INT,
            "pressure": bool, "memory_limit": INT,
-           "stats_signal": INT}
+           "stats_signal": INT, "prof": bool, "prof_sample": INT,
+           "prof_prefix": str, "prof_final": bool, "prof_leak": bool, "prof_leak_error": bool,
+           "prof_gdump": bool, "prof_signal": INT, "prof_seed": INT}
 
 
 def check(value, schema, path, errors):

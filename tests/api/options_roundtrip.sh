@@ -22,10 +22,13 @@ for row in "${rows[@]}"; do
     integer) hi=$(echo "$row" | cut -d'|' -f5 | sed -n 's/.* to \([0-9]*\) *$/\1/p')
              v=1234; [ -n "$hi" ] && [ "$hi" -lt 1234 ] && v=$hi; out=$v ;;
     ratio) v=0.5; out=0.5 ;;
+    text) v=/tmp/x; out=$v ;;
     enum) v=$(echo "$row" | cut -d'|' -f5 | tr -d ' `' | tr ',' '\n' | grep -vx "$def" | head -1); out=$v ;;
     *) fail "unknown type $type for $name" ;;
   esac
   [ "$name" = stats_print ] && { v=false; out=false; }   # keep the output clean
+  [ "$name" = prof ] && { v=false; out=false; }          # no dumps or leak reports from this test
+  [ "$name" = prof_signal ] && { v=12; out=12; }         # a signal number
   args+=("$name=$type"); conf+=("$name:$v"); expect+=("$name:$out")
   case "$type" in
     ratio) defaults+=("$name:$(printf '%g' "$def")") ;;

@@ -53,8 +53,13 @@ printf '#!./static_prog\n' > script_on_static; chmod +x script_on_static
 [ "$(rc_of "$cmd" run)" = 2 ] || fail "run without a program: not 2"
 [ "$(rc_of "$cmd" frobnicate)" = 2 ] || fail "unknown command: not 2"
 [ "$(rc_of "$cmd" run -- sh -c 'exit 7')" = 7 ] || fail "run does not end with the program's status"
-"$cmd" run --prof -- true 2>err && fail "--prof ran without a profiler"   # until the profiler lands
-grep -q "no 'prof' option" err || fail "--prof message: $(cat err)"
+# --prof: a heap profile at exit, which report reads
+rm -f runprof.*.heap
+"$cmd" run --prof="$PWD/runprof" -- $py -c 'keep = [bytearray(1 << 20) for i in range(64)]' ||
+  fail "--prof with the profiler"
+prof=$(ls runprof.*.heap 2>/dev/null | head -1)
+[ -n "$prof" ] && head -1 "$prof" | grep -q '^heap profile: .* @ heapprofile$' || fail "--prof wrote no profile"
+"$cmd" report "$prof" >/dev/null || fail "report of a --prof profile"
 for sub in run stats options report; do
   help=$("$cmd" $sub --help); [[ "$help" == "Usage: tidalloc $sub"* ]] || fail "$sub --help"
 done
