@@ -39,6 +39,9 @@
  *   lfr = the longest run of pages not in active
  *   on the purge list  <=>  ndirty + nmuzzy > 0
  *   in bin lfr         <=>  not busy
+ *   page muzzy or purged  =>  no page of its OS page (os_page() / TD_PAGE
+ *                             pages, aligned) was active when it was purged
+ *                             (the kernel purges whole OS pages: 4-64 KiB)
  * And over all units: P.nactive = sum nactive (likewise dirty, muzzy). */
 typedef struct unit_s unit_t;
 struct unit_s {
