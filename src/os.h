@@ -17,7 +17,9 @@
  *   descriptors it does not know (closefrom, daemons, shells) or forks can
  *   never have tidalloc read, write or poll one of its own files.
  * What it is not: a policy. It never decides what to purge or when.
- * It may call: libc syscall wrappers only (never malloc).
+ * It may call: libc syscall wrappers only (never malloc) — but for
+ * os_thread_spawn's pthread_create, which allocates, and so is called only
+ * where no allocator lock is held.
  */
 #ifndef TIDAL_OS_H
 #define TIDAL_OS_H
