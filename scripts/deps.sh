@@ -5,7 +5,8 @@ set -euo pipefail
 level=${1:-build}
 pkgs=(cmake make gcc g++ pkg-config)
 case "$level" in
-  test|bench) pkgs+=(python3 perl sqlite3 git valgrind clang libclang-rt-14-dev) ;;
+  test|bench) pkgs+=(python3 perl sqlite3 git valgrind clang libclang-rt-14-dev
+                    qemu-user gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross) ;;
 esac
 case "$level" in   # the Debian packages and their installed-layout test; manual pages
   test|bench) pkgs+=(debhelper dpkg-dev man-db) ;;

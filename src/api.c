@@ -443,15 +443,16 @@ TD_EXPORT int posix_memalign(void **out, size_t align, size_t size) {
   return 0;
 }
 
-TD_EXPORT void *valloc(size_t size) { return td_aligned(TD_PAGE, size); }
+/* valloc and pvalloc: the OS page (sysconf(_SC_PAGESIZE)), not TD_PAGE. */
+TD_EXPORT void *valloc(size_t size) { return td_aligned(os_page(), size); }
 
 TD_EXPORT void *pvalloc(size_t size) {
-  size_t rounded = td_align_up(size ? size : 1, TD_PAGE);
+  size_t rounded = td_align_up(size ? size : 1, os_page());
   if (rounded < size) {
     errno = ENOMEM;
     return NULL;
   }
-  return td_aligned(TD_PAGE, rounded);
+  return td_aligned(os_page(), rounded);
 }
 
 TD_EXPORT size_t malloc_usable_size(void *p) {

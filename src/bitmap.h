@@ -63,6 +63,21 @@ TD_INLINE size_t bm_find_clear_run(const bm512_t *m, size_t n, size_t align) {
   return BM_BITS;
 }
 
+/* Whole aligned groups of g bits (g a power of two, g <= 64): out holds every
+ * bit of each group in which no bit of `none` is set and some bit of `any` is.
+ * (The page layer purges whole OS pages, g of its pages each.) */
+TD_INLINE void bm_select_groups(bm512_t *out, const bm512_t *none, const bm512_t *any, size_t g) {
+  uint64_t starts = 0;
+  for (size_t i = 0; i < 64; i += g) starts |= 1ull << i;
+  for (size_t w = 0; w < BM_WORDS; w++) {
+    uint64_t clear = ~none->w[w], some = any->w[w];
+    for (size_t s = 1; s < g; s <<= 1) { clear &= clear >> s; some |= some >> s; }
+    uint64_t sel = clear & some & starts;          /* at each group's first bit */
+    for (size_t s = 1; s < g; s <<= 1) sel |= sel << s;
+    out->w[w] = sel;
+  }
+}
+
 /* Length of the longest run of clear bits. */
 TD_INLINE size_t bm_longest_clear_run(const bm512_t *m) {
   size_t best = 0, i = 0;

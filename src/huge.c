@@ -176,7 +176,7 @@ static void live_add(span_t *s) {
 
 void *huge_alloc(size_t size, size_t align, bool zero) {
   if (align < TD_PAGE) align = TD_PAGE;
-  size_t map_size = td_align_up(size, TD_PAGE);
+  size_t map_size = td_align_up(size, os_page());   /* whole OS pages: the cache splits and merges them */
   if (map_size < size) return NULL;
   span_t *spare = page_span_get();   /* for a split; returned if unused */
   mutex_lock(&huge_lock);
@@ -335,7 +335,7 @@ static bool shrink_into_cache(span_t *s, size_t map_size) {
 }
 
 void *huge_realloc(span_t *s, size_t new_size) {
-  size_t map_size = td_align_up(new_size, TD_PAGE);
+  size_t map_size = td_align_up(new_size, os_page());
   if (map_size < new_size) return NULL;
   size_t old = s->bytes;
   if (map_size == old) return (void *)s->base;

@@ -11,11 +11,13 @@
  * side, so that a stray write from user memory cannot reach it. */
 static void *meta_map(size_t size) {
   if (!opt.secure) return os_map_aligned(size, TD_PAGE);
-  uint8_t *m = os_map_aligned(size + 2 * TD_PAGE, TD_PAGE);
+  size_t guard = os_page();   /* the kernel protects whole OS pages */
+  size = td_align_up(size, guard);
+  uint8_t *m = os_map_aligned(size + 2 * guard, guard);
   if (!m) return NULL;
-  os_protect(m, TD_PAGE, false);
-  os_protect(m + TD_PAGE + size, TD_PAGE, false);
-  return m + TD_PAGE;
+  os_protect(m, guard, false);
+  os_protect(m + guard + size, guard, false);
+  return m + guard;
 }
 
 static td_mutex_t meta_lock = TD_MUTEX_INIT("meta", RANK_META);
@@ -23,7 +25,7 @@ static uintptr_t bump, bump_end;
 static size_t bytes_mapped, bytes_allocated, bytes_leaves;
 
 void *meta_alloc_mapping(size_t size) {
-  size = td_align_up(size, TD_PAGE);
+  size = td_align_up(size, os_page());
   void *p = meta_map(size);
   if (!p) return NULL;
   os_name(p, size, "tidalloc-meta");
@@ -37,7 +39,7 @@ void *meta_alloc(size_t size, size_t align) {
   mutex_lock(&meta_lock);
   uintptr_t p = td_align_up(bump, align);
   if (p + size > bump_end || bump == 0) {
-    size_t chunk = TD_MAX(META_CHUNK, td_align_up(size + align, TD_PAGE));
+    size_t chunk = TD_MAX(META_CHUNK, td_align_up(size + align, os_page()));
     void *m = meta_map(chunk);
     if (!m) { mutex_unlock(&meta_lock); return NULL; }
     os_name(m, chunk, "tidalloc-meta");

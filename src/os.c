@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
@@ -33,7 +34,8 @@
 #endif
 
 static uint64_t cnt_maps, cnt_unmaps, cnt_lazy, cnt_now, cnt_huge, cnt_dehuge, cnt_collapse, cnt_remaps, cnt_commits;
-os_system_t os_system = { .thp = OS_THP_MADVISE, .max_ptes_none = 511, .lazy_free = true };
+os_system_t os_system = { .thp = OS_THP_MADVISE, .max_ptes_none = 511, .lazy_free = true, .page_size = TD_PAGE,
+                          .purge_zeroes = true };
 #define COUNT(c) __atomic_fetch_add(&(c), 1, __ATOMIC_RELAXED)
 
 static void *default_map(size_t size) {
@@ -101,6 +103,12 @@ static bool default_remap(void *addr, size_t old_size, size_t new_size, void *de
   return p != MAP_FAILED;
 }
 
+/* The thread attribute carries no stack size: glibc's default (RLIMIT_STACK)
+ * is the program's choice. */
+static int default_thread_create(void *thread, void *(*fn)(void *), void *arg) {
+  return pthread_create((pthread_t *)thread, NULL, fn, arg);
+}
+
 static uint64_t default_now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -110,7 +118,7 @@ static uint64_t default_now_ns(void) {
 const os_hooks_t os_hooks_default = {
   .map = default_map, .unmap = default_unmap, .purge = default_purge,
   .hugify = default_hugify, .now_ns = default_now_ns, .commit = default_commit,
-  .remap = default_remap,
+  .remap = default_remap, .thread_create = default_thread_create,
 };
 const os_hooks_t *os_hooks = &os_hooks_default;
 
@@ -127,6 +135,15 @@ static long sys_read(int fd, void *buf, size_t n) { return syscall(SYS_read, fd,
 static long sys_write(int fd, const void *buf, size_t n) { return syscall(SYS_write, fd, buf, n); }
 static int sys_open(const char *path, int flags) { return (int)syscall(SYS_openat, AT_FDCWD, path, flags | O_CLOEXEC, 0); }
 static void sys_close(int fd) { syscall(SYS_close, fd); }
+
+int os_thread_spawn(void *thread, void *(*fn)(void *), bool detached) {
+  sigset_t old;
+  os_block_signals(&old);
+  int rc = os_hooks->thread_create(thread, fn, NULL);
+  os_restore_signals(&old);
+  if (rc == 0 && detached) pthread_detach(*(pthread_t *)thread);
+  return rc;
+}
 
 void os_thread_name(const char *name) { prctl(PR_SET_NAME, name, 0, 0, 0); }
 
@@ -309,12 +326,34 @@ long os_thread_census(bool *main_gone) {
   return -1;
 }
 
+/* Whether MADV_DONTNEED really drops private anonymous pages, so that they
+ * read back as zero. Linux always does; an emulator may not (qemu-user 7.2
+ * with -p larger than the host's page returns success and keeps the data),
+ * and calloc must not trust purged pages there. */
+static bool probe_purge_zeroes(size_t page) {
+  int saved = errno;
+  bool ok = false;
+  volatile unsigned char *p = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p != MAP_FAILED) {
+    p[0] = 1;
+    ok = madvise((void *)p, page, MADV_DONTNEED) == 0 && p[0] == 0;
+    munmap((void *)p, page);
+  }
+  errno = saved;
+  return ok;
+}
+
 void os_init(void) {
-  if (sysconf(_SC_PAGESIZE) != (long)TD_PAGE) {
-    static const char msg[] = "tidalloc: unsupported page size (need 4 KiB)\n";
+  /* From the auxiliary vector: no system call, no libc state. */
+  size_t page = (size_t)getauxval(AT_PAGESZ);
+  if (page == 0) page = (size_t)sysconf(_SC_PAGESIZE);
+  if (!td_is_pow2(page) || page < TD_PAGE || page > OS_PAGE_MAX) {
+    static const char msg[] = "tidalloc: unsupported page size (need 4, 16 or 64 KiB)\n";
     os_write_stderr(msg, sizeof msg - 1);
     abort();
   }
+  os_system.page_size = page;
+  os_system.purge_zeroes = probe_purge_zeroes(page);
   char buf[128];
   if (os_read_file("/sys/kernel/mm/transparent_hugepage/enabled", buf, sizeof buf) > 0) {
     if (strstr(buf, "[never]")) os_system.thp = OS_THP_NEVER;
@@ -345,7 +384,11 @@ void *os_reserve_aligned(size_t size, size_t align) {
 }
 
 void *os_map_aligned(size_t size, size_t align) {
-  if (align <= TD_PAGE) return os_hooks->map(size);
+  size_t page = os_page();
+  /* Whole OS pages, so that the trimmed ends below are page-aligned too. */
+  if (size + page < size) return NULL;
+  size = td_align_up(size, page);
+  if (align <= page) return os_hooks->map(size);
   if (size + align < size) return NULL;
   /* Over-map, then trim both ends to the alignment. */
   uint8_t *raw = os_hooks->map(size + align);

@@ -17,7 +17,9 @@
  *   descriptors it does not know (closefrom, daemons, shells) or forks can
  *   never have tidalloc read, write or poll one of its own files.
  * What it is not: a policy. It never decides what to purge or when.
- * It may call: libc syscall wrappers only (never malloc).
+ * It may call: libc syscall wrappers only (never malloc) — but for
+ * os_thread_spawn's pthread_create, which allocates, and so is called only
+ * where no allocator lock is held.
  */
 #ifndef TIDAL_OS_H
 #define TIDAL_OS_H
@@ -49,6 +51,12 @@ typedef struct os_hooks_s {
    * a mapping of new_size bytes the caller reserved, which it replaces
    * (MREMAP_FIXED). The old range is released only on success. */
   bool (*remap)(void *addr, size_t old_size, size_t new_size, void *dest);
+  /* Start a thread with every signal blocked (the background worker and the
+   * pressure watcher); 0 or an errno value, like pthread_create. */
+  int (*thread_create)(void *thread, void *(*fn)(void *), void *arg);
+  /* The OS page size the hooks emulate (unit tests with fake memory); 0: the
+   * system's (os_system.page_size). */
+  size_t page_size;
 } os_hooks_t;
 
 /* Install hooks (NULL restores the defaults); returns the previous table. */
@@ -58,13 +66,17 @@ extern const os_hooks_t os_hooks_default;
 
 void os_init(void);
 
-/* Map `size` bytes aligned to `align` (a power of two >= page). NULL on failure. */
+/* Map `size` bytes (rounded up to whole OS pages) aligned to `align` (a power
+ * of two >= TD_PAGE). NULL on failure. */
 void *os_map_aligned(size_t size, size_t align);
 TD_INLINE bool os_unmap(void *addr, size_t size) { return os_hooks->unmap(addr, size); }
 TD_INLINE bool os_purge(void *addr, size_t size, os_purge_t how) { return os_hooks->purge(addr, size, how); }
 TD_INLINE bool os_hugify(void *addr, size_t size, os_huge_t how) { return os_hooks->hugify(addr, size, how); }
 TD_INLINE bool os_commit(void *addr, size_t size, bool commit) { return os_hooks->commit(addr, size, commit); }
 TD_INLINE uint64_t os_now_ns(void) { return os_hooks->now_ns(); }
+/* Start a thread (thread: a pthread_t *) with every signal blocked; detached
+ * or joinable. 0 or an errno value. */
+int os_thread_spawn(void *thread, void *(*fn)(void *), bool detached);
 
 /* Make a range inaccessible (guard) or accessible again. */
 bool os_protect(void *addr, size_t size, bool accessible);
@@ -167,8 +179,21 @@ typedef struct os_system_s {
   int max_ptes_none;        /* khugepaged's limit (511 when unknown) */
   bool overcommit_strict;   /* vm.overcommit_memory == 2: reserve PROT_NONE, commit per unit */
   bool lazy_free;           /* MADV_FREE works */
+  size_t page_size;         /* the OS page (4, 16 or 64 KiB): getauxval(AT_PAGESZ) */
+  bool purge_zeroes;        /* OS_PURGE_NOW pages read back as zero (false under some emulators) */
 } os_system_t;
 extern os_system_t os_system;
+
+/* The OS page size: the kernel maps, purges, protects and commits whole OS
+ * pages. The page layer's own page (TD_PAGE, 4 KiB) is its unit of runs and
+ * pagemap entries whatever the OS page is; one OS page holds
+ * os_page() / TD_PAGE of them.
+ *   TD_PAGE <= os_page() <= OS_PAGE_MAX,  os_page() a power of two */
+#define OS_PAGE_MAX ((size_t)64 << 10)
+TD_INLINE size_t os_page(void) {
+  size_t fake = os_hooks->page_size;
+  return fake ? fake : os_system.page_size;
+}
 
 /* Reserve address space: MAP_NORESERVE RW normally, PROT_NONE under strict
  * overcommit (then os_commit makes parts usable). NULL on failure. */

@@ -15,6 +15,7 @@
 #define NBIN_WORDS         ((NBINS + BITS_PER_WORD - 1) / BITS_PER_WORD)
 #define DIRTY_FLOOR_PAGES  ((size_t)(32 << 20) >> TD_PAGE_SHIFT)   /* ceiling never below 32 MiB */
 #define COLLAPSE_PER_PASS  8
+#define PURGE_RETRY_NS     (100ull * 1000000ull)   /* units busy or the kernel refused: retry after */
 
 static td_mutex_t page_lock = TD_MUTEX_INIT("page", RANK_PAGE);
 
@@ -312,7 +313,7 @@ static span_t *run_take(unit_t *u, size_t idx, size_t npages) {
   s->bytes = npages * TD_PAGE;
   s->unit = u;
   s->page_index = (uint32_t)idx;
-  s->zeroed = was_used == 0;
+  s->zeroed = was_used == 0 && os_system.purge_zeroes;
   return s;
 }
 
@@ -529,61 +530,102 @@ static bool purge_before(const unit_t *a, const unit_t *b, enum stage st) {
   return stage_pages(a, st) > stage_pages(b, st);
 }
 
-/* The unit to purge next for a stage. */
-static unit_t *purge_pick(enum stage st) {
+/* What a purge of u's stage st may take: the free pages of every OS page
+ * (os_page() / TD_PAGE pages here) that holds a page of the stage and no
+ * active page. The kernel purges whole OS pages, so
+ *   a page is muzzy or purged  =>  its whole OS page was free when purged
+ * and purged pages read as zero (page_alloc's `zeroed`, calloc) whatever the
+ * OS page size. Free pages sharing an OS page with an active one wait. */
+static size_t purge_select(const unit_t *u, enum stage st, bm512_t *sel) {
+  const bm512_t *from = st == STAGE_DIRTY ? &u->dirty : &u->muzzy;
+  size_t g = os_page() >> TD_PAGE_SHIFT;
+  if (g == 1) *sel = *from;
+  else bm_select_groups(sel, &u->active, from, g);
+  size_t n = 0;
+  for (size_t w = 0; w < BM_WORDS; w++) n += (size_t)__builtin_popcountll(sel->w[w] & from->w[w]);
+  return n;
+}
+
+/* How a purge pass ended. */
+enum purge_end {
+  PURGE_DONE,     /* down to what was asked */
+  PURGE_PINNED,   /* what is left shares OS pages with active pages: nothing to do until a run is freed */
+  PURGE_AGAIN,    /* units were busy, or the kernel refused: try again later */
+};
+
+/* The unit to purge next for a stage; when there is none, *why says
+ * whether that may change by itself (busy units) or only when runs are freed. */
+static unit_t *purge_pick(enum stage st, enum purge_end *why) {
   mutex_assert_held(&page_lock);
   unit_t *best = NULL;
+  bool whole = os_page() == TD_PAGE;
+  bm512_t sel;
+  *why = PURGE_PINNED;
   for (unit_t *u = pages.purge_list; u; u = u->purge_next) {
-    if (!stage_pages(u, st) || u->busy || u->collapsing) continue;
+    if (!stage_pages(u, st)) continue;
+    if (u->busy || u->collapsing) { *why = PURGE_AGAIN; continue; }
+    if (!whole && purge_select(u, st, &sel) == 0) continue;   /* every OS page has an active page */
     if (!best || purge_before(u, best, st)) best = u;
   }
   return best;
 }
 
-/* One madvise per free range of snap. */
-static void purge_ranges(const unit_t *u, const bm512_t *snap, os_purge_t how) {
+/* One madvise per free range of sel (whole OS pages); a range the kernel
+ * refuses leaves sel, so its pages keep their state. */
+static void purge_ranges(const unit_t *u, bm512_t *sel, os_purge_t how) {
   for (size_t i = 0; i < TD_UNIT_PAGES;) {
-    size_t f = bm_next(snap, i, true);
+    size_t f = bm_next(sel, i, true);
     if (f >= TD_UNIT_PAGES) break;
-    size_t e = bm_next(snap, f, false);
-    os_purge((void *)(u->base + f * TD_PAGE), (e - f) * TD_PAGE, how);
+    size_t e = bm_next(sel, f, false);
+    if (!os_purge((void *)(u->base + f * TD_PAGE), (e - f) * TD_PAGE, how)) bm_clear_range(sel, f, e - f);
     i = e;
   }
 }
 
-/* The pages of snap left stage st: to muzzy (lazy purge) or purged. */
-static void pages_purged(unit_t *u, const bm512_t *snap, size_t n, enum stage st, os_purge_t how) {
-  bm512_t *from = st == STAGE_DIRTY ? &u->dirty : &u->muzzy;
-  for (size_t w = 0; w < BM_WORDS; w++) from->w[w] &= ~snap->w[w];
-  if (st == STAGE_DIRTY) { u->ndirty = (uint16_t)(u->ndirty - n); pages.ndirty -= n; }
-  else { u->nmuzzy = (uint16_t)(u->nmuzzy - n); pages.nmuzzy -= n; }
-  if (how == OS_PURGE_LAZY) {
-    for (size_t w = 0; w < BM_WORDS; w++) u->muzzy.w[w] |= snap->w[w];
-    u->nmuzzy = (uint16_t)(u->nmuzzy + n);
-    pages.nmuzzy += n;
-    pages.purged_lazy += n;
-  } else {
-    pages.purged_now += n;
+/* The free pages of sel were purged: dirty ones become muzzy (lazy purge),
+ * or all become purged. Returns how many left stage st. */
+static size_t pages_purged(unit_t *u, const bm512_t *sel, enum stage st, os_purge_t how) {
+  size_t nd = 0, nm = 0;
+  for (size_t w = 0; w < BM_WORDS; w++) {
+    uint64_t d = u->dirty.w[w] & sel->w[w], m = u->muzzy.w[w] & sel->w[w];
+    nd += (size_t)__builtin_popcountll(d);
+    nm += (size_t)__builtin_popcountll(m);
+    u->dirty.w[w] &= ~d;
+    if (how == OS_PURGE_LAZY) u->muzzy.w[w] |= d;
+    else u->muzzy.w[w] &= ~m;
   }
+  u->ndirty = (uint16_t)(u->ndirty - nd);
+  pages.ndirty -= nd;
+  if (how == OS_PURGE_LAZY) {
+    u->nmuzzy = (uint16_t)(u->nmuzzy + nd);
+    pages.nmuzzy += nd;
+    pages.purged_lazy += nd;
+    return st == STAGE_DIRTY ? nd : 0;
+  }
+  u->nmuzzy = (uint16_t)(u->nmuzzy - nm);
+  pages.nmuzzy -= nm;
+  pages.purged_now += nd + nm;
+  return st == STAGE_DIRTY ? nd : nm;
 }
 
 /* Purge one unit's pages of a stage, outside the lock (held on entry and
- * exit). Returns pages purged. */
+ * exit). Returns how many pages left the stage (0: the kernel refused). */
 static size_t purge_unit(unit_t *u, enum stage st, os_purge_t how) {
   mutex_assert_held(&page_lock);
-  bm512_t snap = st == STAGE_DIRTY ? u->dirty : u->muzzy;
-  size_t n = bm_count(&snap);
+  bm512_t sel;
+  purge_select(u, st, &sel);
   bool was_huge = u->hugified;
   bin_remove(u);
   u->busy = 1;
   if (was_huge) { u->hugified = 0; pages.nhugified--; pages.dehugifies++; }
   mutex_unlock(&page_lock);
   if (was_huge) os_hugify((void *)u->base, TD_UNIT, OS_HUGE_OFF);
-  purge_ranges(u, &snap, how);
+  purge_ranges(u, &sel, how);
   mutex_lock(&page_lock);
   /* No run can have taken these pages: the unit was out of the bins and
-   * page_grow refuses busy units. */
-  pages_purged(u, &snap, n, st, how);
+   * page_grow refuses busy units. Pages freed meanwhile are not in sel: they
+   * were active when it was taken. */
+  size_t n = pages_purged(u, &sel, st, how);
   u->busy = 0;
   if (os_system.overcommit_strict && u->nactive == 0 && u->ndirty == 0 && u->nmuzzy == 0 && u->nheld == 0 && u->committed) {
     if (os_commit((void *)u->base, TD_UNIT, false)) { u->committed = 0; pages.decommits++; }
@@ -593,15 +635,16 @@ static size_t purge_unit(unit_t *u, enum stage st, os_purge_t how) {
 }
 
 /* Purge until at most `keep` pages of the stage remain. */
-static void purge_down_to(enum stage st, size_t keep, os_purge_t how) {
+static enum purge_end purge_down_to(enum stage st, size_t keep, os_purge_t how) {
   mutex_assert_held(&page_lock);
   for (;;) {
     size_t have = st == STAGE_DIRTY ? pages.ndirty : pages.nmuzzy;
-    if (have <= keep) break;
-    unit_t *u = purge_pick(st);
-    if (!u) break;
-    purge_unit(u, st, how);
+    if (have <= keep) return PURGE_DONE;
+    enum purge_end why;
+    unit_t *u = purge_pick(st, &why);
+    if (!u) return why;
     pages.purge_passes++;
+    if (purge_unit(u, st, how) == 0) return PURGE_AGAIN;   /* the kernel refused */
   }
 }
 
@@ -609,18 +652,27 @@ static os_purge_t dirty_purge_kind(void) {
   return opt.muzzy_decay_ms != 0 && os_system.lazy_free ? OS_PURGE_LAZY : OS_PURGE_NOW;
 }
 
-/* Purge what decay (and, for dirty pages, the ceiling) says is due. */
-static void purge_due(uint64_t now) {
+/* Purge what decay (and, for dirty pages, the ceiling) says is due; returns
+ * when decay wants to look again (a decay deadline, or never while only
+ * pinned pages are left, or a retry after PURGE_RETRY_NS). */
+static uint64_t purge_due(uint64_t now) {
+  enum purge_end dirty = PURGE_DONE, muzzy = PURGE_DONE;
   size_t limit = TD_MIN(decay_limit(&pages.decay_dirty, now, pages.ndirty), dirty_ceiling());
   if (pages.ndirty > limit) {
-    purge_down_to(STAGE_DIRTY, limit, dirty_purge_kind());
+    dirty = purge_down_to(STAGE_DIRTY, limit, dirty_purge_kind());
     decay_purged(&pages.decay_dirty, pages.ndirty);
   }
   size_t mlimit = decay_limit(&pages.decay_muzzy, now, pages.nmuzzy);
   if (pages.nmuzzy > mlimit) {
-    purge_down_to(STAGE_MUZZY, mlimit, OS_PURGE_NOW);
+    muzzy = purge_down_to(STAGE_MUZZY, mlimit, OS_PURGE_NOW);
     decay_purged(&pages.decay_muzzy, pages.nmuzzy);
   }
+  /* Pinned pages wait for a run to be freed (run_release brings the work
+   * forward); refused or busy ones are retried, never in a loop. */
+  uint64_t next = TD_MIN(dirty == PURGE_PINNED ? TD_NEVER : decay_deadline(&pages.decay_dirty, pages.ndirty),
+                         muzzy == PURGE_PINNED ? TD_NEVER : decay_deadline(&pages.decay_muzzy, pages.nmuzzy));
+  if ((dirty == PURGE_AGAIN || muzzy == PURGE_AGAIN) && next <= now) next = now + PURGE_RETRY_NS;
+  return next;
 }
 
 static void unit_hugify(unit_t *u) {
@@ -665,10 +717,8 @@ uint64_t page_deferred_work(uint64_t now, bool may_collapse) {
   unit_t *collapse[COLLAPSE_PER_PASS];
   size_t ncollapse = 0;
   mutex_lock(&page_lock);
-  purge_due(now);
-  uint64_t next = hugify_due(now, may_collapse, collapse, &ncollapse);
-  next = TD_MIN(next, decay_deadline(&pages.decay_dirty, pages.ndirty));
-  next = TD_MIN(next, decay_deadline(&pages.decay_muzzy, pages.nmuzzy));
+  uint64_t decay_next = purge_due(now);
+  uint64_t next = TD_MIN(hugify_due(now, may_collapse, collapse, &ncollapse), decay_next);
   set_next_due(next);
   pages.told_due = next;
   mutex_unlock(&page_lock);

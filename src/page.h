@@ -40,6 +40,9 @@
  *   nheld > 0  =>  committed   (a hole may be taken back and written at any time)
  *   on the purge list  <=>  ndirty + nmuzzy > 0
  *   in bin lfr         <=>  not busy
+ *   page muzzy or purged  =>  no page of its OS page (os_page() / TD_PAGE
+ *                             pages, aligned) was active when it was purged
+ *                             (the kernel purges whole OS pages: 4-64 KiB)
  * And over all units: P.nactive = sum nactive (likewise dirty, muzzy, held).
  * held: holes (span.h) — pages inside a slab run that the slab gave back
  * while it keeps its live blocks. A held page is free for purging (dirty,

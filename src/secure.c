@@ -120,6 +120,9 @@ void secure_init(void) {
   }
 }
 
+/* Guard pages are whole OS pages: the kernel protects nothing smaller. */
+static size_t guard_bytes(void) { return os_page(); }
+
 /* ---- guarded blocks -------------------------------------------------------- */
 /*
  *   base                                                         base+bytes
@@ -130,10 +133,11 @@ void *secure_guarded_alloc(size_t size, size_t align, bool zero) {
   (void)zero;   /* fresh mappings are zero */
   if (align < TD_QUANTUM) align = TD_QUANTUM;
   size_t need = size ? size : 1;
-  if (need > PTRDIFF_MAX - 4 * TD_PAGE - align) return NULL;
-  size_t data = td_align_up(need + (align > TD_PAGE ? align : 0), TD_PAGE);
-  size_t bytes = data + 2 * TD_PAGE;
-  void *m = os_map_aligned(bytes, TD_PAGE);
+  size_t guard = guard_bytes();
+  if (need > PTRDIFF_MAX - 4 * guard - align) return NULL;
+  size_t data = td_align_up(need + (align > guard ? align : 0), guard);
+  size_t bytes = data + 2 * guard;
+  void *m = os_map_aligned(bytes, guard);
   if (!m) return NULL;
   span_t *s = page_span_get();
   if (!s || !pagemap_reserve((uintptr_t)m, bytes)) {
@@ -141,9 +145,9 @@ void *secure_guarded_alloc(size_t size, size_t align, bool zero) {
     os_unmap(m, bytes);
     return NULL;
   }
-  uintptr_t base = (uintptr_t)m, data_end = base + TD_PAGE + data;
-  os_protect(m, TD_PAGE, false);
-  os_protect((void *)data_end, TD_PAGE, false);
+  uintptr_t base = (uintptr_t)m, data_end = base + guard + data;
+  os_protect(m, guard, false);
+  os_protect((void *)data_end, guard, false);
   os_name(m, bytes, "tidalloc-guarded");
   s->kind = SPAN_GUARDED;
   s->owner = NULL;
@@ -165,8 +169,9 @@ static void guarded_free(void *p, span_t *s, const char *fn) {
   __atomic_fetch_sub(&live_bytes, secure_usable(p, s), __ATOMIC_RELAXED);
   /* Keep it inaccessible for a while (a use after free faults), without
    * keeping its memory: the pages are dropped now. */
-  os_purge((void *)(s->base + TD_PAGE), s->bytes - 2 * TD_PAGE, OS_PURGE_NOW);
-  os_protect((void *)(s->base + TD_PAGE), s->bytes - 2 * TD_PAGE, false);
+  size_t guard = guard_bytes();
+  os_purge((void *)(s->base + guard), s->bytes - 2 * guard, OS_PURGE_NOW);
+  os_protect((void *)(s->base + guard), s->bytes - 2 * guard, false);
   span_t *evict = NULL;
   mutex_lock(&g_lock);
   if (g_count == GUARDED_SLOTS) {
@@ -226,14 +231,23 @@ static void zero_free(void *p, span_t *s, const char *fn) {
 
 /* ---- secure slabs ---------------------------------------------------------- */
 
+/* Where a secure slab's guard begins: after its data rounded up to whole OS
+ * pages. The blocks end where the guard begins.
+ *   base        start                          data_end
+ *   | (OS page rounding) | blocks of the class | guard: one OS page |
+ */
+static uintptr_t sslab_data_end(const span_t *s) { return s->base + s->bytes - guard_bytes(); }
+
 /* A new secure slab: zeroed blocks on a free list, and a guard page after it. */
 static span_t *sslab_new(unsigned cls) {
   const sc_info_t *ci = &sc_info[cls];
-  span_t *s = page_alloc(ci->pages + 1, 1);
+  size_t g = guard_bytes() >> TD_PAGE_SHIFT;   /* 1 with 4 KiB OS pages */
+  span_t *s = page_alloc(td_align_up(ci->pages, g) + g, g);
   if (!s) return NULL;
   size_t data = (size_t)ci->pages * TD_PAGE;
-  if (!s->zeroed) memset((void *)s->base, 0, data);
-  os_protect((void *)(s->base + data), TD_PAGE, false);
+  uintptr_t data_end = sslab_data_end(s);
+  if (!s->zeroed) memset((void *)(data_end - data), 0, data);
+  os_protect((void *)data_end, guard_bytes(), false);
   s->kind = SPAN_SECURE;
   s->owner = NULL;
   s->cls = (uint16_t)cls;
@@ -241,7 +255,7 @@ static span_t *sslab_new(unsigned cls) {
   s->capacity = ci->capacity;
   s->limit = ci->capacity * ci->size;
   s->divc = ci->divc;
-  s->start = s->base;
+  s->start = data_end - data;
   s->used = 0;
   s->free = 0;
   s->bump = s->bump_end = s->start + s->limit;   /* every block carved at once */
@@ -251,8 +265,7 @@ static span_t *sslab_new(unsigned cls) {
 }
 
 static void sslab_release(span_t *s) {
-  size_t data = (size_t)sc_info[s->cls].pages * TD_PAGE;
-  os_protect((void *)(s->base + data), TD_PAGE, true);
+  os_protect((void *)sslab_data_end(s), guard_bytes(), true);
   pagemap_set(s->base, s->bytes >> TD_PAGE_SHIFT, &span_released);
   s->kind = SPAN_RELEASED;
   page_free(s);
@@ -391,7 +404,7 @@ size_t secure_usable(const void *p, const span_t *s) {
   (void)p;
   switch (s->kind) {
     case SPAN_SECURE: return s->size - CANARY_BYTES;
-    case SPAN_GUARDED: return s->base + s->bytes - TD_PAGE - s->start;   /* up to the guard */
+    case SPAN_GUARDED: return s->base + s->bytes - guard_bytes() - s->start;   /* up to the guard */
     default: return 0;
   }
 }

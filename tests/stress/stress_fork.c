@@ -103,7 +103,11 @@ static void child(int round)
     }
     CHECK(inherited > NSLOTS / 2, "child saw only %d blocks in the slots", inherited);
     pthread_t t;
-    CHECK(pthread_create(&t, NULL, child_thread, (void *)(uintptr_t)round) == 0, "pthread_create in child");
+    /* qemu-user 7.2 aborts (cpu_exec: assertion cpu == current_cpu) when
+     * the child of a multi-threaded process starts a thread: not there. */
+    int child_threads = !getenv("TIDAL_TEST_EMULATED");
+    if (child_threads)
+        CHECK(pthread_create(&t, NULL, child_thread, (void *)(uintptr_t)round) == 0, "pthread_create in child");
     enum { N = 1000 };
     static struct desc *mine[N];
     for (int k = 0; k < 10; k++) {
@@ -116,7 +120,8 @@ static void child(int round)
     CHECK(big != NULL);
     memset(big, 1, 1 << 20);
     free(big);
-    CHECK(pthread_join(t, NULL) == 0);
+    if (child_threads)
+        CHECK(pthread_join(t, NULL) == 0);
     char *s = strdup("child done");
     CHECK(s != NULL);
     free(s);

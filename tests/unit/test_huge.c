@@ -19,6 +19,7 @@
 #include "page.h"
 #include "pagemap.h"
 #include "unit.h"
+#include "fakepage.h"
 #include <string.h>
 #include <sys/mman.h>
 
@@ -81,8 +82,8 @@ static size_t vm_mapped_bytes(void) {
 }
 
 static void *fake_map(size_t size) {
-  if (!armed) return os_hooks_default.map(size);
-  size = td_align_up(size, TD_PAGE);
+  if (!armed) return fakepage_base.map(size);
+  size = td_align_up(size, os_page());
   rec_t *r = record(R_MAP, 0, size);
   if (fail_map) return NULL;
   uintptr_t a = 0;
@@ -104,10 +105,10 @@ static bool fake_unmap(void *p, size_t size) {
   uintptr_t a = (uintptr_t)p;
   if (!in_arena(a, size)) {
     if (armed) FAIL("unmap outside the arena: %#lx", (unsigned long)a);
-    return os_hooks_default.unmap(p, size);
+    return fakepage_base.unmap(p, size);
   }
   rec_t *r = record(R_UNMAP, a, size);
-  if (a % TD_PAGE || size % TD_PAGE || !vm_is(a, size, 1))
+  if (a % os_page() || size % os_page() || !vm_is(a, size, 1))
     FAIL("unmap of %#lx (+%zu) that is not wholly mapped", (unsigned long)a, size);
   vm_unmap(a, size);
   r->ok = true;
@@ -123,7 +124,8 @@ static bool fake_remap(void *p, size_t old_size, size_t new_size, void *d) {
   r->entry = pagemap_lookup(p);
   r->dest_leaf = dest && pagemap_root[(dest >> PAGEMAP_LEAF_SHIFT) & (PAGEMAP_ROOT_LEN - 1)] != NULL;
   if (!vm_is(a, old_size, 1)) FAIL("remap of %#lx (+%zu) that is not wholly mapped", (unsigned long)a, old_size);
-  if (old_size % TD_PAGE || new_size % TD_PAGE) FAIL("remap sizes not page multiples");
+  if (a % os_page() || dest % os_page() || old_size % os_page() || new_size % os_page())
+    FAIL("remap addresses or sizes not whole OS pages");
   if (!dest) {
     if (fail_inplace) return false;
     if (new_size <= old_size) {
@@ -154,7 +156,7 @@ static bool fake_hugify(void *p, size_t size, os_huge_t how) {
 
 static bool fake_purge(void *p, size_t size, os_purge_t how) {
   if (armed && in_arena((uintptr_t)p, size)) record(R_PURGE, (uintptr_t)p, size);
-  return os_hooks_default.purge(p, size, how);
+  return fakepage_base.purge(p, size, how);
 }
 
 static uint64_t fake_clock(void) { return fake_now; }
@@ -216,7 +218,7 @@ static void raise_peak(size_t bytes) {
 TEST(alloc_registers_first_page) {
   uintptr_t S = begin(0);
   huge_stats_t st0 = hs();
-  size_t size = 3 * MiB + 100, ms = 3 * MiB + TD_PAGE;
+  size_t size = 3 * MiB + 100, ms = td_align_up(size, os_page());
   char *p = huge_alloc(size, 0, false);
   CHECK_EQX(p, S);
   CHECK_EQ(nrec, 2);
@@ -845,7 +847,7 @@ int main(int argc, char **argv) {
   huge_purge_all();
   live0 = hs().live_bytes;
   static os_hooks_t h;
-  h = os_hooks_default;
+  fakepage_hooks(&h);
   h.map = fake_map;
   h.unmap = fake_unmap;
   h.remap = fake_remap;

@@ -10,6 +10,7 @@
 #include "page.h"
 #include "pagemap.h"
 #include "unit.h"
+#include "fakepage.h"
 #include <string.h>
 
 #define MS 1000000ull
@@ -35,19 +36,26 @@ static size_t bytes(int kind) {
   for (int i = 0; i < nrec; i++) if (recs[i].kind == kind) n += recs[i].len;
   return n;
 }
+static bool refuse_purge;
 static bool fake_purge(void *a, size_t len, os_purge_t how) {
   record(a, len, how == OS_PURGE_LAZY ? R_LAZY : R_NOW);
-  return os_hooks_default.purge(a, len, how);
+  if (refuse_purge) return false;          /* as the kernel may (fault injection) */
+  return fakepage_base.purge(a, len, how);
 }
 static bool fake_hugify(void *a, size_t len, os_huge_t how) {
   record(a, len, how == OS_HUGE_ON ? R_HUGE_ON : how == OS_HUGE_OFF ? R_HUGE_OFF : R_COLLAPSE);
-  return true;
+  return fakepage_ok("hugify", a, len, true);
 }
 static bool fake_commit(void *a, size_t len, bool commit) {
   record(a, len, commit ? R_COMMIT : R_DECOMMIT);
-  return true;
+  return fakepage_ok("commit", a, len, true);
 }
 static uint64_t fake_clock(void) { return fake_now; }
+
+/* With OS pages larger than TD_PAGE (qemu -p 16384/65536), free pages that
+ * share an OS page with an active one stay dirty (pinned): at most this many
+ * bytes around nspans live runs; 0 with 4 KiB pages. */
+static size_t pinned_max(int nspans) { return (size_t)nspans * 2 * (os_page() - TD_PAGE); }
 
 static size_t dirty_bytes(void) { page_stats_t st; page_stats_get(&st); return st.dirty; }
 static size_t muzzy_bytes(void) { page_stats_t st; page_stats_get(&st); return st.muzzy; }
@@ -60,7 +68,7 @@ static uintptr_t du, su;
 TEST(bins_best_fit_then_oldest) {
   a = page_alloc(512, 1), b = page_alloc(512, 1);
   CHECK(a && b && a->unit != b->unit);
-  CHECK(a->zeroed && b->zeroed);
+  CHECK((a->zeroed && b->zeroed) || !os_system.purge_zeroes);
   page_shrink(a, 500);                   /* a: 12 free pages at the end */
   page_shrink(b, 504);                   /* b: 8 free pages: the tighter fit */
   span_t *c = page_alloc(8, 1);
@@ -110,7 +118,7 @@ TEST(decay_lazy_then_now) {
     prev = dnow;
   }
   CHECK(at_200ms > before + (size_t)N * TD_UNIT / 2);   /* smoothstep: slow at first */
-  CHECK_EQ(dirty_bytes(), 0);             /* all dirty pages decayed within ~1 s */
+  CHECK(dirty_bytes() <= pinned_max(1));  /* all dirty pages decayed within ~1 s (but those pinned by a) */
   CHECK(count(R_LAZY, 0) > 0 && recs[0].kind == R_LAZY);  /* the first stage is MADV_FREE */
   CHECK(max_muzzy > 0);
   for (int k = 0; k < 30; k++) { fake_now += 50 * MS; page_deferred_work(fake_now, false); }
@@ -119,7 +127,7 @@ TEST(decay_lazy_then_now) {
   CHECK(page_deferred_work(fake_now, false) == UINT64_MAX);   /* nothing left to do */
   VALIDATE(page_validate());
   span_t *z = page_alloc(512, 1);
-  CHECK(z && z->zeroed);                  /* purged pages are known zero */
+  CHECK(z && (z->zeroed || !os_system.purge_zeroes));   /* purged pages are known zero */
   page_free(z);
 }
 
@@ -203,11 +211,85 @@ TEST(strict_overcommit_decommit) {
   VALIDATE(page_validate());
 }
 
+/* --- OS pages: whatever their size (TIDAL_TEST_OS_PAGE), random runs keep
+ *     their data through purges, a run said to be zeroed reads as zero, and
+ *     every purge is of whole OS pages -------------------------------------- */
+static bool all_zero(uintptr_t p, size_t n) {
+  for (size_t i = 0; i < n; i++) if (((const unsigned char *)p)[i]) return false;
+  return true;
+}
+static bool all_tag(uintptr_t p, size_t n, unsigned char tag) {
+  for (size_t i = 0; i < n; i += 512) if (((const unsigned char *)p)[i] != tag) return false;
+  return ((const unsigned char *)p)[n - 1] == tag;
+}
+enum { RN = 48 };
+TEST(os_pages_random_runs) {
+  static span_t *runs[RN];
+  static unsigned char tag[RN];
+  uint64_t x = 0x9e3779b97f4a7c15ull;
+  int zeroed = 0;
+  for (int it = 0; it < 4000; it++) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    unsigned i = (unsigned)(x >> 33) % RN, op = (unsigned)(x >> 40) % 10;
+    span_t *s = runs[i];
+    if (!s) {
+      s = page_alloc(1 + (x >> 45) % 24, 1);
+      CHECK(s != NULL);
+      if (s->zeroed) { CHECK(all_zero(s->base, s->bytes)); zeroed++; }
+      tag[i] = (unsigned char)(1 + (x >> 20) % 250);
+      memset((void *)s->base, tag[i], s->bytes);
+      runs[i] = s;
+      continue;
+    }
+    CHECK(all_tag(s->base, s->bytes, tag[i]));   /* no purge took a live page */
+    size_t np = s->bytes / TD_PAGE;
+    if (op < 4) { page_free(s); runs[i] = NULL; }
+    else if (op == 4 && np > 1) page_shrink(s, np / 2);
+    else if (op == 5 && page_grow(s, np + 1 + (x >> 50) % 4)) memset((void *)s->base, tag[i], s->bytes);
+    else if (op == 6) { fake_now += 300 * MS; page_deferred_work(fake_now, false); }
+    else if (op == 7) page_purge_all();
+  }
+  for (unsigned i = 0; i < RN; i++)
+    if (runs[i]) { CHECK(all_tag(runs[i]->base, runs[i]->bytes, tag[i])); page_free(runs[i]); runs[i] = NULL; }
+  CHECK(zeroed > 0 || !os_system.purge_zeroes);
+  CHECK_EQ(fakepage_violations, 0);
+  for (int i = 0; i < nrec; i++)
+    if (recs[i].kind == R_LAZY || recs[i].kind == R_NOW) CHECK(recs[i].addr % os_page() == 0 && recs[i].len % os_page() == 0);
+  VALIDATE(page_validate());
+}
+
+/* --- a purge the kernel refuses leaves the pages dirty (not known zero),
+ *     and the work is retried later, not in a loop --------------------------- */
+TEST(refused_purge_keeps_pages) {
+  page_purge_all();
+  span_t *r = page_alloc(64, 1);
+  CHECK(r != NULL);
+  memset((void *)r->base, 0x77, r->bytes);
+  uintptr_t where = r->base;
+  size_t d0 = dirty_bytes();
+  page_free(r);
+  refuse_purge = true;
+  page_purge_all();
+  CHECK(dirty_bytes() >= d0 + 64 * TD_PAGE - pinned_max(2));   /* nothing counted as purged */
+  fake_now += 5000 * MS;
+  uint64_t next = page_deferred_work(fake_now, false);
+  CHECK(next > fake_now && next != UINT64_MAX);   /* due again later, not at once */
+  span_t *again = page_alloc(64, 1);
+  CHECK(again != NULL);
+  if (again->base == where) CHECK(!again->zeroed && all_tag(again->base, again->bytes, 0x77));
+  if (again->zeroed) CHECK(all_zero(again->base, again->bytes));
+  refuse_purge = false;
+  page_free(again);
+  page_purge_all();
+  CHECK(dirty_bytes() <= pinned_max(2));
+  VALIDATE(page_validate());
+}
+
 int main(int argc, char **argv) {
   free(malloc(1));                       /* initialise with the real hooks */
   CHECK(!opt.background_thread && opt.dirty_decay_ms == 1000 && opt.hugify_delay_ms == 500);
   static os_hooks_t h;
-  h = os_hooks_default;
+  fakepage_hooks(&h);
   h.purge = fake_purge;
   h.hugify = fake_hugify;
   h.commit = fake_commit;

@@ -13,6 +13,7 @@
 #include "secure.h"
 #include "sizeclass.h"
 #include "unit.h"
+#include "os.h"
 #include <errno.h>
 #include <string.h>
 
@@ -20,7 +21,7 @@
 #define QSLOTS 1024                   /* secure.c: QUARANTINE_SLOTS (holds QSLOTS - 1) */
 #define QBYTES ((size_t)4 << 20)      /* secure.c: QUARANTINE_BYTES */
 #define GSLOTS 64                     /* secure.c: GUARDED_SLOTS */
-#define P      ((uintptr_t)TD_PAGE)
+#define P      ((uintptr_t)os_page())   /* a guard: one OS page */
 
 static int probe[2];
 
@@ -148,14 +149,15 @@ TEST(slab_guard_page) {
     void *b = secure_alloc(sc_info[classes[i]].size - CANARY, 0, false);
     span_t *s = pagemap_lookup(b);
     CHECK_EQ(s->kind, SPAN_SECURE);
-    size_t data = (size_t)sc_info[s->cls].pages * TD_PAGE;
-    CHECK_EQ(s->bytes, data + TD_PAGE);
-    CHECK(readable(s->base));
+    size_t data = td_align_up((size_t)sc_info[s->cls].pages * TD_PAGE, P);   /* whole OS pages */
+    CHECK_EQ(s->bytes, data + P);
+    CHECK(readable(s->start));
     CHECK(readable(s->base + data - 1));
     CHECK(!readable(s->base + data));
     CHECK(!readable(s->base + data + P - 1));
     CHECK(pagemap_lookup((void *)(s->base + data)) == s);
     CHECK((uintptr_t)s->start + s->limit <= s->base + data);
+    CHECK(s->base + data - s->start == (size_t)sc_info[s->cls].pages * TD_PAGE);   /* the blocks end at the guard */
     sfree(b);
   }
 }
@@ -229,9 +231,9 @@ TEST(guarded_layout) {
   CHECK_EQ(s->req_size, 100000);
   CHECK_EQ(s->used, 1);
   CHECK_EQX(s->start, p);
-  CHECK_EQ(s->base % TD_PAGE, 0);
-  CHECK_EQ(s->bytes, td_align_up(100000, TD_PAGE) + 2 * TD_PAGE);
-  uintptr_t trail = s->base + s->bytes - TD_PAGE;
+  CHECK_EQ(s->base % P, 0);
+  CHECK_EQ(s->bytes, td_align_up(100000, P) + 2 * P);
+  uintptr_t trail = s->base + s->bytes - P;
   CHECK_EQX((uintptr_t)p + 100000, trail);       /* ends right at the guard */
   CHECK_EQ(secure_usable(p, s), 100000);
   CHECK(!readable(s->base) && !readable(s->base + P - 1));
@@ -250,16 +252,16 @@ TEST(guarded_layout) {
   span_t *t = pagemap_lookup(q);
   CHECK_EQ((uintptr_t)q % 16, 0);
   CHECK_EQ(secure_usable(q, t), 100016);
-  CHECK_EQX((uintptr_t)q + 100016, t->base + t->bytes - TD_PAGE);
-  CHECK(!readable(t->base + t->bytes - TD_PAGE));
+  CHECK_EQX((uintptr_t)q + 100016, t->base + t->bytes - P);
+  CHECK(!readable(t->base + t->bytes - P));
 
   /* Alignment above a page: a small block becomes guarded, aligned. */
   unsigned char *r = secure_alloc(64, 8192, false);
   CHECK_EQ(kind_of(r), SPAN_GUARDED);
   span_t *u = pagemap_lookup(r);
   CHECK_EQ((uintptr_t)r % 8192, 0);
-  CHECK((uintptr_t)r + 64 <= u->base + u->bytes - TD_PAGE);
-  CHECK(!readable(u->base + u->bytes - TD_PAGE) && !readable(u->base));
+  CHECK((uintptr_t)r + 64 <= u->base + u->bytes - P);
+  CHECK(!readable(u->base + u->bytes - P) && !readable(u->base));
   CHECK(readable((uintptr_t)r + 63));
   sfree(p); sfree(q); sfree(r);
 }
@@ -341,7 +343,7 @@ TEST(random_slots) {
 
 /* Metadata in the hardened mode has an inaccessible page on each side. */
 TEST(metadata_guard_pages) {
-  uintptr_t m = (uintptr_t)meta_alloc_mapping(2 * TD_PAGE);
+  uintptr_t m = (uintptr_t)meta_alloc_mapping(2 * P);
   CHECK(m != 0);
   CHECK(readable(m) && readable(m + 2 * P - 1));
   CHECK(!readable(m - 1) && !readable(m - P));
