@@ -30,6 +30,8 @@ typedef struct conf_s {
   bool pressure;                   /* watch memory pressure in the background thread */
   int64_t memory_limit;            /* soft limit on resident bytes (0: none) */
   int64_t guard_sample;            /* 1 in N allocations against a guard page (0: off) */
+  bool guard_unused;               /* reserved but uncarved heap address space is PROT_NONE */
+  int64_t large_quarantine;        /* freed page runs held inaccessible before reuse (0: off) */
 } conf_t;
 
 extern conf_t opt;

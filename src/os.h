@@ -135,9 +135,10 @@ typedef struct os_system_s {
 } os_system_t;
 extern os_system_t os_system;
 
-/* Reserve address space: MAP_NORESERVE RW normally, PROT_NONE under strict
- * overcommit (then os_commit makes parts usable). NULL on failure. */
-void *os_reserve_aligned(size_t size, size_t align);
+/* Reserve address space: MAP_NORESERVE RW normally, PROT_NONE when asked
+ * (inaccessible) or under strict overcommit (then os_commit makes parts
+ * usable). NULL on failure. */
+void *os_reserve_aligned(size_t size, size_t align, bool inaccessible);
 
 /* Counters of the syscalls made through the default hooks (for statistics). */
 typedef struct {

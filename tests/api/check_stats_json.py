@@ -32,7 +32,7 @@ SCHEMA = {
 OPTIONS = {"background_thread": bool, "dirty_decay_ms": INT, "muzzy_decay_ms": INT,
            "dirty_mult": float, "hugify_threshold": float, "hugify_delay_ms": INT,
            "thp": str, "stats_print": str, "secure": bool, "guard_sample": INT,
-           "pressure": bool, "memory_limit": INT}
+           "pressure": bool, "memory_limit": INT, "guard_unused": bool, "large_quarantine": INT}
 
 
 def check(value, schema, path, errors):
