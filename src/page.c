@@ -18,6 +18,9 @@
 /* guard_unused: units open from their start in steps of this many pages
  * (256 KiB: a multiple of every OS page size, and few mprotect calls). */
 #define OPEN_STEP_PAGES    ((size_t)64)
+/* Runs this long (large blocks) open exactly to their end: while nothing
+ * is carved after a fresh large block, an overflow of it faults. */
+#define OPEN_EXACT_PAGES   ((size_t)16)
 #define GUARD_UNITS        1                   /* inaccessible units at a region's start */
 
 static td_mutex_t page_lock = TD_MUTEX_INIT("page", RANK_PAGE);
@@ -290,13 +293,15 @@ static size_t pages_activate(unit_t *u, size_t idx, size_t n) {
   return was_dirty + was_muzzy;
 }
 
-/* Make pages [0, end) of u accessible: in OPEN_STEP_PAGES steps, or the
- * whole unit when it is committed per unit (strict overcommit) or is, or is
- * born, backed by a huge page (a huge page needs the whole 2 MiB open). */
-static bool unit_open(unit_t *u, size_t end) {
+/* Make pages [0, end) of u accessible, for a run of npages ending there: in
+ * OPEN_STEP_PAGES steps (exactly to the end for a run of OPEN_EXACT_PAGES or
+ * more), or the whole unit when it is committed per unit (strict
+ * overcommit) or is, or is born, backed by a huge page (a huge page needs
+ * the whole 2 MiB open). */
+static bool unit_open(unit_t *u, size_t end, size_t npages) {
   mutex_assert_held(&page_lock);
   if (TD_LIKELY(end <= u->open_pages)) return true;
-  size_t to = (size_t)td_align_up(end, OPEN_STEP_PAGES);
+  size_t to = npages >= OPEN_EXACT_PAGES ? end : (size_t)td_align_up(end, OPEN_STEP_PAGES);
   if (os_system.overcommit_strict || u->hugified || to > TD_UNIT_PAGES) to = TD_UNIT_PAGES;
   size_t from = u->open_pages;
   if (!os_commit((void *)(u->base + from * TD_PAGE), (to - from) * TD_PAGE, true)) return false;
@@ -308,7 +313,7 @@ static bool unit_open(unit_t *u, size_t end) {
 static span_t *run_take(unit_t *u, size_t idx, size_t npages) {
   span_t *s = meta_pool_get(&pages.span_pool);
   if (!s) return NULL;
-  if (!unit_open(u, idx + npages)) { meta_pool_put(&pages.span_pool, s); return NULL; }
+  if (!unit_open(u, idx + npages, npages)) { meta_pool_put(&pages.span_pool, s); return NULL; }
   size_t was_used = pages_activate(u, idx, npages);
   s->base = u->base + idx * TD_PAGE;
   s->bytes = npages * TD_PAGE;
@@ -393,7 +398,7 @@ bool page_grow(span_t *s, size_t new_npages) {
   mutex_lock(&page_lock);
   size_t from = s->page_index + old, add = new_npages - old;
   /* A busy unit's free pages are being purged right now: never take them. */
-  if (!u->busy && bm_count_range(&u->active, from, add) == 0 && unit_open(u, end)) {
+  if (!u->busy && bm_count_range(&u->active, from, add) == 0 && unit_open(u, end, new_npages)) {
     pages_activate(u, from, add);
     s->bytes = new_npages * TD_PAGE;
     ok = true;
@@ -540,7 +545,7 @@ static void purge_due(uint64_t now) {
 static bool unit_hugify(unit_t *u) {
   DLIST_REMOVE(pages.dense_list, u, dense_next, dense_prev);
   u->on_dense_list = 0;
-  if (!unit_open(u, TD_UNIT_PAGES)) return false;
+  if (!unit_open(u, TD_UNIT_PAGES, TD_UNIT_PAGES)) return false;
   os_hugify((void *)u->base, TD_UNIT, OS_HUGE_ON);
   u->hugified = 1;
   pages.nhugified++;

@@ -18,12 +18,6 @@ void span_corrupt(const void *block, const span_t *s, const char *fn) {
   safety_report("write after free", block, "corrupted free-list link, size class", slab ? (long)s->size : -1, fn);
 }
 
-void span_smashed(const void *block, const span_t *s, const char *fn) {
-  bool slab = s && (s->kind == SPAN_SLAB || s->kind == SPAN_SECURE || s->kind == SPAN_OBJCACHE);
-  safety_report("heap corruption", block, "a free block's marker was overwritten (overflow from a neighbour "
-                "or write after free), size class", slab ? (long)s->size : -1, fn);
-}
-
 const char *span_check(const span_t *s, bool current) {
   if (s->start > s->bump || s->bump > s->bump_end) return "span: start <= bump <= bump_end";
   if (s->limit != s->bump - s->start) return "span: limit == bump - start";

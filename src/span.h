@@ -134,19 +134,8 @@ TD_INLINE bool span_block_marked(const void *b) { return ((const block_t *)b)->k
  * a write after free (of a block of s, in the name of fn). */
 TD_COLD TD_NORETURN void span_corrupt(const void *block, const span_t *s, const char *fn);
 
-/* A free block whose marker is gone: something wrote into it after it was
- * freed (or carved), an overflow from the block before it or an underflow
- * from the one after: reported in the name of fn. */
-TD_COLD TD_NORETURN void span_smashed(const void *block, const span_t *s, const char *fn);
-
-/* Mark b free and push it onto s's free list. The list head it goes in
- * front of must still carry its marker (one load of a block that is
- * usually in cache: the last one freed or carved): a cheap look at the
- * neighbourhood of recent frees for overflows into free blocks. */
+/* Mark b free and push it onto s's free list. */
 TD_INLINE void span_push(span_t *s, block_t *b) {
-#if TIDAL_CHECKS
-  if (TD_UNLIKELY(s->free && !span_block_marked((const void *)s->free))) span_smashed((const void *)s->free, s, "free");
-#endif
   b->key = span_marker(b);
   b->next = span_link_encode(s->free);
   s->free = (uintptr_t)b;
