@@ -14,8 +14,9 @@
 #define CANARY_BYTES      8                   /* the canary after a small block */
 #define HEADER_BYTES      16                  /* before it: its size word and the front canary */
 #define SIZE_BITS         48                  /* size word: offset of the block (high) | size (low) */
-#define SWEEP_PER_FREE    2                   /* quarantined blocks checked still zero per free */
-#define NEIGHBOUR_CHECK   64                  /* bytes of a free neighbour checked still zero */
+#define SWEEP_PER_FREE    1                   /* quarantined blocks checked still zero per free */
+#define SWEEP_BYTES       64                  /* ... over the first bytes of the block */
+#define NEIGHBOUR_CHECK   32                  /* bytes of a free neighbour checked still zero */
 #define QUARANTINE_SLOTS  1024
 #define QUARANTINE_BYTES  ((size_t)4 << 20)
 #define GUARDED_SLOTS     64                  /* freed guarded mappings kept inaccessible */
@@ -289,17 +290,33 @@ static void sslab_release(span_t *s) {
  * canary), an overflow the canary after or the zero slack. While free the
  * slot is zero but for its free-list link and marker (block_t at slot). */
 
+/* Whether [p+from, p+to) is zero; from and to multiples of 8. One branch
+ * per 64 bytes (the compiler may vectorise the OR). */
 static bool block_is_zero(const uint8_t *p, size_t from, size_t to) {
-  for (size_t i = from; i < to; i += 8) {
+  size_t i = from;
+  for (; i + 64 <= to; i += 64) {
+    uint64_t w[8], acc = 0;
+    memcpy(w, p + i, 64);
+    for (int j = 0; j < 8; j++) acc |= w[j];
+    if (acc) return false;
+  }
+  uint64_t acc = 0;
+  for (; i < to; i += 8) {
     uint64_t w;
     memcpy(&w, p + i, 8);
-    if (w) return false;
+    acc |= w;
   }
-  return true;
+  return acc == 0;
 }
 
+/* Whether the n bytes at p are zero (p and n arbitrary). */
 static bool bytes_are_zero(const uint8_t *p, size_t n) {
-  for (size_t i = 0; i < n; i++)
+  size_t head = TD_MIN(n, (size_t)(-(uintptr_t)p & 7));
+  for (size_t i = 0; i < head; i++)
+    if (p[i]) return false;
+  size_t words = (n - head) & ~(size_t)7;
+  if (!block_is_zero(p + head, 0, words)) return false;
+  for (size_t i = head + words; i < n; i++)
     if (p[i]) return false;
   return true;
 }
@@ -317,14 +334,15 @@ static uintptr_t slot_block(uintptr_t slot, size_t size, size_t *n) {
   return slot + h;
 }
 
-/* What is wrong with live slot `slot`'s canaries and slack (NULL: nothing). */
-static const char *slot_live_damage(uintptr_t slot, size_t size) {
+/* What is wrong with live slot `slot`'s canaries, and with its slack when
+ * asked (NULL: nothing). */
+static const char *slot_live_damage(uintptr_t slot, size_t size, bool slack) {
   size_t n;
   uintptr_t b = slot_block(slot, size, &n);
   if (!b) return "heap buffer underflow";
   if (load64(b + n) != canary_of((void *)(b + n))) return "heap buffer overflow";
   uintptr_t tail = b + n + CANARY_BYTES;
-  if (!bytes_are_zero((const uint8_t *)tail, slot + size - tail)) return "heap buffer overflow";
+  if (slack && !bytes_are_zero((const uint8_t *)tail, slot + size - tail)) return "heap buffer overflow";
   return NULL;
 }
 
@@ -398,24 +416,26 @@ static void sslab_check_neighbours(span_t *s, uintptr_t slot, void *p, const cha
   uintptr_t next = slot + size, prev = slot - size;
   if (next < s->start + s->limit) {
     if (span_block_marked((void *)next)) bad = slot_free_intact(next, 0, near) ? NULL : "heap buffer overflow";
-    else if (slot_live_damage(next, size)) bad = "heap buffer overflow";
+    else if (slot_live_damage(next, size, false)) bad = "heap buffer overflow";
   }
   if (!bad && slot > s->start) {
     if (span_block_marked((void *)prev)) bad = slot_free_intact(prev, size - near, size) ? NULL : "heap buffer underflow";
-    else if (slot_live_damage(prev, size)) bad = "heap buffer underflow";
+    else if (slot_live_damage(prev, size, false)) bad = "heap buffer underflow";
   }
   mutex_unlock(&k->lock);
   if (bad) safety_report(bad, p, "a neighbouring slot was written to, size class", (long)size, fn);
 }
 
 /* Under q_lock: the next SWEEP_PER_FREE quarantined blocks must still be
- * zero (a write after free found while the block waits, without reuse). */
+ * zero over their first SWEEP_BYTES (a write after free found while the
+ * block waits, without reuse; the whole block is checked when it is handed
+ * out again). */
 static void quarantine_sweep(void) {
   for (unsigned i = 0; i < SWEEP_PER_FREE && q_count; i++) {
     if (q_sweep >= q_count) q_sweep = 0;
     uintptr_t slot = (uintptr_t)q_ring[(q_head + q_sweep++) % QUARANTINE_SLOTS];
     size_t size = pagemap_lookup((void *)slot)->size;
-    if (!span_block_marked((void *)slot) || !slot_free_intact(slot, 0, size))
+    if (!span_block_marked((void *)slot) || !slot_free_intact(slot, 0, TD_MIN(size, (size_t)HEADER_BYTES + SWEEP_BYTES)))
       safety_report("write after free", (void *)slot, "a quarantined block was written to, size class", (long)size, "free");
   }
 }
@@ -429,7 +449,7 @@ static void sslab_free(void *p, span_t *s, const char *fn) {
   size_t n;
   uintptr_t b = slot_block(slot, s->size, &n);
   if (b && b != (uintptr_t)p) safety_report("invalid free", p, "not the start of a block, size class", (long)s->size, fn);
-  const char *damage = slot_live_damage(slot, s->size);
+  const char *damage = slot_live_damage(slot, s->size, true);
   if (damage) safety_report(damage, p, damage[12] == 'o' ? "canary after the block overwritten, size class"
                                                          : "canary before the block overwritten, size class", (long)s->size, fn);
   sslab_check_neighbours(s, slot, p, fn);
@@ -448,11 +468,8 @@ static void sslab_free(void *p, span_t *s, const char *fn) {
     q_head = (q_head + 1) % QUARANTINE_SLOTS;
     q_count--;
     if (q_sweep) q_sweep--;
-    size_t osize = pagemap_lookup(old)->size;
-    q_bytes -= osize;
-    if (!slot_free_intact((uintptr_t)old, 0, osize))   /* the leave check */
-      safety_report("write after free", old, "a quarantined block was written to, size class", (long)osize, fn);
-    evict[nevict++] = old;
+    q_bytes -= pagemap_lookup(old)->size;
+    evict[nevict++] = old;   /* checked still zero when handed out again */
   }
   mutex_unlock(&q_lock);
   for (unsigned i = 0; i < nevict; i++) sslab_release_block(evict[i]);
@@ -477,20 +494,25 @@ void *secure_alloc(size_t size, size_t align, bool zero) {
   return secure_guarded_alloc(size, align, zero);
 }
 
+/* The words of a report in the name of fn (looked up only when reporting). */
+static TD_COLD TD_NORETURN void check_report(bool twice, const void *p, const char *detail, long n, const char *fn) {
+  const char *invalid, *twice_word;
+  safety_misuse_words(fn, &invalid, &twice_word);
+  safety_report(twice ? twice_word : invalid, p, detail, n, fn);
+}
+
 void secure_check(const void *p, span_t *s, const char *fn) {
-  const char *invalid, *twice;
-  safety_misuse_words(fn, &invalid, &twice);
   if (s->kind == SPAN_SECURE) {
     uintptr_t off = (uintptr_t)p - s->start;
-    if (off >= s->limit) safety_report(invalid, p, "not the start of a block, size class", (long)s->size, fn);
+    if (off >= s->limit) check_report(false, p, "not the start of a block, size class", (long)s->size, fn);
     uintptr_t slot = s->start + off / s->size * s->size;
-    if (span_block_marked((void *)slot)) safety_report(twice, p, "size class", (long)s->size, fn);
+    if (span_block_marked((void *)slot)) check_report(true, p, "size class", (long)s->size, fn);
     size_t n;
     if (slot_block(slot, s->size, &n) != (uintptr_t)p)
-      safety_report(invalid, p, "not the start of a block, size class", (long)s->size, fn);
+      check_report(false, p, "not the start of a block, size class", (long)s->size, fn);
   } else if (s->kind == SPAN_GUARDED) {
-    if ((uintptr_t)p != s->start) safety_report(invalid, p, "inside a guarded block of bytes", (long)s->req_size, fn);
-    if (!s->used) safety_report(twice, p, "guarded block of bytes", (long)s->req_size, fn);
+    if ((uintptr_t)p != s->start) check_report(false, p, "inside a guarded block of bytes", (long)s->req_size, fn);
+    if (!s->used) check_report(true, p, "guarded block of bytes", (long)s->req_size, fn);
   }
 }
 
