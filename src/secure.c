@@ -406,9 +406,10 @@ static void sslab_release_block(block_t *b) {
 
 /* The slots on either side of a block being freed: a live one must have its
  * canaries, a free one its zeros (near the freed block), so that a stray
- * write past or before this block is caught now rather than never. Under
- * the class lock (neighbours are handed out and freed under it). */
-static void sslab_check_neighbours(span_t *s, uintptr_t slot, void *p, const char *fn) {
+ * write past or before this block is caught now rather than never. Then the
+ * slot is zeroed and marked free. All under the class lock: neighbours are
+ * handed out, zeroed and marked under it, so none is seen half-way. */
+static void sslab_retire(span_t *s, uintptr_t slot, void *p, const char *fn) {
   size_t size = s->size, near = TD_MIN((size_t)NEIGHBOUR_CHECK, size);
   sclass_t *k = &sclasses[s->cls];
   const char *bad = NULL;
@@ -421,6 +422,10 @@ static void sslab_check_neighbours(span_t *s, uintptr_t slot, void *p, const cha
   if (!bad && slot > s->start) {
     if (span_block_marked((void *)prev)) bad = slot_free_intact(prev, size - near, size) ? NULL : "heap buffer underflow";
     else if (slot_live_damage(prev, size, false)) bad = "heap buffer underflow";
+  }
+  if (!bad) {
+    memset((void *)slot, 0, size);                        /* zero on free */
+    ((block_t *)slot)->key = span_marker((void *)slot);   /* a second free while quarantined is caught */
   }
   mutex_unlock(&k->lock);
   if (bad) safety_report(bad, p, "a neighbouring slot was written to, size class", (long)size, fn);
@@ -452,10 +457,8 @@ static void sslab_free(void *p, span_t *s, const char *fn) {
   const char *damage = slot_live_damage(slot, s->size, true);
   if (damage) safety_report(damage, p, damage[12] == 'o' ? "canary after the block overwritten, size class"
                                                          : "canary before the block overwritten, size class", (long)s->size, fn);
-  sslab_check_neighbours(s, slot, p, fn);
-  memset((void *)slot, 0, s->size);          /* zero on free */
+  sslab_retire(s, slot, p, fn);
   __atomic_fetch_sub(&live_bytes, n, __ATOMIC_RELAXED);
-  ((block_t *)slot)->key = span_marker((void *)slot);   /* a second free while quarantined is caught */
   void *evict[8];
   unsigned nevict = 0;
   mutex_lock(&q_lock);

@@ -11,7 +11,7 @@ run() {   # name args...
   local ir
   ir=$(TIDALLOC_CONF=$conf LD_PRELOAD="$lib" valgrind --tool=callgrind --callgrind-out-file=/dev/null \
         "$bin/bench_$name" "$@" 2>&1 >/dev/null |
-       sed -n 's/.*Collected : \([0-9]*\).*/\1/p')
+       sed -n 's/.*Collected : \([0-9]*\).*/\1/p' || true)
   echo "$name ${ir:-?}"
 }
 run small_churn 1500000 5000
