@@ -45,6 +45,7 @@ static void init_layers(void) {
   sizeclass_init();
   page_init();
   huge_init();
+  large_init();
   secure_init();
   heap_init();
   background_init();
@@ -111,6 +112,7 @@ static const fork_step_t fork_steps[] = {
   { RANK_CTL, ctl_prefork, ctl_postfork_parent, ctl_postfork_child },
   { RANK_HEAP_GLOBAL, heap_prefork_global, heap_postfork_parent_global, heap_postfork_child_global },
   { RANK_SECURE_CLASS, secure_prefork, secure_postfork_parent, secure_postfork_child },
+  { RANK_LARGE_QUARANTINE, large_prefork, large_postfork_parent, large_postfork_child },
   { RANK_HUGE, huge_prefork, huge_postfork_parent, huge_postfork_child },
   { RANK_OBJCACHE_REGISTRY, objcache_prefork, objcache_postfork_parent, objcache_postfork_child },
   { RANK_PAGE, page_prefork, page_postfork_parent, page_postfork_child },

@@ -41,6 +41,8 @@ typedef struct conf_s {
   bool prof_final, prof_leak, prof_leak_error, prof_gdump;
   int64_t prof_signal;             /* signal number that asks for a dump (0: none) */
   int64_t prof_seed;               /* seed of the sampling generators (0: random) */
+  bool guard_unused;               /* reserved but uncarved heap address space is PROT_NONE */
+  int64_t large_quarantine;        /* freed page runs held inaccessible before reuse (0: off) */
 } conf_t;
 
 extern conf_t opt;

@@ -10,9 +10,12 @@
  * A large block's first page is in the pagemap; its span's kind is
  * SPAN_LARGE (a page run) or SPAN_HUGE (a mapping of its own); once freed,
  * the pagemap points at span_released.
+ * Freed page runs wait inaccessible in a short FIFO quarantine before their
+ * pages are given back (large_quarantine): a write after free faults, a
+ * double free is seen, and a new block of the size lands elsewhere.
  * What it is not: a cache of runs (the page layer's bins are that) or of
  * mappings (huge.c's).
- * It may call: span, huge, page, pagemap, heap (counters), sizeclass.
+ * It may call: span, huge, page, pagemap, heap (counters), sizeclass, conf, lock, os.
  */
 #ifndef TIDAL_LARGE_H
 #define TIDAL_LARGE_H
@@ -31,5 +34,10 @@ void large_free(span_t *s);
  * (possibly moved) address, or NULL when it must be copied elsewhere. */
 void *large_resize(span_t *s, size_t size);
 TD_INLINE size_t large_usable(const span_t *s) { return s->bytes; }
+
+void large_init(void);
+void large_prefork(void);
+void large_postfork_parent(void);
+void large_postfork_child(void);
 
 #endif

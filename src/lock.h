@@ -31,6 +31,7 @@ enum lock_rank {
   RANK_SECURE_QUARANTINE,
   RANK_SECURE_GUARDED,
   RANK_SECURE_ZERO,
+  RANK_LARGE_QUARANTINE,     /* large: freed runs waiting inaccessible (a leaf) */
   RANK_HUGE,                 /* huge: the mapping cache */
   RANK_OBJCACHE_REGISTRY,    /* objcache: the list of caches */
   RANK_OBJCACHE,             /* objcache: one cache (multi) */

@@ -368,8 +368,8 @@ void os_init(void) {
     os_system.overcommit_strict = buf[0] == '2';
 }
 
-void *os_reserve_aligned(size_t size, size_t align) {
-  if (!os_system.overcommit_strict) return os_map_aligned(size, align);
+void *os_reserve_aligned(size_t size, size_t align, bool inaccessible) {
+  if (!inaccessible && !os_system.overcommit_strict) return os_map_aligned(size, align);
   /* PROT_NONE private mappings carry no commit charge. */
   int saved = errno;
   COUNT(cnt_maps);

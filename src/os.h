@@ -195,9 +195,10 @@ TD_INLINE size_t os_page(void) {
   return fake ? fake : os_system.page_size;
 }
 
-/* Reserve address space: MAP_NORESERVE RW normally, PROT_NONE under strict
- * overcommit (then os_commit makes parts usable). NULL on failure. */
-void *os_reserve_aligned(size_t size, size_t align);
+/* Reserve address space: MAP_NORESERVE RW normally, PROT_NONE when asked
+ * (inaccessible) or under strict overcommit (then os_commit makes parts
+ * usable). NULL on failure. */
+void *os_reserve_aligned(size_t size, size_t align, bool inaccessible);
 
 /* Counters of the syscalls made through the default hooks (for statistics). */
 typedef struct {

@@ -16,6 +16,13 @@
 #define DIRTY_FLOOR_PAGES  ((size_t)(32 << 20) >> TD_PAGE_SHIFT)   /* ceiling never below 32 MiB */
 #define COLLAPSE_PER_PASS  8
 #define PURGE_RETRY_NS     (100ull * 1000000ull)   /* units busy or the kernel refused: retry after */
+/* guard_unused: units open from their start in steps of this many pages
+ * (256 KiB: a multiple of every OS page size, and few mprotect calls). */
+#define OPEN_STEP_PAGES    ((size_t)64)
+/* Runs this long (large blocks) open exactly to their end: while nothing
+ * is carved after a fresh large block, an overflow of it faults. */
+#define OPEN_EXACT_PAGES   ((size_t)16)
+#define GUARD_UNITS        1                   /* inaccessible units at a region's start */
 
 static td_mutex_t page_lock = TD_MUTEX_INIT("page", RANK_PAGE);
 
@@ -39,6 +46,7 @@ static struct {
   size_t mapped_bytes, nunits, nactive, ndirty, nmuzzy, nhugified, nheld;
   uint64_t holes_given, holes_taken;
   uint64_t purged_lazy, purged_now, purge_passes, hugifies, dehugifies, collapses, collapse_failures, decommits;
+  uint64_t opens;
 } pages;
 
 static void set_next_due(uint64_t t) { __atomic_store_n(&pages.next_due, t, __ATOMIC_RELAXED); }
@@ -182,9 +190,12 @@ static const char *unit_check(const unit_t *u) {
   if (bm_count(&u->held) != u->nheld) return "unit: nheld == popcount(held)";
   for (size_t w = 0; w < BM_WORDS; w++)
     if (u->active.w[w] & u->held.w[w]) return "unit: held and active are disjoint";
-  if (u->nheld && !u->committed) return "unit: holes only in committed units";
+  if (u->nheld && u->open_pages < TD_UNIT_PAGES && bm_next(&u->held, u->open_pages, true) < TD_UNIT_PAGES)
+    return "unit: every held page < open_pages";
   bm512_t tmp;
   if (bm_longest_clear_run(unit_taken(u, &tmp)) != u->lfr) return "unit: lfr == longest free range";
+  if (u->open_pages < TD_UNIT_PAGES && bm_next(&u->active, u->open_pages, true) < TD_UNIT_PAGES)
+    return "unit: every active page < open_pages";
   return NULL;
 }
 #ifdef TIDAL_DEBUG
@@ -238,10 +249,10 @@ static void unit_update(unit_t *u) {
 
 static unit_t *unit_fresh(void) {
   if (pages.region_next == pages.region_nunits) {
-    size_t size = REGION_MAX;
+    size_t size = REGION_MAX, guards = opt.guard_unused ? GUARD_UNITS : 0;
     void *base = NULL;
-    for (; size >= TD_UNIT; size >>= 1)
-      if ((base = os_reserve_aligned(size, TD_UNIT)) != NULL) break;
+    for (; size >= TD_UNIT * (guards + 1); size >>= 1)
+      if ((base = os_reserve_aligned(size, TD_UNIT, opt.guard_unused)) != NULL) break;
     if (!base) return NULL;
     size_t n = size / TD_UNIT;
     unit_t *units = meta_alloc(n * sizeof(unit_t), TD_CACHELINE);
@@ -257,15 +268,12 @@ static unit_t *unit_fresh(void) {
     pages.region_units = units;
     pages.region_base = (uintptr_t)base;
     pages.region_nunits = n;
-    pages.region_next = 0;
+    pages.region_next = guards;   /* the guard units stay reserved, never carved */
     pages.mapped_bytes += size;
   }
   unit_t *u = &pages.region_units[pages.region_next];
   u->base = pages.region_base + pages.region_next * TD_UNIT;
-  if (os_system.overcommit_strict) {
-    if (!os_commit((void *)u->base, TD_UNIT, true)) return NULL;
-  }
-  u->committed = 1;
+  u->open_pages = opt.guard_unused || os_system.overcommit_strict ? 0 : (uint16_t)TD_UNIT_PAGES;
   pages.region_next++;
   pages.nunits++;
   u->serial = ++pages.serial;
@@ -301,13 +309,28 @@ static size_t pages_activate(unit_t *u, size_t idx, size_t n) {
   return was_dirty + was_muzzy;
 }
 
+/* Make pages [0, end) of u accessible, for a run of npages ending there: in
+ * OPEN_STEP_PAGES steps (exactly to the end for a run of OPEN_EXACT_PAGES or
+ * more), or the whole unit when it is committed per unit (strict
+ * overcommit) or is, or is born, backed by a huge page (a huge page needs
+ * the whole 2 MiB open). */
+static bool unit_open(unit_t *u, size_t end, size_t npages) {
+  mutex_assert_held(&page_lock);
+  if (TD_LIKELY(end <= u->open_pages)) return true;
+  size_t to = npages >= OPEN_EXACT_PAGES ? end : (size_t)td_align_up(end, OPEN_STEP_PAGES);
+  to = td_align_up(to, os_page() >> TD_PAGE_SHIFT);   /* mprotect works on whole OS pages */
+  if (os_system.overcommit_strict || u->hugified || to > TD_UNIT_PAGES) to = TD_UNIT_PAGES;
+  size_t from = u->open_pages;
+  if (!os_commit((void *)(u->base + from * TD_PAGE), (to - from) * TD_PAGE, true)) return false;
+  u->open_pages = (uint16_t)to;
+  pages.opens++;
+  return true;
+}
+
 static span_t *run_take(unit_t *u, size_t idx, size_t npages) {
   span_t *s = meta_pool_get(&pages.span_pool);
   if (!s) return NULL;
-  if (!u->committed) {
-    if (!os_commit((void *)u->base, TD_UNIT, true)) { meta_pool_put(&pages.span_pool, s); return NULL; }
-    u->committed = 1;
-  }
+  if (!unit_open(u, idx + npages, npages)) { meta_pool_put(&pages.span_pool, s); return NULL; }
   size_t was_used = pages_activate(u, idx, npages);
   s->base = u->base + idx * TD_PAGE;
   s->bytes = npages * TD_PAGE;
@@ -412,7 +435,8 @@ bool page_grow(span_t *s, size_t new_npages) {
   mutex_lock(&page_lock);
   size_t from = s->page_index + old, add = new_npages - old;
   /* A busy unit's free pages are being purged right now: never take them. */
-  if (!u->busy && bm_count_range(&u->active, from, add) == 0 && bm_count_range(&u->held, from, add) == 0) {
+  if (!u->busy && bm_count_range(&u->active, from, add) == 0 && bm_count_range(&u->held, from, add) == 0 &&
+      unit_open(u, end, new_npages)) {
     pages_activate(u, from, add);
     s->bytes = new_npages * TD_PAGE;
     ok = true;
@@ -627,8 +651,8 @@ static size_t purge_unit(unit_t *u, enum stage st, os_purge_t how) {
    * were active when it was taken. */
   size_t n = pages_purged(u, &sel, st, how);
   u->busy = 0;
-  if (os_system.overcommit_strict && u->nactive == 0 && u->ndirty == 0 && u->nmuzzy == 0 && u->nheld == 0 && u->committed) {
-    if (os_commit((void *)u->base, TD_UNIT, false)) { u->committed = 0; pages.decommits++; }
+  if (os_system.overcommit_strict && u->nactive == 0 && u->ndirty == 0 && u->nmuzzy == 0 && u->nheld == 0 && u->open_pages) {
+    if (os_commit((void *)u->base, TD_UNIT, false)) { u->open_pages = 0; pages.decommits++; }
   }
   unit_update(u);
   return n;
@@ -675,13 +699,17 @@ static uint64_t purge_due(uint64_t now) {
   return next;
 }
 
-static void unit_hugify(unit_t *u) {
+/* False when the unit could not be opened whole (it is then listed again
+ * as a candidate at its next change). */
+static bool unit_hugify(unit_t *u) {
   DLIST_REMOVE(pages.dense_list, u, dense_next, dense_prev);
   u->on_dense_list = 0;
+  if (!unit_open(u, TD_UNIT_PAGES, TD_UNIT_PAGES)) return false;
   os_hugify((void *)u->base, TD_UNIT, OS_HUGE_ON);
   u->hugified = 1;
   pages.nhugified++;
   pages.hugifies++;
+  return true;
 }
 
 /* Hugify the candidates that stayed dense for hugify_delay_ms; with
@@ -696,8 +724,7 @@ static uint64_t hugify_due(uint64_t now, bool may_collapse, unit_t **collapse, s
     uint64_t due = u->dense_since_ns + delay;
     if (now < due) { next = TD_MIN(next, due); continue; }
     if (may_collapse && *ncollapse == COLLAPSE_PER_PASS) return now;   /* more: the next pass comes at once */
-    unit_hugify(u);
-    if (may_collapse) { collapse[(*ncollapse)++] = u; u->collapsing = 1; }
+    if (unit_hugify(u) && may_collapse) { collapse[(*ncollapse)++] = u; u->collapsing = 1; }
   }
   return next;
 }
@@ -777,6 +804,7 @@ static void stats_fill(page_stats_t *out) {
   out->collapses = pages.collapses;
   out->collapse_failures = pages.collapse_failures;
   out->decommits = pages.decommits;
+  out->opens = pages.opens;
 }
 
 static size_t ph_count_check(unit_t *n, unit_t *parent_or_prev, uint64_t min_serial, size_t b) {

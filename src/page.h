@@ -19,8 +19,13 @@
  * - hugify: a unit whose active share stays >= hugify_threshold for
  *   hugify_delay_ms gets MADV_HUGEPAGE (and MADV_COLLAPSE from the background
  *   thread); a hugified unit is dehugified before any of it is purged.
- * - strict overcommit: regions are reserved PROT_NONE and units committed when
- *   first used; a purged empty unit is decommitted.
+ * - guard_unused (default): regions are reserved PROT_NONE, their first unit
+ *   stays so (a guard below the region's units), and each unit is opened
+ *   (made read-write) from its start in OPEN_STEP steps as runs are carved,
+ *   whole when it is or will be backed by a huge page; so a wild access far
+ *   past or before a block lands on inaccessible pages more often than not.
+ * - strict overcommit: regions are reserved PROT_NONE and units committed
+ *   (opened whole) when first used; a purged empty unit is decommitted.
  * What it is not: a per-thread cache (heap.h) or the home of allocations
  * larger than 1 MiB (huge.h).
  * It may call: span, bitmap, os, lock, meta, pagemap, decay, conf, safety.
@@ -37,8 +42,9 @@
  *   active, dirty and muzzy are disjoint;  held and active are disjoint
  *   nactive + ndirty + nmuzzy + npurged = TD_UNIT_PAGES   (npurged: in no map; reads as zero)
  *   lfr = the longest run of pages in neither active nor held
- *   nheld > 0  =>  committed   (a hole may be taken back and written at any time)
+ *   every held page < open_pages   (a hole may be taken back and written at any time)
  *   on the purge list  <=>  ndirty + nmuzzy > 0
+ *   every active page < open_pages   (pages at and past it are PROT_NONE)
  *   in bin lfr         <=>  not busy
  *   page muzzy or purged  =>  no page of its OS page (os_page() / TD_PAGE
  *                             pages, aligned) was active when it was purged
@@ -62,8 +68,9 @@ struct unit_s {
   uint8_t hugified;           /* MADV_HUGEPAGE applied */
   uint8_t busy;               /* taken out of the bins while being purged */
   uint8_t collapsing;         /* MADV_COLLAPSE in progress: not to be purged */
-  uint8_t committed;          /* usable (always 1 unless strict overcommit) */
   uint8_t on_purge_list, on_dense_list;
+  uint16_t open_pages;        /* pages [0, open_pages) are accessible (all of them
+                               * unless guard_unused or strict overcommit) */
   uint64_t serial;            /* age: lower is older */
   unit_t *all_next;           /* every unit ever carved */
   uint64_t dense_since_ns;    /* when it last became dense (0: not dense) */
@@ -126,6 +133,7 @@ typedef struct page_stats_s {
   size_t hugified_units;
   uint64_t purged_lazy_bytes, purged_now_bytes;
   uint64_t purge_passes, hugifies, dehugifies, collapses, collapse_failures, decommits;
+  uint64_t opens;             /* steps of address space made accessible (guard_unused) */
 } page_stats_t;
 void page_stats_get(page_stats_t *out);
 /* Fill *out and call fn(arg) while the page lock is held, so that no run or

@@ -11,10 +11,16 @@
 #include <signal.h>
 #include <string.h>
 
-#define CANARY_BYTES      8
+#define CANARY_BYTES      8                   /* the canary after a small block */
+#define HEADER_BYTES      16                  /* before it: its size word and the front canary */
+#define SIZE_BITS         48                  /* size word: offset of the block (high) | size (low) */
+#define SWEEP_PER_FREE    1                   /* quarantined blocks checked still zero per free */
+#define SWEEP_BYTES       64                  /* ... over the first bytes of the block */
+#define NEIGHBOUR_CHECK   32                  /* bytes of a free neighbour checked still zero */
 #define QUARANTINE_SLOTS  1024
 #define QUARANTINE_BYTES  ((size_t)4 << 20)
 #define GUARDED_SLOTS     64                  /* freed guarded mappings kept inaccessible */
+#define GUARD_WIDE        ((size_t)1 << 20)   /* guards of hardened-mode guarded blocks */
 #define RANDOM_WALK       8                   /* pick among the first free slots */
 #define ZERO_REGION       ((size_t)16 << 20)  /* zero-size block addresses per region */
 
@@ -34,7 +40,7 @@ static __thread uint64_t tls_rand __attribute__((tls_model("initial-exec")));
 
 static td_mutex_t q_lock = TD_MUTEX_INIT("secure_quarantine", RANK_SECURE_QUARANTINE);
 static void *q_ring[QUARANTINE_SLOTS];
-static unsigned q_head, q_count;
+static unsigned q_head, q_count, q_sweep;
 static size_t q_bytes;
 
 static td_mutex_t g_lock = TD_MUTEX_INIT("secure_guarded", RANK_SECURE_GUARDED);
@@ -120,24 +126,30 @@ void secure_init(void) {
   }
 }
 
-/* Guard pages are whole OS pages: the kernel protects nothing smaller. */
-static size_t guard_bytes(void) { return os_page(); }
+/* Guard pages of secure slabs are whole OS pages: the kernel protects
+ * nothing smaller. */
+static size_t slab_guard_bytes(void) { return os_page(); }
 
 /* ---- guarded blocks -------------------------------------------------------- */
 /*
  *   base                                                         base+bytes
- *   | guard page | ...... data pages ...... [block right-aligned] | guard page |
+ *   |   guard    | ...... data pages ...... [block right-aligned] |   guard    |
  *                                           ^start      start+req_size ^
+ * The guards are one page for sampled blocks (guard_sample) and GUARD_WIDE
+ * in the hardened mode, so that wild accesses up to 1 MiB past either end
+ * fault (address space only: they are never accessible).
  */
+static size_t guard_bytes(void) { return opt.secure ? GUARD_WIDE : os_page(); }
+
 void *secure_guarded_alloc(size_t size, size_t align, bool zero) {
   (void)zero;   /* fresh mappings are zero */
   if (align < TD_QUANTUM) align = TD_QUANTUM;
   size_t need = size ? size : 1;
-  size_t guard = guard_bytes();
-  if (need > PTRDIFF_MAX - 4 * guard - align) return NULL;
-  size_t data = td_align_up(need + (align > guard ? align : 0), guard);
-  size_t bytes = data + 2 * guard;
-  void *m = os_map_aligned(bytes, guard);
+  size_t g = guard_bytes(), pg = os_page();
+  if (need > PTRDIFF_MAX - 4 * g - align) return NULL;
+  size_t data = td_align_up(need + (align > pg ? align : 0), pg);
+  size_t bytes = data + 2 * g;
+  void *m = os_map_aligned(bytes, pg);
   if (!m) return NULL;
   span_t *s = page_span_get();
   if (!s || !pagemap_reserve((uintptr_t)m, bytes)) {
@@ -145,9 +157,9 @@ void *secure_guarded_alloc(size_t size, size_t align, bool zero) {
     os_unmap(m, bytes);
     return NULL;
   }
-  uintptr_t base = (uintptr_t)m, data_end = base + guard + data;
-  os_protect(m, guard, false);
-  os_protect((void *)data_end, guard, false);
+  uintptr_t base = (uintptr_t)m, data_end = base + g + data;
+  os_protect(m, g, false);
+  os_protect((void *)data_end, g, false);
   os_name(m, bytes, "tidalloc-guarded");
   s->kind = SPAN_GUARDED;
   s->owner = NULL;
@@ -169,9 +181,9 @@ static void guarded_free(void *p, span_t *s, const char *fn) {
   __atomic_fetch_sub(&live_bytes, secure_usable(p, s), __ATOMIC_RELAXED);
   /* Keep it inaccessible for a while (a use after free faults), without
    * keeping its memory: the pages are dropped now. */
-  size_t guard = guard_bytes();
-  os_purge((void *)(s->base + guard), s->bytes - 2 * guard, OS_PURGE_NOW);
-  os_protect((void *)(s->base + guard), s->bytes - 2 * guard, false);
+  size_t g = guard_bytes();
+  os_purge((void *)(s->base + g), s->bytes - 2 * g, OS_PURGE_NOW);
+  os_protect((void *)(s->base + g), s->bytes - 2 * g, false);
   span_t *evict = NULL;
   mutex_lock(&g_lock);
   if (g_count == GUARDED_SLOTS) {
@@ -231,23 +243,24 @@ static void zero_free(void *p, span_t *s, const char *fn) {
 
 /* ---- secure slabs ---------------------------------------------------------- */
 
-/* Where a secure slab's guard begins: after its data rounded up to whole OS
- * pages. The blocks end where the guard begins.
- *   base        start                          data_end
- *   | (OS page rounding) | blocks of the class | guard: one OS page |
+/* A new secure slab: zeroed blocks between two guards of one OS page each;
+ * the blocks' pages are rounded up to whole OS pages (the tail).
+ *
+ *   base                                                            base+bytes
+ *   | guard: OS page | slot 0 | slot 1 | ... | slot n-1 | tail | guard: OS page |
+ *                    ^start                                    ^sslab_data_end
  */
-static uintptr_t sslab_data_end(const span_t *s) { return s->base + s->bytes - guard_bytes(); }
+static uintptr_t sslab_data_end(const span_t *s) { return s->base + s->bytes - slab_guard_bytes(); }
 
-/* A new secure slab: zeroed blocks on a free list, and a guard page after it. */
 static span_t *sslab_new(unsigned cls) {
   const sc_info_t *ci = &sc_info[cls];
-  size_t g = guard_bytes() >> TD_PAGE_SHIFT;   /* 1 with 4 KiB OS pages */
-  span_t *s = page_alloc(td_align_up(ci->pages, g) + g, g);
+  size_t gb = slab_guard_bytes(), g = gb >> TD_PAGE_SHIFT;   /* g: 1 with 4 KiB OS pages */
+  span_t *s = page_alloc(td_align_up(ci->pages, g) + 2 * g, g);
   if (!s) return NULL;
-  size_t data = (size_t)ci->pages * TD_PAGE;
-  uintptr_t data_end = sslab_data_end(s);
-  if (!s->zeroed) memset((void *)(data_end - data), 0, data);
-  os_protect((void *)data_end, guard_bytes(), false);
+  uintptr_t start = s->base + gb, data_end = sslab_data_end(s);
+  if (!s->zeroed) memset((void *)start, 0, data_end - start);
+  os_protect((void *)s->base, gb, false);
+  os_protect((void *)data_end, gb, false);
   s->kind = SPAN_SECURE;
   s->owner = NULL;
   s->cls = (uint16_t)cls;
@@ -255,7 +268,7 @@ static span_t *sslab_new(unsigned cls) {
   s->capacity = ci->capacity;
   s->limit = ci->capacity * ci->size;
   s->divc = ci->divc;
-  s->start = data_end - data;
+  s->start = start;
   s->used = 0;
   s->free = 0;
   s->bump = s->bump_end = s->start + s->limit;   /* every block carved at once */
@@ -265,22 +278,87 @@ static span_t *sslab_new(unsigned cls) {
 }
 
 static void sslab_release(span_t *s) {
-  os_protect((void *)sslab_data_end(s), guard_bytes(), true);
+  os_protect((void *)s->base, slab_guard_bytes(), true);
+  os_protect((void *)sslab_data_end(s), slab_guard_bytes(), true);
   pagemap_set(s->base, s->bytes >> TD_PAGE_SHIFT, &span_released);
   s->kind = SPAN_RELEASED;
   page_free(s);
 }
 
+/* A small block in its slot (slot size = class size, a multiple of 16; h =
+ * 16, or the alignment asked for when larger; n = the size asked for):
+ *
+ *   slot        slot+16          slot+h                slot+h+n      slot+size
+ *   | size word | front canary | (zero pad) | block: n bytes | canary | zero |
+ *
+ * size word = h << SIZE_BITS | n; front canary = canary_of(slot) ^ size word;
+ * the canary after the block = canary_of(its own address), unaligned. An
+ * underflow breaks the front canary (or the size word, and with it the
+ * canary), an overflow the canary after or the zero slack. While free the
+ * slot is zero but for its free-list link and marker (block_t at slot). */
+
+/* Whether [p+from, p+to) is zero; from and to multiples of 8. One branch
+ * per 64 bytes (the compiler may vectorise the OR). */
 static bool block_is_zero(const uint8_t *p, size_t from, size_t to) {
-  for (size_t i = from; i < to; i += 8) {
+  size_t i = from;
+  for (; i + 64 <= to; i += 64) {
+    uint64_t w[8], acc = 0;
+    memcpy(w, p + i, 64);
+    for (int j = 0; j < 8; j++) acc |= w[j];
+    if (acc) return false;
+  }
+  uint64_t acc = 0;
+  for (; i < to; i += 8) {
     uint64_t w;
     memcpy(&w, p + i, 8);
-    if (w) return false;
+    acc |= w;
   }
+  return acc == 0;
+}
+
+/* Whether the n bytes at p are zero (p and n arbitrary). */
+static bool bytes_are_zero(const uint8_t *p, size_t n) {
+  size_t head = TD_MIN(n, (size_t)(-(uintptr_t)p & 7));
+  for (size_t i = 0; i < head; i++)
+    if (p[i]) return false;
+  size_t words = (n - head) & ~(size_t)7;
+  if (!block_is_zero(p + head, 0, words)) return false;
+  for (size_t i = head + words; i < n; i++)
+    if (p[i]) return false;
   return true;
 }
 
-static void *sslab_alloc(unsigned cls) {
+static uint64_t load64(uintptr_t a) { uint64_t w; memcpy(&w, (const void *)a, 8); return w; }
+static void store64(uintptr_t a, uint64_t w) { memcpy((void *)a, &w, 8); }
+
+/* The block in a live slot: its start (0 when the header is broken) and size. */
+static uintptr_t slot_block(uintptr_t slot, size_t size, size_t *n) {
+  uint64_t word = load64(slot);
+  size_t h = (size_t)(word >> SIZE_BITS);
+  *n = (size_t)(word & (((uint64_t)1 << SIZE_BITS) - 1));
+  if (load64(slot + 8) != (canary_of((void *)slot) ^ word)) return 0;
+  if (h < HEADER_BYTES || h + *n + CANARY_BYTES > size) return 0;
+  return slot + h;
+}
+
+/* What is wrong with live slot `slot`'s canaries, and with its slack when
+ * asked (NULL: nothing). */
+static const char *slot_live_damage(uintptr_t slot, size_t size, bool slack) {
+  size_t n;
+  uintptr_t b = slot_block(slot, size, &n);
+  if (!b) return "heap buffer underflow";
+  if (load64(b + n) != canary_of((void *)(b + n))) return "heap buffer overflow";
+  uintptr_t tail = b + n + CANARY_BYTES;
+  if (slack && !bytes_are_zero((const uint8_t *)tail, slot + size - tail)) return "heap buffer overflow";
+  return NULL;
+}
+
+/* A free slot (zero but for link and marker) checked over [from, to). */
+static bool slot_free_intact(uintptr_t slot, size_t from, size_t to) {
+  return block_is_zero((const uint8_t *)slot, from < sizeof(block_t) ? sizeof(block_t) : from, to);
+}
+
+static void *sslab_alloc(unsigned cls, size_t n, size_t h) {
   sclass_t *k = &sclasses[cls];
   mutex_lock(&k->lock);
   span_t *s = k->cur;
@@ -305,14 +383,14 @@ static void *sslab_alloc(unsigned cls) {
   if (!block_is_zero((const uint8_t *)b, sizeof(block_t), s->size))
     safety_report("write after free", b, "a freed block was written to, size class", (long)s->size, "malloc");
   if (s->used == s->capacity) k->cur = NULL;   /* full: on no list */
+  /* The header and canary are written under the lock: neighbours' frees read them. */
+  uintptr_t slot = (uintptr_t)b, word = (uint64_t)h << SIZE_BITS | n;
+  store64(slot, word);
+  store64(slot + 8, canary_of(b) ^ word);
+  store64(slot + h + n, canary_of((void *)(slot + h + n)));
   mutex_unlock(&k->lock);
-  __atomic_fetch_add(&live_bytes, s->size - CANARY_BYTES, __ATOMIC_RELAXED);
-  b->next = 0;
-  b->key = 0;
-  uint8_t *end = (uint8_t *)b + s->size - CANARY_BYTES;
-  uint64_t c = canary_of(end);
-  memcpy(end, &c, 8);
-  return b;
+  __atomic_fetch_add(&live_bytes, n, __ATOMIC_RELAXED);
+  return (void *)(slot + h);
 }
 
 /* A block leaves quarantine: back on its slab's free list. */
@@ -333,30 +411,75 @@ static void sslab_release_block(block_t *b) {
   mutex_unlock(&k->lock);
 }
 
+/* The slots on either side of a block being freed: a live one must have its
+ * canaries, a free one its zeros (near the freed block), so that a stray
+ * write past or before this block is caught now rather than never. Then the
+ * slot is zeroed and marked free. All under the class lock: neighbours are
+ * handed out, zeroed and marked under it, so none is seen half-way. */
+static void sslab_retire(span_t *s, uintptr_t slot, void *p, const char *fn) {
+  size_t size = s->size, near = TD_MIN((size_t)NEIGHBOUR_CHECK, size);
+  sclass_t *k = &sclasses[s->cls];
+  const char *bad = NULL;
+  mutex_lock(&k->lock);
+  uintptr_t next = slot + size, prev = slot - size;
+  if (next < s->start + s->limit) {
+    if (span_block_marked((void *)next)) bad = slot_free_intact(next, 0, near) ? NULL : "heap buffer overflow";
+    else if (slot_live_damage(next, size, false)) bad = "heap buffer overflow";
+  }
+  if (!bad && slot > s->start) {
+    if (span_block_marked((void *)prev)) bad = slot_free_intact(prev, size - near, size) ? NULL : "heap buffer underflow";
+    else if (slot_live_damage(prev, size, false)) bad = "heap buffer underflow";
+  }
+  if (!bad) {
+    memset((void *)slot, 0, size);                        /* zero on free */
+    ((block_t *)slot)->key = span_marker((void *)slot);   /* a second free while quarantined is caught */
+  }
+  mutex_unlock(&k->lock);
+  if (bad) safety_report(bad, p, "a neighbouring slot was written to, size class", (long)size, fn);
+}
+
+/* Under q_lock: the next SWEEP_PER_FREE quarantined blocks must still be
+ * zero over their first SWEEP_BYTES (a write after free found while the
+ * block waits, without reuse; the whole block is checked when it is handed
+ * out again). */
+static void quarantine_sweep(void) {
+  for (unsigned i = 0; i < SWEEP_PER_FREE && q_count; i++) {
+    if (q_sweep >= q_count) q_sweep = 0;
+    uintptr_t slot = (uintptr_t)q_ring[(q_head + q_sweep++) % QUARANTINE_SLOTS];
+    size_t size = pagemap_lookup((void *)slot)->size;
+    if (!span_block_marked((void *)slot) || !slot_free_intact(slot, 0, TD_MIN(size, (size_t)HEADER_BYTES + SWEEP_BYTES)))
+      safety_report("write after free", (void *)slot, "a quarantined block was written to, size class", (long)size, "free");
+  }
+}
+
 static void sslab_free(void *p, span_t *s, const char *fn) {
   uintptr_t off = (uintptr_t)p - s->start;
-  if (off >= s->limit || off % s->size) safety_report("invalid free", p, "not the start of a block, size class", (long)s->size, fn);
-  block_t *b = p;
-  if (span_block_marked(b)) safety_report("double free", p, "size class", (long)s->size, fn);
-  uint8_t *end = (uint8_t *)p + s->size - CANARY_BYTES;
-  uint64_t c;
-  memcpy(&c, end, 8);
-  if (c != canary_of(end)) safety_report("heap buffer overflow", p, "canary after the block overwritten, size class", (long)s->size, fn);
-  memset(p, 0, s->size);          /* zero on free */
-  __atomic_fetch_sub(&live_bytes, s->size - CANARY_BYTES, __ATOMIC_RELAXED);
-  b->key = span_marker(b);        /* a second free while quarantined is caught */
+  if (off >= s->limit) safety_report("invalid free", p, "not the start of a block, size class", (long)s->size, fn);
+  uintptr_t slot = s->start + off / s->size * s->size;
+  if (span_block_marked((void *)slot))
+    safety_report(off % s->size == HEADER_BYTES ? "double free" : "invalid free", p, "size class", (long)s->size, fn);
+  size_t n;
+  uintptr_t b = slot_block(slot, s->size, &n);
+  if (b && b != (uintptr_t)p) safety_report("invalid free", p, "not the start of a block, size class", (long)s->size, fn);
+  const char *damage = slot_live_damage(slot, s->size, true);
+  if (damage) safety_report(damage, p, damage[12] == 'o' ? "canary after the block overwritten, size class"
+                                                         : "canary before the block overwritten, size class", (long)s->size, fn);
+  sslab_retire(s, slot, p, fn);
+  __atomic_fetch_sub(&live_bytes, n, __ATOMIC_RELAXED);
   void *evict[8];
   unsigned nevict = 0;
   mutex_lock(&q_lock);
-  q_ring[(q_head + q_count) % QUARANTINE_SLOTS] = p;
+  quarantine_sweep();
+  q_ring[(q_head + q_count) % QUARANTINE_SLOTS] = (void *)slot;
   q_count++;
   q_bytes += s->size;
   while ((q_count > QUARANTINE_SLOTS - 1 || q_bytes > QUARANTINE_BYTES) && nevict < 8) {
     void *old = q_ring[q_head];
     q_head = (q_head + 1) % QUARANTINE_SLOTS;
     q_count--;
+    if (q_sweep) q_sweep--;
     q_bytes -= pagemap_lookup(old)->size;
-    evict[nevict++] = old;
+    evict[nevict++] = old;   /* checked still zero when handed out again */
   }
   mutex_unlock(&q_lock);
   for (unsigned i = 0; i < nevict; i++) sslab_release_block(evict[i]);
@@ -368,27 +491,38 @@ void *secure_alloc(size_t size, size_t align, bool zero) {
   if (size == 0 && align <= TD_QUANTUM) return zero_alloc();
   if (size == 0) size = 1;   /* an aligned zero-size request: a real, aligned block */
   if (align < TD_QUANTUM) align = TD_QUANTUM;
-  if (size <= SC_SMALL_MAX - CANARY_BYTES && align <= TD_PAGE) {
-    unsigned cls = align <= TD_QUANTUM ? sizeclass_of(size + CANARY_BYTES) : sizeclass_of_aligned(size + CANARY_BYTES, align);
+  size_t h = align > HEADER_BYTES ? align : HEADER_BYTES;
+  if (size <= SC_SMALL_MAX - h - CANARY_BYTES && align <= TD_PAGE) {
+    unsigned cls = align <= TD_QUANTUM ? sizeclass_of(size + h + CANARY_BYTES)
+                                       : sizeclass_of_aligned(size + h + CANARY_BYTES, align);
     if (cls) {
-      void *p = sslab_alloc(cls);
-      (void)zero;   /* secure blocks are handed out zeroed (but for the canary) */
+      void *p = sslab_alloc(cls, size, h);
+      (void)zero;   /* secure blocks are handed out zeroed */
       return p;
     }
   }
   return secure_guarded_alloc(size, align, zero);
 }
 
+/* The words of a report in the name of fn (looked up only when reporting). */
+static TD_COLD TD_NORETURN void check_report(bool twice, const void *p, const char *detail, long n, const char *fn) {
+  const char *invalid, *twice_word;
+  safety_misuse_words(fn, &invalid, &twice_word);
+  safety_report(twice ? twice_word : invalid, p, detail, n, fn);
+}
+
 void secure_check(const void *p, span_t *s, const char *fn) {
-  const char *invalid, *twice;
-  safety_misuse_words(fn, &invalid, &twice);
   if (s->kind == SPAN_SECURE) {
     uintptr_t off = (uintptr_t)p - s->start;
-    if (off >= s->limit || off % s->size) safety_report(invalid, p, "not the start of a block, size class", (long)s->size, fn);
-    if (span_block_marked(p)) safety_report(twice, p, "size class", (long)s->size, fn);
+    if (off >= s->limit) check_report(false, p, "not the start of a block, size class", (long)s->size, fn);
+    uintptr_t slot = s->start + off / s->size * s->size;
+    if (span_block_marked((void *)slot)) check_report(true, p, "size class", (long)s->size, fn);
+    size_t n;
+    if (slot_block(slot, s->size, &n) != (uintptr_t)p)
+      check_report(false, p, "not the start of a block, size class", (long)s->size, fn);
   } else if (s->kind == SPAN_GUARDED) {
-    if ((uintptr_t)p != s->start) safety_report(invalid, p, "inside a guarded block of bytes", (long)s->req_size, fn);
-    if (!s->used) safety_report(twice, p, "guarded block of bytes", (long)s->req_size, fn);
+    if ((uintptr_t)p != s->start) check_report(false, p, "inside a guarded block of bytes", (long)s->req_size, fn);
+    if (!s->used) check_report(true, p, "guarded block of bytes", (long)s->req_size, fn);
   }
 }
 
@@ -401,9 +535,12 @@ void secure_free(void *p, span_t *s, const char *fn) {
 }
 
 size_t secure_usable(const void *p, const span_t *s) {
-  (void)p;
   switch (s->kind) {
-    case SPAN_SECURE: return s->size - CANARY_BYTES;
+    case SPAN_SECURE: {
+      uintptr_t slot = s->start + ((uintptr_t)p - s->start) / s->size * s->size;
+      size_t n;
+      return slot_block(slot, s->size, &n) ? n : 0;   /* exactly what was asked for */
+    }
     case SPAN_GUARDED: return s->base + s->bytes - guard_bytes() - s->start;   /* up to the guard */
     default: return 0;
   }

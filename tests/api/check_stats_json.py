@@ -39,7 +39,8 @@ OPTIONS = {"background_thread": bool, "dirty_decay_ms": INT, "muzzy_decay_ms": I
            "pressure": bool, "memory_limit": INT,
            "stats_signal": INT, "prof": bool, "prof_sample": INT,
            "prof_prefix": str, "prof_final": bool, "prof_leak": bool, "prof_leak_error": bool,
-           "prof_gdump": bool, "prof_signal": INT, "prof_seed": INT}
+           "prof_gdump": bool, "prof_signal": INT, "prof_seed": INT,
+           "guard_unused": bool, "large_quarantine": INT}
 
 
 def check(value, schema, path, errors):

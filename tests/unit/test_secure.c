@@ -18,10 +18,13 @@
 #include <string.h>
 
 #define CANARY 8                      /* secure.c: CANARY_BYTES */
+#define HEADER 16                     /* secure.c: HEADER_BYTES (size word, front canary) */
+#define OVERHEAD (HEADER + CANARY)
 #define QSLOTS 1024                   /* secure.c: QUARANTINE_SLOTS (holds QSLOTS - 1) */
 #define QBYTES ((size_t)4 << 20)      /* secure.c: QUARANTINE_BYTES */
 #define GSLOTS 64                     /* secure.c: GUARDED_SLOTS */
-#define P      ((uintptr_t)os_page())   /* a guard: one OS page */
+#define P      ((uintptr_t)os_page())   /* a slab guard: one OS page */
+#define G      ((uintptr_t)1 << 20)   /* secure.c: GUARD_WIDE, the guards of hardened guarded blocks */
 
 static int probe[2];
 
@@ -60,6 +63,11 @@ static int kind_of(const void *p) {
   return s->kind;
 }
 
+/* The slot of a secure small block (its header 16 bytes before it). */
+static uintptr_t slot_of(const void *p, const span_t *s) {
+  return s->start + ((uintptr_t)p - s->start) / s->size * s->size;
+}
+
 static void sfree(void *p) {
   span_t *s = pagemap_lookup(p);
   if (!s) FAIL("%p has no span", p);
@@ -85,7 +93,7 @@ static void churn(size_t size, int n) {
     void *b = secure_alloc(size, 0, false);
     if (!b) FAIL("secure_alloc failed");
     span_t *s = pagemap_lookup(b);
-    if (!all_zero(b, 0, s->size - CANARY)) FAIL("block %p handed out dirty", b);
+    if (!all_zero(b, 0, secure_usable(b, s))) FAIL("block %p handed out dirty", b);
     sfree(b);
   }
 }
@@ -103,9 +111,12 @@ TEST(api_uses_secure_kinds) {
   free(a); free(b); free(c);
 }
 
-/* A small block: handed out zeroed, at a block start of a secure slab of the
- * class that holds size + canary; its usable size stops at the canary, which
- * is a secret XOR the canary's address (one secret for all blocks). */
+/* A small block: handed out zeroed, 16 bytes into a slot of a secure slab
+ * of the class that holds header + size + canary. The header is the size
+ * word (offset << 48 | size) and the front canary (secret ^ slot ^ size
+ * word); the canary right after the block's last byte is the secret XOR
+ * its address (one secret for all blocks); the usable size is the size
+ * asked for. */
 TEST(small_block_canary) {
   size_t size0 = live_bytes();
   unsigned char *p = secure_alloc(40, 0, false), *q = secure_alloc(40, 0, false);
@@ -113,51 +124,56 @@ TEST(small_block_canary) {
   CHECK(p && q && r && t);
   span_t *s = pagemap_lookup(p);
   CHECK_EQ(s->kind, SPAN_SECURE);
-  CHECK_EQ(s->size, sc_info[sizeclass_of(40 + CANARY)].size);
-  CHECK_EQ(((uintptr_t)p - s->start) % s->size, 0);
+  CHECK_EQ(s->size, sc_info[sizeclass_of(40 + OVERHEAD)].size);
+  CHECK_EQ(((uintptr_t)p - s->start) % s->size, HEADER);
   CHECK((uintptr_t)p - s->start < s->limit);
   CHECK_EQ((uintptr_t)p % 16, 0);
   size_t up = secure_usable(p, s);
-  CHECK_EQ(up, s->size - CANARY);
-  CHECK(up >= 40);
+  CHECK_EQ(up, 40);
   CHECK(all_zero(p, 0, up));
   CHECK_EQ((uintptr_t)r % 64, 0);
-  CHECK(secure_usable(r, pagemap_lookup(r)) >= 100);
-  CHECK(secure_usable(t, pagemap_lookup(t)) >= 3000);
-  CHECK_EQ(live_bytes() - size0, up + secure_usable(q, pagemap_lookup(q)) +
-           secure_usable(r, pagemap_lookup(r)) + secure_usable(t, pagemap_lookup(t)));
+  CHECK_EQ(((uintptr_t)r - pagemap_lookup(r)->start) % pagemap_lookup(r)->size, 64);
+  CHECK_EQ(secure_usable(r, pagemap_lookup(r)), 100);
+  CHECK_EQ(secure_usable(t, pagemap_lookup(t)), 3000);
+  CHECK_EQ(live_bytes() - size0, 40 + 40 + 100 + 3000);
   uintptr_t cp = (uintptr_t)p + up;
   uint64_t key = word((void *)cp) ^ cp;
   CHECK(key != 0);
+  uintptr_t slot = slot_of(p, s);
+  CHECK_EQX(word((void *)slot), (uint64_t)HEADER << 48 | 40);
+  CHECK_EQX(word((void *)(slot + 8)), key ^ slot ^ word((void *)slot));
   unsigned char *blocks[] = { q, r, t };
   for (int i = 0; i < 3; i++) {
     uintptr_t c = (uintptr_t)blocks[i] + secure_usable(blocks[i], pagemap_lookup(blocks[i]));
     CHECK_EQX(word((void *)c) ^ c, key);
   }
-  /* Where the canary no longer fits a class, the block is guarded. */
-  void *big = secure_alloc(SC_SMALL_MAX - CANARY, 0, false), *over = secure_alloc(SC_SMALL_MAX - CANARY + 1, 0, false);
+  /* Where header and canary no longer fit a class, the block is guarded. */
+  void *big = secure_alloc(SC_SMALL_MAX - OVERHEAD, 0, false), *over = secure_alloc(SC_SMALL_MAX - OVERHEAD + 1, 0, false);
   CHECK_EQ(kind_of(big), SPAN_SECURE);
   CHECK_EQ(pagemap_lookup(big)->size, SC_SMALL_MAX);
   CHECK_EQ(kind_of(over), SPAN_GUARDED);
   sfree(p); sfree(q); sfree(r); sfree(t); sfree(big); sfree(over);
 }
 
-/* Every secure slab is followed by an inaccessible page, which is its own. */
+/* Every secure slab lies between two inaccessible pages, which are its own. */
 TEST(slab_guard_page) {
   unsigned classes[] = { sizeclass_of(48), sizeclass_of(1000), sizeclass_of(SC_SMALL_MAX) };
   for (unsigned i = 0; i < 3; i++) {
-    void *b = secure_alloc(sc_info[classes[i]].size - CANARY, 0, false);
+    void *b = secure_alloc(sc_info[classes[i]].size - OVERHEAD, 0, false);
     span_t *s = pagemap_lookup(b);
     CHECK_EQ(s->kind, SPAN_SECURE);
     size_t data = td_align_up((size_t)sc_info[s->cls].pages * TD_PAGE, P);   /* whole OS pages */
-    CHECK_EQ(s->bytes, data + P);
+    CHECK_EQ(s->bytes, data + 2 * P);
+    CHECK_EQ(s->start, s->base + P);
+    CHECK(!readable(s->base));
+    CHECK(!readable(s->start - 1));
     CHECK(readable(s->start));
-    CHECK(readable(s->base + data - 1));
-    CHECK(!readable(s->base + data));
-    CHECK(!readable(s->base + data + P - 1));
-    CHECK(pagemap_lookup((void *)(s->base + data)) == s);
-    CHECK((uintptr_t)s->start + s->limit <= s->base + data);
-    CHECK(s->base + data - s->start == (size_t)sc_info[s->cls].pages * TD_PAGE);   /* the blocks end at the guard */
+    CHECK(readable(s->start + data - 1));
+    CHECK(!readable(s->start + data));
+    CHECK(!readable(s->start + data + P - 1));
+    CHECK(pagemap_lookup((void *)s->base) == s);
+    CHECK(pagemap_lookup((void *)(s->start + data)) == s);
+    CHECK((uintptr_t)s->start + s->limit <= s->start + data);
     sfree(b);
   }
 }
@@ -171,12 +187,13 @@ TEST(zero_on_free) {
   size_t up = secure_usable(p, s);
   memset(p, 0xab, up);
   size_t live0 = live_bytes();
+  uintptr_t slot = slot_of(p, s);
   secure_free(p, s, "free");
   CHECK_EQ(live0 - live_bytes(), up);
-  CHECK_EQ(word(p), 0);
-  CHECK(word(p + 8) != 0);
-  CHECK(all_zero(p, 16, s->size));
-  CHECK(!on_free_list(s, p));                    /* quarantined, not free */
+  CHECK_EQ(word((void *)slot), 0);
+  CHECK(word((void *)(slot + 8)) != 0);
+  CHECK(all_zero((void *)slot, 16, s->size));
+  CHECK(!on_free_list(s, (void *)slot));         /* quarantined, not free */
   sfree(keep);
 }
 
@@ -188,6 +205,7 @@ TEST(quarantine_delays_reuse) {
   void *keep;
   unsigned char *p = pair(40, &keep);
   span_t *s = pagemap_lookup(p);
+  void *slot = (void *)slot_of(p, s);
   secure_free(p, s, "free");
   for (int i = 0; i < QSLOTS - 2; i++) {
     void *b = secure_alloc(40, 0, false);
@@ -195,31 +213,32 @@ TEST(quarantine_delays_reuse) {
     CHECK(all_zero(b, 0, 40));
     sfree(b);
   }
-  CHECK(!on_free_list(s, p));                    /* after QSLOTS - 2 frees: still waiting */
+  CHECK(!on_free_list(s, slot));                 /* after QSLOTS - 2 frees: still waiting */
   churn(40, 1);
-  CHECK(on_free_list(s, p));                     /* the next one releases it */
-  CHECK(all_zero(p, 16, s->size));               /* still zero behind link and marker */
+  CHECK(on_free_list(s, slot));                  /* the next one releases it */
+  CHECK(all_zero(slot, 16, s->size));            /* still zero behind link and marker */
   sfree(keep);
 }
 
 /* The quarantine also holds at most QBYTES: with the largest class it keeps
  * QBYTES / SC_SMALL_MAX blocks. */
 TEST(quarantine_byte_bound) {
-  size_t size = SC_SMALL_MAX - CANARY;
+  size_t size = SC_SMALL_MAX - OVERHEAD;
   churn(size, 400);                              /* steady state: 32 KiB blocks only */
   void *keep;
   unsigned char *p = pair(size, &keep);
   span_t *s = pagemap_lookup(p);
   CHECK_EQ(s->size, SC_SMALL_MAX);
+  void *slot = (void *)slot_of(p, s);
   secure_free(p, s, "free");
   churn(size, (int)(QBYTES / SC_SMALL_MAX) - 1);
-  CHECK(!on_free_list(s, p));
+  CHECK(!on_free_list(s, slot));
   churn(size, 1);
-  CHECK(on_free_list(s, p));
+  CHECK(on_free_list(s, slot));
   sfree(keep);
 }
 
-/* A guarded block: alone in its mapping, a guard page before and after, the
+/* A guarded block: alone in its mapping, a 1 MiB guard (hardened mode) before and after, the
  * block right-aligned against the trailing guard; every page of the mapping
  * (guards too) resolves to its span, of kind SPAN_GUARDED. */
 TEST(guarded_layout) {
@@ -232,14 +251,14 @@ TEST(guarded_layout) {
   CHECK_EQ(s->used, 1);
   CHECK_EQX(s->start, p);
   CHECK_EQ(s->base % P, 0);
-  CHECK_EQ(s->bytes, td_align_up(100000, P) + 2 * P);
-  uintptr_t trail = s->base + s->bytes - P;
+  CHECK_EQ(s->bytes, td_align_up(100000, P) + 2 * G);
+  uintptr_t trail = s->base + s->bytes - G;
   CHECK_EQX((uintptr_t)p + 100000, trail);       /* ends right at the guard */
   CHECK_EQ(secure_usable(p, s), 100000);
-  CHECK(!readable(s->base) && !readable(s->base + P - 1));
-  CHECK(readable(s->base + P));
+  CHECK(!readable(s->base) && !readable(s->base + G - 1));
+  CHECK(readable(s->base + G));
   CHECK(readable((uintptr_t)p) && readable((uintptr_t)p + 99999));
-  CHECK(!readable(trail) && !readable(trail + P - 1));
+  CHECK(!readable(trail) && !readable(trail + G - 1));
   CHECK(pagemap_lookup((void *)s->base) == s);
   CHECK(pagemap_lookup(p + 50000) == s);
   CHECK(pagemap_lookup((void *)trail) == s);
@@ -252,16 +271,16 @@ TEST(guarded_layout) {
   span_t *t = pagemap_lookup(q);
   CHECK_EQ((uintptr_t)q % 16, 0);
   CHECK_EQ(secure_usable(q, t), 100016);
-  CHECK_EQX((uintptr_t)q + 100016, t->base + t->bytes - P);
-  CHECK(!readable(t->base + t->bytes - P));
+  CHECK_EQX((uintptr_t)q + 100016, t->base + t->bytes - G);
+  CHECK(!readable(t->base + t->bytes - G));
 
   /* Alignment above a page: a small block becomes guarded, aligned. */
   unsigned char *r = secure_alloc(64, 8192, false);
   CHECK_EQ(kind_of(r), SPAN_GUARDED);
   span_t *u = pagemap_lookup(r);
   CHECK_EQ((uintptr_t)r % 8192, 0);
-  CHECK((uintptr_t)r + 64 <= u->base + u->bytes - P);
-  CHECK(!readable(u->base + u->bytes - P) && !readable(u->base));
+  CHECK((uintptr_t)r + 64 <= u->base + u->bytes - G);
+  CHECK(!readable(u->base + u->bytes - G) && !readable(u->base));
   CHECK(readable((uintptr_t)r + 63));
   sfree(p); sfree(q); sfree(r);
 }
@@ -277,7 +296,7 @@ TEST(guarded_quarantine) {
   size_t gm0 = guarded_bytes(), live0 = live_bytes();
   secure_free(p, s, "free");
   CHECK_EQ(s->used, 0);
-  CHECK(!readable((uintptr_t)p) && !readable(s->base + P) && !readable((uintptr_t)p + up - 1));
+  CHECK(!readable((uintptr_t)p) && !readable(s->base + G) && !readable((uintptr_t)p + up - 1));
   CHECK(pagemap_lookup(p) == s);
   CHECK_EQ(guarded_bytes(), gm0);
   CHECK_EQ(live0 - live_bytes(), up);
@@ -326,7 +345,7 @@ TEST(zero_size_blocks) {
 TEST(random_slots) {
   enum { N = 64 };
   unsigned char *b[N];
-  size_t size = 256 - CANARY;                    /* a class no other case uses */
+  size_t size = 256 - OVERHEAD;                  /* a class no other case uses */
   for (int i = 0; i < N; i++) { b[i] = secure_alloc(size, 0, false); CHECK(b[i]); }
   span_t *s = pagemap_lookup(b[0]);
   int in_order = 0, same_slab = 0;
