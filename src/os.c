@@ -369,8 +369,17 @@ void os_init(void) {
 }
 
 void *os_reserve_aligned(size_t size, size_t align, bool inaccessible) {
-  if (!inaccessible && !os_system.overcommit_strict) return os_map_aligned(size, align);
-  /* PROT_NONE private mappings carry no commit charge. */
+  if (!os_system.overcommit_strict) {
+    /* Through the map hook (fault injection and accounting see it), then
+     * closed: one mprotect per region. */
+    void *p = os_map_aligned(size, align);
+    if (p && inaccessible && !os_protect(p, size, false)) {
+      os_unmap(p, size);
+      return NULL;
+    }
+    return p;
+  }
+  /* Strict overcommit: PROT_NONE private mappings carry no commit charge. */
   int saved = errno;
   COUNT(cnt_maps);
   uint8_t *raw = mmap(NULL, size + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);

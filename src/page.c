@@ -352,7 +352,7 @@ span_t *page_alloc(size_t npages, size_t align_pages) {
     /* only an aligned request can miss; try a looser bin */
   }
   unit_t *u = unit_fresh();
-  if (u) s = run_take(u, 0, npages);
+  if (u && !(s = run_take(u, 0, npages))) unit_update(u);   /* refused (opening it, a descriptor): binned, empty, for later */
 done:;
   /* A unit that just became dense brings hugify work forward. */
   bool due = pages.next_due < pages.told_due;
