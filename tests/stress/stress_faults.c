@@ -31,6 +31,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
+#include <unistd.h>
 
 enum { F_MAP, F_COMMIT, F_PURGE, F_HUGIFY, F_REMAP, F_THREAD, F_KINDS };
 static const char *const fault_name[F_KINDS] = { "map", "commit", "purge", "hugify", "remap", "thread" };
@@ -258,8 +259,17 @@ int main(void) {
   tidal_thread_flush();
   tidal_purge();
 
-  CHECK(stat_u64("stats.allocated") == allocated0, "allocated bytes %llu, %llu before",
-        (unsigned long long)stat_u64("stats.allocated"), (unsigned long long)allocated0);
+  /* A thread that has just ended (the background worker is stopped and
+   * started again during the run) frees its last blocks, glibc's own, while
+   * it exits, after join or detach returned: give such frees up to 3 s. A
+   * leak stays. */
+  uint64_t allocated = stat_u64("stats.allocated");
+  for (int i = 0; i < 300 && allocated != allocated0; i++) {
+    usleep(10000);
+    allocated = stat_u64("stats.allocated");
+  }
+  CHECK(allocated == allocated0, "allocated bytes %llu, %llu before",
+        (unsigned long long)allocated, (unsigned long long)allocated0);
   huge_stats_t hs;
   huge_stats_get(&hs);
   CHECK(hs.live_count == hs0.live_count && hs.live_bytes == hs0.live_bytes, "huge mappings leaked");
