@@ -468,16 +468,7 @@ uint64_t os_random64(void) {
 
 const char *os_getenv(const char *name) { return secure_getenv(name); }
 
-void os_write_stderr(const char *buf, size_t len) {
-  int saved = errno;
-  while (len > 0) {
-    long n = sys_write(STDERR_FILENO, buf, len);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    buf += n; len -= (size_t)n;
-  }
-  errno = saved;
-}
+void os_write_stderr(const char *buf, size_t len) { os_file_write(STDERR_FILENO, buf, len); }
 
 #define LOAD(c) __atomic_load_n(&(c), __ATOMIC_RELAXED)
 void os_counters_get(os_counters_t *out) {
