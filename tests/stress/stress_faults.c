@@ -21,6 +21,7 @@
  * when purged empty), so commits fail too; the reservations are not made
  * through the hooks, so the mapping account is not checked then. */
 #include "testutil.h"
+#include "background.h"
 #include "heap.h"
 #include "huge.h"
 #include "meta.h"
@@ -219,6 +220,34 @@ static uint64_t stat_u64(const char *name) {
   return v;
 }
 
+static void *idle_thread(void *arg) { return arg; }
+
+/* stats.allocated once glibc holds thread memory (the TLS vector of each
+ * thread stack it keeps, from malloc) for live threads only. The tests run
+ * with glibc.pthread.stack_cache_size=0 (CMakeLists.txt), so glibc frees the
+ * stack of every thread that has ended whenever a thread is joined; a thread
+ * created and joined here sweeps those of threads that ended since. The
+ * background worker is switched off first (it is detached and leaves on its
+ * own, after the switch returns; its watcher is joined by it). Waits until
+ * the figure equals want (want != 0) or holds still for 5 readings, up to
+ * 3 s: a leak stays. */
+static uint64_t settled_allocated(uint64_t want) {
+  bool off = false;
+  tidal_ctl("background_thread", NULL, NULL, &off, sizeof off);
+  uint64_t last = UINT64_MAX, v = 0;
+  int same = 0;
+  for (int i = 0; i < 300; i++) {
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, idle_thread, NULL) == 0);
+    CHECK(pthread_join(t, NULL) == 0);
+    v = stat_u64("stats.allocated");
+    if (want ? v == want : (!background_running() && (same = v == last ? same + 1 : 0) >= 5)) break;
+    last = v;
+    usleep(10000);
+  }
+  return v;
+}
+
 int main(void) {
   tt_init_seed(1717);
   tt_watchdog(300, "stress_faults");
@@ -235,12 +264,10 @@ int main(void) {
   int64_t acc0 = accounted();
   os_hooks_set(&h);
   free(malloc(1));
-  /* glibc keeps the stacks of joined threads, with their TLS vectors from
-   * malloc: the baseline counts those of NTHREADS threads. */
-  ops_per_thread = 0;
-  run_threads();
   ops_per_thread = tt_scaled(6000, 500);
-  uint64_t allocated0 = stat_u64("stats.allocated");
+  uint64_t allocated0 = settled_allocated(0);
+  bool on = true;
+  tidal_ctl("background_thread", NULL, NULL, &on, sizeof on);
   huge_stats_t hs0;
   huge_stats_get(&hs0);
 
@@ -259,15 +286,7 @@ int main(void) {
   tidal_thread_flush();
   tidal_purge();
 
-  /* A thread that has just ended (the background worker is stopped and
-   * started again during the run) frees its last blocks, glibc's own, while
-   * it exits, after join or detach returned: give such frees up to 3 s. A
-   * leak stays. */
-  uint64_t allocated = stat_u64("stats.allocated");
-  for (int i = 0; i < 300 && allocated != allocated0; i++) {
-    usleep(10000);
-    allocated = stat_u64("stats.allocated");
-  }
+  uint64_t allocated = settled_allocated(allocated0);
   CHECK(allocated == allocated0, "allocated bytes %llu, %llu before",
         (unsigned long long)allocated, (unsigned long long)allocated0);
   huge_stats_t hs;
