@@ -13,6 +13,7 @@
 #define TIDALLOC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -121,6 +122,61 @@ typedef void (*tidal_prof_visit_fn)(void *arg, void *const *pcs, unsigned depth,
 /* Call fn once per live allocation site (from a copy: fn may allocate and
  * call tidal_ctl). Returns the number of sites, or -1 when profiling is off. */
 long tidal_prof_visit(tidal_prof_visit_fn fn, void *arg);
+
+/* ---- heaps with page sources (docs/heaps.md) ----
+ * A heap allocates from memory its page source supplies, in 2 MiB-aligned
+ * pieces. Any thread may allocate from it; plain free, realloc and
+ * malloc_usable_size work on its blocks from any thread. Zeroed members
+ * mean the default behaviour. */
+typedef struct tidal_page_source {
+  /* size and align: multiples of 2 MiB; returns readable, writable memory
+   * aligned to align, or NULL on failure. Required. */
+  void *(*map)(void *ctx, size_t size, size_t align);
+  /* NULL: memory is kept, never given back. */
+  void (*unmap)(void *ctx, void *addr, size_t size);
+  /* Free pages the heap no longer needs; lazy: may be taken later (MADV_FREE),
+   * else now. NULL: never purged. 0 on success. */
+  int (*purge)(void *ctx, void *addr, size_t size, int lazy);
+  void *ctx;
+} tidal_page_source_t;
+
+typedef struct tidal_heap_config {
+  const tidal_page_source_t *source;   /* NULL: the default source (the OS) */
+  int metadata_use_source;             /* nonzero: this heap's metadata comes from source too */
+  const char *name;                    /* shown in statistics (copied, up to 31 bytes) */
+} tidal_heap_config_t;
+
+typedef struct tidal_heap tidal_heap_t;
+
+/* The default source (anonymous mappings), to wrap. */
+const tidal_page_source_t *tidal_page_source_default(void);
+/* NULL with errno ENOMEM (the source or metadata failed) or EINVAL (no map). */
+tidal_heap_t *tidal_heap_create(const tidal_heap_config_t *config);
+void *tidal_heap_malloc(tidal_heap_t *h, size_t size);
+void *tidal_heap_calloc(tidal_heap_t *h, size_t n, size_t size);
+/* p from any heap (or NULL); the result is h's. */
+void *tidal_heap_realloc(tidal_heap_t *h, void *p, size_t size);
+void *tidal_heap_aligned_alloc(tidal_heap_t *h, size_t align, size_t size);
+/* Frees every block of h, keeps its memory (huge blocks' go back to the source). */
+void tidal_heap_reset(tidal_heap_t *h);
+/* Frees every block of h and gives all its memory back to the source. */
+void tidal_heap_destroy(tidal_heap_t *h);
+/* fn(block, usable, arg) for every live block of h, with h's lock held: fn
+ * must not allocate from or free to h (reported and aborted). A nonzero
+ * return from fn stops the walk and is returned. */
+int tidal_heap_visit(tidal_heap_t *h, int (*fn)(void *block, size_t usable, void *arg), void *arg);
+
+typedef struct tidal_heap_stats {
+  char name[32];
+  size_t allocated;        /* bytes of live blocks (their usable sizes) */
+  size_t active;           /* bytes of pages in use for blocks */
+  size_t mapped;           /* bytes the source gave and the heap holds */
+  size_t dirty, muzzy;     /* free pages not yet purged / lazily purged */
+  size_t metadata;         /* bytes of metadata from the source (metadata_use_source) */
+  uint64_t maps, map_failures, unmaps, purges;   /* calls of the source's hooks */
+} tidal_heap_stats_t;
+/* 0, or -1 when h is NULL. */
+int tidal_heap_stats(tidal_heap_t *h, tidal_heap_stats_t *out);
 
 #ifdef __cplusplus
 }

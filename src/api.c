@@ -16,6 +16,7 @@
 #include "safety.h"
 #include "sizeclass.h"
 #include "tidalloc.h"
+#include "uheap.h"
 
 #include <errno.h>
 #include <malloc.h>
@@ -48,6 +49,7 @@ static void init_layers(void) {
   large_init();
   secure_init();
   heap_init();
+  uheap_init();
   background_init();
 }
 
@@ -110,12 +112,13 @@ static void init_postfork_child(void) { mutex_postfork_child(&init_lock); }
 static const fork_step_t fork_steps[] = {
   { RANK_INIT, init_prefork, init_postfork_parent, init_postfork_child },
   { RANK_CTL, ctl_prefork, ctl_postfork_parent, ctl_postfork_child },
+  { RANK_UHEAP_REGISTRY, uheap_prefork, uheap_postfork_parent, uheap_postfork_child },
   { RANK_HEAP_GLOBAL, heap_prefork_global, heap_postfork_parent_global, heap_postfork_child_global },
   { RANK_SECURE_CLASS, secure_prefork, secure_postfork_parent, secure_postfork_child },
   { RANK_LARGE_QUARANTINE, large_prefork, large_postfork_parent, large_postfork_child },
   { RANK_HUGE, huge_prefork, huge_postfork_parent, huge_postfork_child },
   { RANK_OBJCACHE_REGISTRY, objcache_prefork, objcache_postfork_parent, objcache_postfork_child },
-  { RANK_PAGE, page_prefork, page_postfork_parent, page_postfork_child },
+  { RANK_PAGE_LIST, page_prefork, page_postfork_parent, page_postfork_child },
   { RANK_HEAP_REGISTRY, heap_prefork, heap_postfork_parent, heap_postfork_child },
   { RANK_PROF, prof_prefork, prof_postfork_parent, prof_postfork_child },
   { RANK_PAGEMAP, pagemap_prefork, pagemap_postfork_parent, pagemap_postfork_child },
@@ -320,9 +323,15 @@ static TD_NOINLINE void free_generic(void *p, span_t *s, heap_t *h, size_t size,
   int saved = errno;
   check_block(p, s, size, mode, fn);
   switch (s->kind) {
-    case SPAN_SLAB: heap_free_remote(h, s, p); break;
+    case SPAN_SLAB:
+      if (uheap_owns(s)) uheap_free(s, p, fn);   /* a heap with a page source: under its lock */
+      else heap_free_remote(h, s, p);
+      break;
     case SPAN_LARGE:
-    case SPAN_HUGE: large_free(s); break;
+    case SPAN_HUGE:
+      if (uheap_owns(s)) uheap_free(s, p, fn);
+      else large_free(s);
+      break;
     case SPAN_SAMPLED:
       prof_free(s);   /* leaves the profile; s is a large or huge span again */
       large_free(s);
@@ -386,6 +395,11 @@ TD_EXPORT void *realloc(void *p, size_t size) {
   if (TD_UNLIKELY(size > PTRDIFF_MAX)) {
     errno = ENOMEM;
     return NULL;
+  }
+  if (TD_UNLIKELY(uheap_owns(s))) {   /* stays in its heap */
+    void *r = uheap_realloc(NULL, s, p, size);
+    if (!r) errno = ENOMEM;
+    return r;
   }
   void *q = NULL;
   switch (s->kind) {
@@ -487,6 +501,77 @@ TD_EXPORT size_t tidal_purge(void) {
 }
 
 TD_EXPORT void tidal_thread_flush(void) { heap_thread_flush(); }
+
+/* ---- heaps with page sources (uheap.h) ------------------------------------------ */
+
+TD_EXPORT const tidal_page_source_t *tidal_page_source_default(void) { return uheap_source_default(); }
+
+TD_EXPORT tidal_heap_t *tidal_heap_create(const tidal_heap_config_t *config) {
+  td_ensure_init();
+  if (config && config->source && !config->source->map) {
+    errno = EINVAL;
+    return NULL;
+  }
+  tidal_heap_t *h = uheap_create(config);
+  if (!h) errno = ENOMEM;
+  return h;
+}
+
+static void *heap_generic(tidal_heap_t *h, size_t size, size_t align, bool zero) {
+  void *p = uheap_alloc(h, size ? size : 1, align, zero);
+  if (!p) errno = ENOMEM;
+  return p;
+}
+
+TD_EXPORT void *tidal_heap_malloc(tidal_heap_t *h, size_t size) { return heap_generic(h, size, 0, false); }
+
+TD_EXPORT void *tidal_heap_calloc(tidal_heap_t *h, size_t n, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(n, size, &total)) {
+    errno = ENOMEM;
+    return NULL;
+  }
+  return heap_generic(h, total, 0, true);
+}
+
+TD_EXPORT void *tidal_heap_aligned_alloc(tidal_heap_t *h, size_t align, size_t size) {
+  if (!td_is_pow2(align)) {
+    errno = EINVAL;
+    return NULL;
+  }
+  return heap_generic(h, size, align, false);
+}
+
+TD_EXPORT void *tidal_heap_realloc(tidal_heap_t *h, void *p, size_t size) {
+  if (!p) return tidal_heap_malloc(h, size);
+  if (size == 0) {
+    free(p);
+    return NULL;
+  }
+  span_t *s = pagemap_lookup(p);
+  check_block(p, s, 0, FREE_PLAIN, "tidal_heap_realloc");
+  void *q;
+  if (uheap_owns(s)) {
+    q = uheap_realloc(h, s, p, size);
+  } else {   /* a block of another kind moves into h */
+    q = uheap_alloc(h, size, 0, false);
+    if (q) {
+      memcpy(q, p, TD_MIN(usable_of(p, s), size));
+      free(p);
+    }
+  }
+  if (!q) errno = ENOMEM;
+  return q;
+}
+
+TD_EXPORT void tidal_heap_reset(tidal_heap_t *h) { if (h) uheap_reset(h); }
+TD_EXPORT void tidal_heap_destroy(tidal_heap_t *h) { if (h) uheap_destroy(h); }
+
+TD_EXPORT int tidal_heap_visit(tidal_heap_t *h, int (*fn)(void *block, size_t usable, void *arg), void *arg) {
+  return h && fn ? uheap_visit(h, fn, arg) : -1;
+}
+
+TD_EXPORT int tidal_heap_stats(tidal_heap_t *h, tidal_heap_stats_t *out) { return uheap_stats(h, out); }
 
 TD_EXPORT int tidal_ctl(const char *name, void *oldp, size_t *oldlenp, const void *newp, size_t newlen) {
   td_ensure_init();

@@ -1,4 +1,5 @@
 #include "heap.h"
+#include <string.h>
 #include "conf.h"
 #include "secure.h"
 #include "lock.h"
@@ -59,6 +60,16 @@ static heap_t *heap_create(uint32_t state) {
   return h;
 }
 
+void heap_user_init(heap_t *h, struct pager_s *pager) {
+  memset(h, 0, sizeof *h);
+  for (unsigned c = 0; c < SC_NCLASSES; c++) h->cur[c] = &span_empty;
+  h->state = HEAP_USER;
+  h->pager = pager;
+  h->prof_left = INT64_MAX;   /* a heap of the program's: never sampled */
+}
+
+void heap_user_forget(heap_t *h) { heap_user_init(h, h->pager); }
+
 void heap_init(void) {
   pthread_key_create(&heap_tsd, heap_thread_exit);
   global_heap = heap_create(HEAP_GLOBAL);
@@ -111,7 +122,7 @@ static span_t *slab_new(heap_t *h, unsigned cls) {
       return s;
     }
   }
-  span_t *s = page_alloc(pages, 1);
+  span_t *s = page_alloc_in(h->pager, pages, 1);
   if (!s) return NULL;
   slab_init(h, s, cls);
   pagemap_set(s->base, pages, s);
@@ -185,7 +196,7 @@ size_t heap_holes_pass(heap_t *h, unsigned flags) {
     if ((flags & HOLES_CURRENT) && h->cur[c] != &span_empty) n += slab_holes_give(h->cur[c], force, true, &due);
   }
   h->cnt.hole_pages += n;
-  if (due) page_work_kick();   /* once per pass: the ceiling, or inline decay */
+  if (due) page_work_kick(h->pager);   /* once per pass: the ceiling, or inline decay */
   return n;
 }
 

@@ -63,7 +63,7 @@ typedef struct outbuf_s {
   uint32_t bytes;             /* block bytes buffered (statistics) */
 } outbuf_t;
 
-enum heap_state { HEAP_ACTIVE = 1, HEAP_POOLED, HEAP_DEAD, HEAP_GLOBAL };
+enum heap_state { HEAP_ACTIVE = 1, HEAP_POOLED, HEAP_DEAD, HEAP_GLOBAL, HEAP_USER };
 
 /* Counters of one heap, merged on read (statistics). Small blocks are counted
  * on the fast paths (one increment each); large and huge ones on their paths.
@@ -113,6 +113,7 @@ struct heap_s {
   uint32_t hole_request;                      /* a forced hole pass is asked for (__atomic_*) */
   uint64_t hole_next_ns;                      /* when a hole pass is next due */
   heap_t *all_next, *pool_next;
+  struct pager_s *pager;                      /* where its slabs come from (NULL: the default pager) */
   block_t *inbox TD_ALIGNED(TD_CACHELINE);   /* remote frees (accessed with __atomic_* only) */
 };
 
@@ -121,6 +122,14 @@ extern heap_t heap_empty;        /* a thread's heap before it has one: every cur
 extern span_t span_empty;        /* empty sentinel span for heap_empty and idle classes */
 
 void heap_init(void);
+
+/* A heap of a heap with a page source (uheap.h), HEAP_USER: in no registry,
+ * used only under its owner's lock, which stands in for the owning thread
+ * (every free of its blocks is a local free under that lock; nothing of it
+ * waits in inboxes or outgoing buffers). Its slabs come from pager. */
+void heap_user_init(heap_t *h, struct pager_s *pager);
+/* Forget every slab (the caller has freed or will free them all). */
+void heap_user_forget(heap_t *h);
 
 /* Pop a block of class cls on the owning thread. */
 TD_INLINE void *heap_alloc_small(heap_t *h, unsigned cls);

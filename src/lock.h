@@ -25,6 +25,8 @@
 enum lock_rank {
   RANK_INIT,                 /* api: initialisation */
   RANK_CTL,                  /* ctl: the statistics snapshot */
+  RANK_UHEAP_REGISTRY,       /* uheap: the list of heaps with page sources */
+  RANK_UHEAP,                /* uheap: one heap (multi); a source's map and unmap run under it */
   RANK_DRAIN,                /* pressure: one drain at a time (not taken at fork: a cleaner may fork) */
   RANK_HEAP_GLOBAL,          /* heap: the shared heap of threads past their destructor */
   RANK_SECURE_CLASS,         /* secure: per-class slabs (multi) */
@@ -35,7 +37,8 @@ enum lock_rank {
   RANK_HUGE,                 /* huge: the mapping cache */
   RANK_OBJCACHE_REGISTRY,    /* objcache: the list of caches */
   RANK_OBJCACHE,             /* objcache: one cache (multi) */
-  RANK_PAGE,                 /* page: units, bins, decay */
+  RANK_PAGE_LIST,            /* page: the list of sourced pagers */
+  RANK_PAGE,                 /* page: units, bins, decay (multi: one per pager) */
   RANK_HEAP_REGISTRY,        /* heap: all heaps, the pool */
   RANK_HEAP_ORPHANS,         /* heap: counters of threads without a heap */
   RANK_PROF,                 /* prof: the sample table (takes meta under it) */
@@ -45,7 +48,7 @@ enum lock_rank {
   RANK_BACKGROUND,           /* background: thread state (a leaf: under work hooks) */
   RANK_COUNT
 };
-#define LOCK_RANK_MULTI ((1u << RANK_SECURE_CLASS) | (1u << RANK_OBJCACHE))
+#define LOCK_RANK_MULTI ((1u << RANK_SECURE_CLASS) | (1u << RANK_OBJCACHE) | (1u << RANK_UHEAP) | (1u << RANK_PAGE))
 
 typedef struct td_mutex_s {
   uint32_t state;              /* 0 unlocked, 1 locked, 2 contended; __atomic_* only */

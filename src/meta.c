@@ -54,6 +54,44 @@ void *meta_alloc(size_t size, size_t align) {
   return (void *)p;   /* fresh mappings are zero */
 }
 
+/* Spare lists by size (meta.h); under meta_lock. Invariant: every object
+ * on spares[i].free is spares[i].size bytes, cache-line aligned. */
+static struct { size_t size; void *free; } spares[META_SPARE_SIZES];
+
+void *meta_spare_get(size_t size) {
+  mutex_lock(&meta_lock);
+  void *obj = NULL;
+  for (size_t i = 0; i < META_SPARE_SIZES && !obj; i++)
+    if (spares[i].size == size && spares[i].free) {
+      obj = spares[i].free;
+      spares[i].free = *(void **)obj;
+    }
+  mutex_unlock(&meta_lock);
+  if (!obj) return meta_alloc(size, TD_CACHELINE);
+  memset(obj, 0, size);
+  return obj;
+}
+
+void meta_spare_put(void *obj, size_t size) {
+  mutex_lock(&meta_lock);
+  size_t i = 0;
+  while (i < META_SPARE_SIZES && spares[i].size != size && spares[i].size != 0) i++;
+  if (i < META_SPARE_SIZES) {   /* else (a ninth size) it stays unused: never the case in practice */
+    spares[i].size = size;
+    *(void **)obj = spares[i].free;
+    spares[i].free = obj;
+  }
+  mutex_unlock(&meta_lock);
+}
+
+void meta_pool_spill(meta_pool_t *pool) {
+  while (pool->free) {
+    void *obj = pool->free;
+    pool->free = *(void **)obj;
+    meta_spare_put(obj, pool->size);
+  }
+}
+
 void *meta_pool_get(meta_pool_t *pool) {
   void *obj = pool->free;
   if (obj) {
@@ -61,6 +99,7 @@ void *meta_pool_get(meta_pool_t *pool) {
     memset(obj, 0, pool->size);
     return obj;
   }
+  if (pool->refill) return pool->refill(pool->arg, pool->size);
   return meta_alloc(pool->size, TD_CACHELINE);
 }
 

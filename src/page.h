@@ -26,6 +26,15 @@
  *   past or before a block lands on inaccessible pages more often than not.
  * - strict overcommit: regions are reserved PROT_NONE and units committed
  *   (opened whole) when first used; a purged empty unit is decommitted.
+ * Pagers: the state above (units, bins, decay, counters, lock) is one
+ * pager_t. The default pager reserves regions from the OS and serves every
+ * thread heap; a heap with a page source (tidal_heap_create, uheap.h) has a
+ * pager of its own whose units are 2 MiB each from the source's map, given
+ * back through its unmap when the heap is destroyed and purged through its
+ * purge (never, without one); no hugify, guard or commit policy applies to
+ * a source's memory, and its runs are never taken to be zero. A unit knows
+ * its pager, so freeing, growing, shrinking and holes need no pager
+ * argument. Deferred work, purges, validation and fork cover every pager.
  * What it is not: a per-thread cache (heap.h) or the home of allocations
  * larger than 1 MiB (huge.h).
  * It may call: span, bitmap, os, lock, meta, pagemap, decay, conf, safety.
@@ -35,6 +44,7 @@
 
 #include "bitmap.h"
 #include "span.h"
+#include "tidalloc.h"
 
 /* Invariant of a unit u (unit_check, asserted in debug builds after every
  * change under the page lock):
@@ -55,9 +65,11 @@
  * then muzzy, then purged, on the same decay as any free page, and it counts
  * toward the dirty ceiling) but never free for a new run: it still belongs to
  * its slab, which takes it back (page_hole_take) or frees the run. */
+typedef struct pager_s pager_t;
 typedef struct unit_s unit_t;
 struct unit_s {
   uintptr_t base;
+  pager_t *pager;             /* the pager it belongs to */
   bm512_t active;             /* page belongs to a run */
   bm512_t dirty;              /* free, possibly resident */
   bm512_t muzzy;              /* free, MADV_FREE'd */
@@ -106,7 +118,7 @@ bool page_hole_allowed(const span_t *s, bool force);
  * for the decay and the ceiling, still the slab's. Returns true when
  * deferred work may be due: the caller, done giving, calls page_work_kick. */
 bool page_hole_give(span_t *s, const uint64_t pages[SPAN_HOLE_WORDS]);
-void page_work_kick(void);
+void page_work_kick(pager_t *P);   /* P: the slab's pager (NULL: the default) */
 /* Take holes `pages` of s back (active again; their contents are stale or
  * zero). False, changing nothing, while the unit is being purged. */
 bool page_hole_take(span_t *s, const uint64_t pages[SPAN_HOLE_WORDS]);
@@ -139,6 +151,28 @@ void page_stats_get(page_stats_t *out);
 /* Fill *out and call fn(arg) while the page lock is held, so that no run or
  * slab changes hands meanwhile (statistics snapshots). */
 void page_stats_locked(page_stats_t *out, void (*fn)(void *), void *arg);
+
+/* ---- pagers of heaps with page sources ---- */
+/* A pager on src (copied; map must be set). meta: where its descriptors
+ * (the pager itself, units, spans) come from, zeroed (NULL: metadata memory,
+ * recycled through the spare lists when it is destroyed). */
+pager_t *pager_create(const tidal_page_source_t *src, void *(*meta)(void *arg, size_t size), void *meta_arg);
+/* Every run must have been freed: gives every unit back (unmap), and its
+ * descriptors to the spares. Waits for a deferred-work pass on it to end. */
+void pager_destroy(pager_t *P);
+span_t *page_alloc_in(pager_t *P, size_t npages, size_t align_pages);   /* P NULL: the default pager */
+span_t *page_span_get_in(pager_t *P);
+void page_span_put_in(pager_t *P, span_t *s);
+/* fn for each run (slab or large) of P, found through the pagemap; the
+ * caller keeps runs from changing hands meanwhile; fn may free the run. */
+void pager_each_run(pager_t *P, void (*fn)(span_t *s, void *arg), void *arg);
+/* Purge every free page of P now; returns bytes. */
+size_t page_purge_pager(pager_t *P);
+typedef struct pager_stats_s {
+  page_stats_t pages;
+  uint64_t maps, map_failures, unmaps, purges;   /* calls of the source's hooks */
+} pager_stats_t;
+void pager_stats(pager_t *P, pager_stats_t *out);
 
 /* Tier-3 validator: recompute every unit's counters and bins; aborts on error. */
 void page_validate(void);

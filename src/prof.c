@@ -47,7 +47,7 @@ static td_mutex_t prof_lock = TD_MUTEX_INIT("prof", RANK_PROF);
 static prof_stack_t *buckets[PROF_BUCKETS];
 static prof_stack_t *all_stacks;
 static prof_rec_t *live;
-static meta_pool_t rec_pool = { NULL, sizeof(prof_rec_t) };
+static meta_pool_t rec_pool = { .size = sizeof(prof_rec_t) };
 static struct {
   uint64_t count, bytes;       /* live totals */
   uint64_t samples, stacks, meta_bytes, recs, recs_high;

@@ -140,7 +140,7 @@ TEST(separate_mapping) {
  * freed ones are reused last in, first out, zeroed again, without new
  * allocation. */
 TEST(pool_recycling) {
-  meta_pool_t pool = { NULL, 200 };
+  meta_pool_t pool = { .size = 200 };
   ms_t m0 = ms();
   unsigned char *a = meta_pool_get(&pool), *b = meta_pool_get(&pool);
   CHECK(a && b && a != b);
@@ -166,7 +166,7 @@ TEST(pool_recycling) {
   CHECK(e && e != a && e != b);
   CHECK_EQ(ms().allocated - m1.allocated, td_align_up(200, 16));
   /* A second pool of another size does not share the first's free list. */
-  meta_pool_t other = { NULL, 48 };
+  meta_pool_t other = { .size = 48 };
   meta_pool_put(&pool, e);
   unsigned char *f = meta_pool_get(&other);
   CHECK(f != e);
