@@ -6,6 +6,7 @@
 #include "meta.h"
 #include "safety.h"
 #include "secure.h"
+#include "uheap.h"
 
 #include <string.h>
 
@@ -14,6 +15,15 @@ struct merge_arg { stats_t *st; heap_counters_t sum; };
 static void merge_heaps(void *p) {
   struct merge_arg *a = p;
   heap_counters_merge(&a->sum, &a->st->heaps_active, &a->st->heaps_pooled);
+}
+
+static void heap_row(const tidal_heap_stats_t *h, void *arg) {
+  stats_t *st = arg;
+  if (st->nheaps == STATS_MAX_HEAPS) return;
+  unsigned i = st->nheaps++;
+  memcpy(st->heap_names[i], h->name, sizeof st->heap_names[i]);
+  st->heaps[i] = (stats_heap_t){ st->heap_names[i], h->allocated, h->active, h->mapped, h->dirty, h->muzzy, h->metadata,
+                                 h->maps, h->map_failures, h->unmaps, h->purges };
 }
 
 void stats_collect(stats_t *st) {
@@ -64,6 +74,7 @@ void stats_collect(stats_t *st) {
                                       __atomic_load_n(&m->wait_ns, __ATOMIC_RELAXED) };
   }
   st->nmutexes = nmutexes;
+  uheap_each_stats(heap_row, st);
   pressure_stats_get(&st->pressure);
   st->background_running = background_running();
   st->background_wakeups = background_wakeups();
@@ -138,6 +149,7 @@ static void get_site(const void *base, uint64_t i, stat_value_t *v) { v->s = ((c
 static uint64_t classes_end(const stats_t *st) { return SC_NCLASSES; }
 static uint64_t prof_sites_end(const stats_t *st) { return st->prof.ntop; }
 static uint64_t mutexes_end(const stats_t *st) { return st->nmutexes; }
+static uint64_t heaps_end(const stats_t *st) { return st->nheaps; }
 static uint64_t cleaners_end(const stats_t *st) { return st->pressure.ncleaners; }
 static bool class_used(const void *elem) {
   const stats_class_t *k = elem;
@@ -198,6 +210,14 @@ static const stat_field_t mutex_fields[] = {
   STR(stats_mutex_t, name), NUM(stats_mutex_t, acquisitions, NULL), NUM(stats_mutex_t, contended, NULL),
   NUM(stats_mutex_t, wait_ns, "ns"),
 };
+/* Eight columns in the document (MAX_COLUMNS); dirty, muzzy and metadata by name only. */
+static const stat_field_t heap_fields[] = {
+  STR(stats_heap_t, name), NUM(stats_heap_t, allocated, BYTES), NUM(stats_heap_t, active, BYTES),
+  NUM(stats_heap_t, mapped, BYTES), NUM_AS("dirty", NULL, IN_CTL, stats_heap_t, dirty, BYTES),
+  NUM_AS("muzzy", NULL, IN_CTL, stats_heap_t, muzzy, BYTES), NUM_AS("metadata", NULL, IN_CTL, stats_heap_t, metadata, BYTES),
+  NUM(stats_heap_t, maps, NULL), NUM(stats_heap_t, map_failures, NULL), NUM(stats_heap_t, unmaps, NULL),
+  NUM(stats_heap_t, purges, NULL),
+};
 static const stat_field_t pressure_fields[] = {
   NUM(pressure_stats_t, events_psi, NULL), NUM(pressure_stats_t, events_cgroup, NULL),
   NUM(pressure_stats_t, events_limit, NULL), NUM(pressure_stats_t, events_explicit, NULL),
@@ -250,6 +270,7 @@ static const stat_node_t top_children[] = {
   GROUP("caches", "caches.", offsetof(stats_t, caches), cache_fields),
   GROUP("syscalls", "syscalls.", offsetof(stats_t, syscalls), syscall_fields),
   ARRAY("mutexes", "mutexes.", mutexes, mutex_fields, 0, mutexes_end, NULL),
+  ARRAY("heaps", "heaps.", heaps, heap_fields, 0, heaps_end, NULL),
   PARENT("pressure", "pressure.", offsetof(stats_t, pressure), pressure_fields, pressure_children),
   GROUP("threads", "", 0, thread_fields),
   PARENT("prof", "prof.", offsetof(stats_t, prof), prof_fields, prof_children),

@@ -13,7 +13,7 @@
  * control names (stats_find). A new counter is one line in that table.
  * What it is not: the control namespace itself (ctl.h: locking, epochs,
  * lengths, error codes) or a policy.
- * It may call: heap, huge, page, pressure, prof, secure, background, meta, lock,
+ * It may call: uheap (heaps with page sources), heap, huge, page, pressure, prof, secure, background, meta, lock,
  * os, conf, safety (assertions), sizeclass (through heap.h), emitter.
  */
 #ifndef TIDAL_STATS_H
@@ -47,6 +47,14 @@ typedef struct stats_caches_s {
   uint64_t hole_pages;         /* pages they gave to the page layer */
 } stats_caches_t;
 
+/* One heap with a page source (tidal_heap_create). */
+#define STATS_MAX_HEAPS 32
+typedef struct stats_heap_s {
+  const char *name;            /* points into stats_t.heap_names */
+  uint64_t allocated, active, mapped, dirty, muzzy, metadata;
+  uint64_t maps, map_failures, unmaps, purges;   /* calls of its source's hooks */
+} stats_heap_t;
+
 typedef struct stats_s {
   /* bytes */
   size_t allocated;            /* in live blocks (block sizes, not requested sizes) */
@@ -69,6 +77,9 @@ typedef struct stats_s {
   stats_class_t classes[SC_NCLASSES];
   stats_mutex_t mutexes[STATS_MAX_MUTEXES];
   unsigned nmutexes;
+  stats_heap_t heaps[STATS_MAX_HEAPS];   /* heaps with page sources (uheap.h), the first STATS_MAX_HEAPS */
+  char heap_names[STATS_MAX_HEAPS][32];
+  unsigned nheaps;
   uint64_t heaps_active, heaps_pooled;
   pressure_stats_t pressure;
   bool background_running;

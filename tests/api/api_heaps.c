@@ -392,6 +392,14 @@ static void test_reset(void) {
     CHECK(st.allocated == 0 && st.active == 0, "after reset: %zu allocated, %zu active", st.allocated, st.active);
     CHECK(st.mapped + 6 * MIB >= mapped, "reset gave back the pages (%zu -> %zu)", mapped, st.mapped);
   }
+  /* the statistics document lists it */
+  uint64_t e = 1, count = 0;
+  size_t len = sizeof count;
+  tidal_ctl("epoch", NULL, NULL, &e, sizeof e);
+  CHECK(tidal_ctl("stats.heaps.count", &count, &len, NULL, 0) == 0 && count == 1, "stats.heaps.count %llu", (unsigned long long)count);
+  const char *nm = NULL;
+  len = sizeof nm;
+  CHECK(tidal_ctl("stats.heaps.0.name", &nm, &len, NULL, 0) == 0 && nm && !strcmp(nm, "reset"));
   /* plain API on its blocks */
   char *a = tidal_heap_malloc(h, 100);
   CHECK(a && malloc_usable_size(a) >= 100);

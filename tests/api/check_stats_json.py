@@ -25,6 +25,8 @@ SCHEMA = {
                                   "madvise_hugepage", "madvise_nohugepage", "madvise_collapse",
                                   "mremap", "commit")},
     "mutexes": [{"name": str, "acquisitions": INT, "contended": INT, "wait_ns": INT}],
+    "heaps": [{"name": str, "allocated": INT, "active": INT, "mapped": INT, "maps": INT, "map_failures": INT,
+               "unmaps": INT, "purges": INT}],
     "pressure": {"events_psi": INT, "events_cgroup": INT, "events_limit": INT, "events_explicit": INT,
                  "drains": INT, "released": INT,
                  "cleaners": [{"name": str, "calls": INT, "released": INT}]},
