@@ -746,7 +746,7 @@ static size_t purge_unit(unit_t *u, enum stage st, os_purge_t how) {
    * were active when it was taken. */
   size_t n = pages_purged(u, &sel, st, how);
   u->busy = 0;
-  if (os_system.overcommit_strict && u->nactive == 0 && u->ndirty == 0 && u->nmuzzy == 0 && u->nheld == 0 && u->open_pages) {
+  if (!P->sourced && os_system.overcommit_strict && u->nactive == 0 && u->ndirty == 0 && u->nmuzzy == 0 && u->nheld == 0 && u->open_pages) {
     if (os_commit((void *)u->base, TD_UNIT, false)) { u->open_pages = 0; P->decommits++; }
   }
   unit_update(u);
