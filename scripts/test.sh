@@ -51,7 +51,7 @@ if [ "${TIDAL_ARM64:-1}" != 0 ]; then
   cmake -S . -B "$arm" -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DTIDAL_WERROR=ON -DTIDAL_DEBUG=ON -DTIDAL_BUILD_BENCH=OFF >/dev/null
   cmake --build "$arm" -j"$(nproc)"
-  arm_api='api_(entry_points|alignment|realloc|calloc|errors|cxx|link_static|boot_ctor|boot_thread|boot_dlopen|stats|objcache|preload)'
+  arm_api='api_(entry_points|alignment|realloc|calloc|errors|cxx|link_static|boot_ctor|boot_thread|boot_dlopen|stats|objcache|preload|heaps_(reset|visit|memfd|meta|fail))'
   arm_stress='stress_(threads|prodcons|thread_churn|fork|realloc|faults)'
   for page in 4096 16384 65536; do
     echo "arm64 under qemu-user, ${page}-byte pages"

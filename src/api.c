@@ -497,6 +497,7 @@ TD_EXPORT void cfree(void *p) { free(p); }
 
 TD_EXPORT size_t tidal_purge(void) {
   td_ensure_init();
+  large_quarantine_flush();   /* its runs become free pages, purged with the rest */
   return pressure_purge_all();
 }
 

@@ -89,11 +89,15 @@ const opt_desc_t conf_table[] = {
     "fault: regions are reserved PROT_NONE with an inaccessible 2 MiB guard at their start, and each 2 MiB unit is "
     "opened in 256 KiB steps as its pages are first carved (the whole unit when it is backed by a huge page).",
     OFF(guard_unused) },
-  { "large_quarantine", OPT_INT, "0", 0, 1000000, NULL,
-    "Freed page-run blocks (above 32 KiB, up to 1 MiB) wait, inaccessible, in a FIFO of this many (at most 64) "
-    "before their pages are reused, so a write after free faults, a double free is seen, and the next block of "
-    "that size comes at another address. 0 (the default) turns it off: its two mprotect calls per free made "
-    "random_sizes 13 times slower, far over the default mode's 2 % budget.", OFF(large_quarantine) },
+  { "large_quarantine", OPT_INT, "4", 0, 1000000, NULL,
+    "Freed page-run blocks (above 32 KiB, up to 1 MiB) wait in a FIFO of this many (at most 64) before their "
+    "pages are reused: a double free of one is reported, the next block of that size comes at another address, "
+    "and a write over the canary the free left in its first 64 bytes is reported when it leaves the FIFO. "
+    "0 turns it off.", OFF(large_quarantine) },
+  { "large_quarantine_protect", OPT_BOOL, "false", 0, 1, NULL,
+    "Make the runs waiting in the large_quarantine FIFO inaccessible too, so a write after free faults at once. "
+    "Off by default: its two mprotect calls per free made random_sizes 13 times slower, far over the default "
+    "mode's 2 % budget.", OFF(large_quarantine_protect) },
 };
 const size_t conf_table_len = TD_ARRAY_LEN(conf_table);
 

@@ -42,7 +42,8 @@ typedef struct conf_s {
   int64_t prof_signal;             /* signal number that asks for a dump (0: none) */
   int64_t prof_seed;               /* seed of the sampling generators (0: random) */
   bool guard_unused;               /* reserved but uncarved heap address space is PROT_NONE */
-  int64_t large_quarantine;        /* freed page runs held inaccessible before reuse (0: off) */
+  int64_t large_quarantine;        /* freed page runs held before reuse (0: off) */
+  bool large_quarantine_protect;   /* ... and inaccessible meanwhile */
 } conf_t;
 
 extern conf_t opt;

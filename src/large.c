@@ -6,28 +6,57 @@
 #include "os.h"
 #include "page.h"
 #include "pagemap.h"
+#include "safety.h"
 
 #include <string.h>
 
 /* ---- the quarantine of freed page runs (large_quarantine) ------------------
- * A FIFO ring of the last opt.large_quarantine freed runs, each PROT_NONE
- * while it waits (a write after free faults) and released to the pagemap (a
- * second free is reported), so the next block of the size comes from other
- * pages. The oldest is opened and given to the page layer when a new one
- * comes. Invariant: lq.count <= lq.cap <= LQ_MAX, every run in
- * the ring is PROT_NONE and its pagemap entry is span_released. The
- * mprotect calls happen outside the lock. */
+ * A FIFO ring of the last opt.large_quarantine freed runs, released to the
+ * pagemap (a second free is reported) and not yet given to the page layer
+ * (the next block of that size comes from other pages). The free writes a
+ * canary over the run's first LQ_CANARY_BYTES; when the run leaves the ring
+ * the canary is checked, so a write after free there (or a zeroing of the
+ * block) is reported a few large frees later. With large_quarantine_protect
+ * the run is PROT_NONE instead while it waits (a late access faults at
+ * once), and no canary is written.
+ *
+ *   run in the ring:  [ canary: LQ_CANARY_BYTES | the rest, as the program left it ]
+ *   canary word i  =  span_free_key ^ base ^ (i * LQ_CANARY_MUL)
+ *
+ * Invariant: lq.count <= lq.cap <= LQ_MAX; every run in the ring has its
+ * pagemap entry span_released and its canary intact (or is PROT_NONE).
+ * mprotect calls and canary checks happen outside the lock. */
 #define LQ_MAX 64
+#define LQ_CANARY_BYTES 64
+#define LQ_CANARY_MUL 0x9e3779b97f4a7c15ull
 static td_mutex_t lq_lock = TD_MUTEX_INIT("large_quarantine", RANK_LARGE_QUARANTINE);
 static struct {
   span_t *ring[LQ_MAX];
   size_t cap, head, count;          /* cap: opt.large_quarantine, read once */
+  bool protect;                     /* opt.large_quarantine_protect, read once */
   uint64_t held, protect_failures;
 } lq;
 
 void large_init(void) {
   mutex_register(&lq_lock);
   lq.cap = (size_t)TD_MIN(opt.large_quarantine, LQ_MAX);
+  lq.protect = opt.large_quarantine_protect;
+}
+
+static uint64_t canary_word(uintptr_t base, size_t i) { return span_free_key ^ base ^ (i * LQ_CANARY_MUL); }
+
+static void canary_write(uintptr_t base) {
+  uint64_t *w = (uint64_t *)base;
+  for (size_t i = 0; i < LQ_CANARY_BYTES / 8; i++) w[i] = canary_word(base, i);
+}
+
+/* The run leaves the ring: its canary must be intact. */
+static void canary_check(const span_t *s) {
+  const uint64_t *w = (const uint64_t *)s->base;
+  for (size_t i = 0; i < LQ_CANARY_BYTES / 8; i++)
+    if (TD_UNLIKELY(w[i] != canary_word(s->base, i)))
+      safety_report("write after free", (void *)(s->base + i * 8), "a freed large block was written while in the quarantine",
+                    (long)s->bytes, "free");
 }
 
 /* Hold s (released, its pages not yet given back); returns the run to give
@@ -35,9 +64,13 @@ void large_init(void) {
  * full, or NULL. */
 static span_t *quarantine_push(span_t *s) {
   size_t cap = lq.cap;
-  if (!os_protect((void *)s->base, s->bytes, false)) {   /* e.g. a run not of whole OS pages */
-    __atomic_fetch_add(&lq.protect_failures, 1, __ATOMIC_RELAXED);
-    return s;
+  if (lq.protect) {
+    if (!os_protect((void *)s->base, s->bytes, false)) {   /* e.g. a run not of whole OS pages */
+      __atomic_fetch_add(&lq.protect_failures, 1, __ATOMIC_RELAXED);
+      return s;
+    }
+  } else {
+    canary_write(s->base);
   }
   span_t *out = NULL;
   mutex_lock(&lq_lock);
@@ -51,8 +84,30 @@ static span_t *quarantine_push(span_t *s) {
   lq.held++;
   TD_DASSERT(lq.count <= cap && cap <= LQ_MAX);
   mutex_unlock(&lq_lock);
-  if (out) (void)os_protect((void *)out->base, out->bytes, true);
+  if (out) {
+    if (lq.protect) (void)os_protect((void *)out->base, out->bytes, true);
+    else canary_check(out);
+  }
   return out;
+}
+
+size_t large_quarantine_flush(void) {
+  size_t n = 0;
+  for (;;) {
+    mutex_lock(&lq_lock);
+    span_t *out = NULL;
+    if (lq.count) {
+      out = lq.ring[lq.head];
+      lq.head = (lq.head + 1) % lq.cap;
+      lq.count--;
+    }
+    mutex_unlock(&lq_lock);
+    if (!out) return n;
+    if (lq.protect) (void)os_protect((void *)out->base, out->bytes, true);
+    else canary_check(out);
+    n += out->bytes;
+    page_free(out);
+  }
 }
 
 void large_prefork(void) { mutex_lock(&lq_lock); }

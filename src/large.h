@@ -10,12 +10,14 @@
  * A large block's first page is in the pagemap; its span's kind is
  * SPAN_LARGE (a page run) or SPAN_HUGE (a mapping of its own); once freed,
  * the pagemap points at span_released.
- * Freed page runs wait inaccessible in a short FIFO quarantine before their
- * pages are given back (large_quarantine): a write after free faults, a
- * double free is seen, and a new block of the size lands elsewhere.
+ * Freed page runs wait in a short FIFO quarantine before their pages are
+ * given back (large_quarantine, 4 by default): a double free is seen, a new
+ * block of the size lands elsewhere, and a write over the canary the free
+ * left in the run's first 64 bytes is reported when the run leaves (with
+ * large_quarantine_protect the run is inaccessible instead: a write faults).
  * What it is not: a cache of runs (the page layer's bins are that) or of
  * mappings (huge.c's).
- * It may call: span, huge, page, pagemap, heap (counters), sizeclass, conf, lock, os.
+ * It may call: span, huge, page, pagemap, heap (counters), sizeclass, conf, lock, os, safety (reports).
  */
 #ifndef TIDAL_LARGE_H
 #define TIDAL_LARGE_H
@@ -34,6 +36,9 @@ void large_free(span_t *s);
  * (possibly moved) address, or NULL when it must be copied elsewhere. */
 void *large_resize(span_t *s, size_t size);
 TD_INLINE size_t large_usable(const span_t *s) { return s->bytes; }
+
+/* Give every run waiting in the quarantine back now (tidal_purge); returns bytes. */
+size_t large_quarantine_flush(void);
 
 void large_init(void);
 void large_prefork(void);

@@ -42,7 +42,9 @@ tidal_heap_t *uheap_create(const tidal_heap_config_t *config);
 /* size > 0; align 0 or a power of two. NULL (no errno set) on failure. */
 void *uheap_alloc(tidal_heap_t *h, size_t size, size_t align, bool zero);
 /* Whether s (from the pagemap) is a block of a heap with a page source. */
-TD_INLINE bool uheap_owns(const span_t *s) { return s->owner && s->owner->state == HEAP_USER; }
+/* (Only a HEAP_USER heap has a pager, set once: a thread heap's state
+ * changes as its thread exits, its pager never does.) */
+TD_INLINE bool uheap_owns(const span_t *s) { return s->owner && s->owner->pager != NULL; }
 /* Free p, a checked block of span s of a heap (uheap_owns). fn names the caller. */
 void uheap_free(span_t *s, void *p, const char *fn);
 /* realloc of p (span s, uheap_owns) into heap h (NULL: p's own heap). */

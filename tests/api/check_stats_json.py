@@ -42,7 +42,7 @@ OPTIONS = {"background_thread": bool, "dirty_decay_ms": INT, "muzzy_decay_ms": I
            "stats_signal": INT, "prof": bool, "prof_sample": INT,
            "prof_prefix": str, "prof_final": bool, "prof_leak": bool, "prof_leak_error": bool,
            "prof_gdump": bool, "prof_signal": INT, "prof_seed": INT,
-           "guard_unused": bool, "large_quarantine": INT}
+           "guard_unused": bool, "large_quarantine": INT, "large_quarantine_protect": bool}
 
 
 def check(value, schema, path, errors):
