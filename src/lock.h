@@ -48,7 +48,7 @@ enum lock_rank {
   RANK_BACKGROUND,           /* background: thread state (a leaf: under work hooks) */
   RANK_COUNT
 };
-#define LOCK_RANK_MULTI ((1u << RANK_SECURE_CLASS) | (1u << RANK_OBJCACHE) | (1u << RANK_UHEAP) | (1u << RANK_PAGE))
+#define LOCK_RANK_MULTI ((1u << RANK_SECURE_CLASS) | (1u << RANK_SECURE_QUARANTINE) | (1u << RANK_OBJCACHE) | (1u << RANK_UHEAP) | (1u << RANK_PAGE))
 
 typedef struct td_mutex_s {
   uint32_t state;              /* 0 unlocked, 1 locked, 2 contended; __atomic_* only */

@@ -23,6 +23,7 @@
 #define GUARD_WIDE        ((size_t)1 << 20)   /* guards of hardened-mode guarded blocks */
 #define RANDOM_WALK       8                   /* pick among the first free slots */
 #define ZERO_REGION       ((size_t)16 << 20)  /* zero-size block addresses per region */
+#define SECURE_SHARDS     8                   /* independent sets of slabs and quarantines */
 
 /* ---- per-class secure slabs --------------------------------------------- */
 
@@ -32,16 +33,39 @@ typedef struct sclass_s {
   span_t *partial;      /* slabs with free blocks (linked by next/prev) */
 } sclass_t;
 
-static sclass_t sclasses[SC_NCLASSES];
+/* The small-block quarantine of a shard: a FIFO of freed slots (zeroed,
+ * marked free), at most QUARANTINE_SLOTS - 1 of them and QUARANTINE_BYTES. */
+typedef struct quarantine_s {
+  td_mutex_t lock;
+  void *ring[QUARANTINE_SLOTS];
+  unsigned head, count, sweep;
+  size_t bytes;
+} quarantine_t;
+
+/* Shards: a thread allocates from the shard it was given at its first
+ * secure allocation (round robin), so threads do not share class locks,
+ * slab lists or the quarantine on every operation. A slab belongs to one
+ * shard for its life (span.secure_shard): a free of one of its blocks, from
+ * any thread, takes that shard's class lock, and the block waits in that
+ * shard's quarantine, so a slab changes only under its own shard's locks. */
+typedef struct shard_s {
+  sclass_t cls[SC_NCLASSES];
+  quarantine_t q;
+  size_t live TD_ALIGNED(TD_CACHELINE);   /* bytes of its live small blocks (atomic) */
+} TD_ALIGNED(TD_CACHELINE) shard_t;
+
+static shard_t shards[SECURE_SHARDS];
+static unsigned shard_next;
+static __thread uint8_t tls_shard __attribute__((tls_model("initial-exec")));   /* index + 1; 0: none yet */
 static uint64_t canary_key;
 static __thread uint64_t tls_rand __attribute__((tls_model("initial-exec")));
 
-/* ---- quarantines ------------------------------------------------------- */
+static unsigned my_shard(void) {
+  if (TD_UNLIKELY(!tls_shard)) tls_shard = (uint8_t)(1 + __atomic_fetch_add(&shard_next, 1, __ATOMIC_RELAXED) % SECURE_SHARDS);
+  return tls_shard - 1u;
+}
 
-static td_mutex_t q_lock = TD_MUTEX_INIT("secure_quarantine", RANK_SECURE_QUARANTINE);
-static void *q_ring[QUARANTINE_SLOTS];
-static unsigned q_head, q_count, q_sweep;
-static size_t q_bytes;
+static sclass_t *class_of(const span_t *s) { return &shards[s->secure_shard].cls[s->cls]; }
 
 static td_mutex_t g_lock = TD_MUTEX_INIT("secure_guarded", RANK_SECURE_GUARDED);
 static span_t *g_ring[GUARDED_SLOTS];
@@ -53,10 +77,12 @@ static td_mutex_t z_lock = TD_MUTEX_INIT("secure_zero", RANK_SECURE_ZERO);
 static span_t *z_span;          /* the current region */
 static uint64_t *z_freed;       /* one bit per 16-byte slot: freed */
 
-static size_t live_bytes, guarded_bytes;   /* atomics */
+static size_t live_bytes, guarded_bytes;   /* atomics: guarded blocks (small ones count per shard) */
 
 void secure_stats(size_t *live, size_t *guarded_mapped) {
-  *live = __atomic_load_n(&live_bytes, __ATOMIC_RELAXED);
+  size_t sum = __atomic_load_n(&live_bytes, __ATOMIC_RELAXED);
+  for (unsigned i = 0; i < SECURE_SHARDS; i++) sum += __atomic_load_n(&shards[i].live, __ATOMIC_RELAXED);
+  *live = sum;
   *guarded_mapped = __atomic_load_n(&guarded_bytes, __ATOMIC_RELAXED);
 }
 
@@ -116,12 +142,14 @@ static void segv_handler(int sig, void *info, void *ctx) {
 
 void secure_init(void) {
   canary_key = os_random64();
-  for (unsigned c = 0; c < SC_NCLASSES; c++) {
-    sclasses[c].lock = (td_mutex_t)TD_MUTEX_INIT("secure_class", RANK_SECURE_CLASS);
+  for (unsigned i = 0; i < SECURE_SHARDS; i++) {
+    for (unsigned c = 0; c < SC_NCLASSES; c++)
+      shards[i].cls[c].lock = (td_mutex_t)TD_MUTEX_INIT("secure_class", RANK_SECURE_CLASS);
+    shards[i].q.lock = (td_mutex_t)TD_MUTEX_INIT("secure_quarantine", RANK_SECURE_QUARANTINE);
   }
   if (opt.secure || opt.guard_sample > 0) {
     os_catch_segv(segv_handler, &old_segv);
-    mutex_register(&q_lock);
+    mutex_register(&shards[0].q.lock);
     mutex_register(&g_lock);
   }
 }
@@ -252,7 +280,7 @@ static void zero_free(void *p, span_t *s, const char *fn) {
  */
 static uintptr_t sslab_data_end(const span_t *s) { return s->base + s->bytes - slab_guard_bytes(); }
 
-static span_t *sslab_new(unsigned cls) {
+static span_t *sslab_new(unsigned shard, unsigned cls) {
   const sc_info_t *ci = &sc_info[cls];
   size_t gb = slab_guard_bytes(), g = gb >> TD_PAGE_SHIFT;   /* g: 1 with 4 KiB OS pages */
   span_t *s = page_alloc(td_align_up(ci->pages, g) + 2 * g, g);
@@ -263,6 +291,7 @@ static span_t *sslab_new(unsigned cls) {
   os_protect((void *)data_end, gb, false);
   s->kind = SPAN_SECURE;
   s->owner = NULL;
+  s->secure_shard = (uint8_t)shard;
   s->cls = (uint16_t)cls;
   s->size = ci->size;
   s->capacity = ci->capacity;
@@ -359,13 +388,14 @@ static bool slot_free_intact(uintptr_t slot, size_t from, size_t to) {
 }
 
 static void *sslab_alloc(unsigned cls, size_t n, size_t h) {
-  sclass_t *k = &sclasses[cls];
+  unsigned shard = my_shard();
+  sclass_t *k = &shards[shard].cls[cls];
   mutex_lock(&k->lock);
   span_t *s = k->cur;
   if (!s) {
     s = k->partial;
     if (s) span_list_remove(&k->partial, s);
-    else if (!(s = sslab_new(cls))) { mutex_unlock(&k->lock); return NULL; }
+    else if (!(s = sslab_new(shard, cls))) { mutex_unlock(&k->lock); return NULL; }
     k->cur = s;
   }
   /* Randomized slot: unlink one of the first few free blocks. */
@@ -389,14 +419,14 @@ static void *sslab_alloc(unsigned cls, size_t n, size_t h) {
   store64(slot + 8, canary_of(b) ^ word);
   store64(slot + h + n, canary_of((void *)(slot + h + n)));
   mutex_unlock(&k->lock);
-  __atomic_fetch_add(&live_bytes, n, __ATOMIC_RELAXED);
+  __atomic_fetch_add(&shards[shard].live, n, __ATOMIC_RELAXED);
   return (void *)(slot + h);
 }
 
 /* A block leaves quarantine: back on its slab's free list. */
 static void sslab_release_block(block_t *b) {
   span_t *s = pagemap_lookup(b);
-  sclass_t *k = &sclasses[s->cls];
+  sclass_t *k = class_of(s);
   mutex_lock(&k->lock);
   bool was_full = s->free == 0 && s != k->cur;
   span_push(s, b);
@@ -418,7 +448,7 @@ static void sslab_release_block(block_t *b) {
  * handed out, zeroed and marked under it, so none is seen half-way. */
 static void sslab_retire(span_t *s, uintptr_t slot, void *p, const char *fn) {
   size_t size = s->size, near = TD_MIN((size_t)NEIGHBOUR_CHECK, size);
-  sclass_t *k = &sclasses[s->cls];
+  sclass_t *k = class_of(s);
   const char *bad = NULL;
   mutex_lock(&k->lock);
   uintptr_t next = slot + size, prev = slot - size;
@@ -438,14 +468,14 @@ static void sslab_retire(span_t *s, uintptr_t slot, void *p, const char *fn) {
   if (bad) safety_report(bad, p, "a neighbouring slot was written to, size class", (long)size, fn);
 }
 
-/* Under q_lock: the next SWEEP_PER_FREE quarantined blocks must still be
+/* Under q->lock: the next SWEEP_PER_FREE quarantined blocks must still be
  * zero over their first SWEEP_BYTES (a write after free found while the
  * block waits, without reuse; the whole block is checked when it is handed
  * out again). */
-static void quarantine_sweep(void) {
-  for (unsigned i = 0; i < SWEEP_PER_FREE && q_count; i++) {
-    if (q_sweep >= q_count) q_sweep = 0;
-    uintptr_t slot = (uintptr_t)q_ring[(q_head + q_sweep++) % QUARANTINE_SLOTS];
+static void quarantine_sweep(quarantine_t *q) {
+  for (unsigned i = 0; i < SWEEP_PER_FREE && q->count; i++) {
+    if (q->sweep >= q->count) q->sweep = 0;
+    uintptr_t slot = (uintptr_t)q->ring[(q->head + q->sweep++) % QUARANTINE_SLOTS];
     size_t size = pagemap_lookup((void *)slot)->size;
     if (!span_block_marked((void *)slot) || !slot_free_intact(slot, 0, TD_MIN(size, (size_t)HEADER_BYTES + SWEEP_BYTES)))
       safety_report("write after free", (void *)slot, "a quarantined block was written to, size class", (long)size, "free");
@@ -465,23 +495,24 @@ static void sslab_free(void *p, span_t *s, const char *fn) {
   if (damage) safety_report(damage, p, damage[12] == 'o' ? "canary after the block overwritten, size class"
                                                          : "canary before the block overwritten, size class", (long)s->size, fn);
   sslab_retire(s, slot, p, fn);
-  __atomic_fetch_sub(&live_bytes, n, __ATOMIC_RELAXED);
+  __atomic_fetch_sub(&shards[s->secure_shard].live, n, __ATOMIC_RELAXED);
   void *evict[8];
   unsigned nevict = 0;
-  mutex_lock(&q_lock);
-  quarantine_sweep();
-  q_ring[(q_head + q_count) % QUARANTINE_SLOTS] = (void *)slot;
-  q_count++;
-  q_bytes += s->size;
-  while ((q_count > QUARANTINE_SLOTS - 1 || q_bytes > QUARANTINE_BYTES) && nevict < 8) {
-    void *old = q_ring[q_head];
-    q_head = (q_head + 1) % QUARANTINE_SLOTS;
-    q_count--;
-    if (q_sweep) q_sweep--;
-    q_bytes -= pagemap_lookup(old)->size;
+  quarantine_t *q = &shards[s->secure_shard].q;
+  mutex_lock(&q->lock);
+  quarantine_sweep(q);
+  q->ring[(q->head + q->count) % QUARANTINE_SLOTS] = (void *)slot;
+  q->count++;
+  q->bytes += s->size;
+  while ((q->count > QUARANTINE_SLOTS - 1 || q->bytes > QUARANTINE_BYTES) && nevict < 8) {
+    void *old = q->ring[q->head];
+    q->head = (q->head + 1) % QUARANTINE_SLOTS;
+    q->count--;
+    if (q->sweep) q->sweep--;
+    q->bytes -= pagemap_lookup(old)->size;
     evict[nevict++] = old;   /* checked still zero when handed out again */
   }
-  mutex_unlock(&q_lock);
+  mutex_unlock(&q->lock);
   for (unsigned i = 0; i < nevict; i++) sslab_release_block(evict[i]);
 }
 
@@ -549,8 +580,9 @@ size_t secure_usable(const void *p, const span_t *s) {
 /* ---- fork ---------------------------------------------------------------- */
 
 void secure_prefork(void) {
-  for (unsigned c = 0; c < SC_NCLASSES; c++) mutex_lock(&sclasses[c].lock);
-  mutex_lock(&q_lock);
+  for (unsigned i = 0; i < SECURE_SHARDS; i++)
+    for (unsigned c = 0; c < SC_NCLASSES; c++) mutex_lock(&shards[i].cls[c].lock);
+  for (unsigned i = 0; i < SECURE_SHARDS; i++) mutex_lock(&shards[i].q.lock);
   mutex_lock(&g_lock);
   mutex_lock(&z_lock);
 }
@@ -558,13 +590,16 @@ void secure_prefork(void) {
 void secure_postfork_parent(void) {
   mutex_unlock(&z_lock);
   mutex_unlock(&g_lock);
-  mutex_unlock(&q_lock);
-  for (unsigned c = SC_NCLASSES; c-- > 0;) mutex_unlock(&sclasses[c].lock);
+  for (unsigned i = SECURE_SHARDS; i-- > 0;) mutex_unlock(&shards[i].q.lock);
+  for (unsigned i = SECURE_SHARDS; i-- > 0;)
+    for (unsigned c = SC_NCLASSES; c-- > 0;) mutex_unlock(&shards[i].cls[c].lock);
 }
 
 void secure_postfork_child(void) {
   mutex_postfork_child(&z_lock);
   mutex_postfork_child(&g_lock);
-  mutex_postfork_child(&q_lock);
-  for (unsigned c = 0; c < SC_NCLASSES; c++) mutex_postfork_child(&sclasses[c].lock);
+  for (unsigned i = 0; i < SECURE_SHARDS; i++) {
+    mutex_postfork_child(&shards[i].q.lock);
+    for (unsigned c = 0; c < SC_NCLASSES; c++) mutex_postfork_child(&shards[i].cls[c].lock);
+  }
 }

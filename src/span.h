@@ -127,6 +127,7 @@ struct span_s {
   uint32_t hole_used;         /* `used` when the span was last scanned for holes */
   void *prof;                 /* its sample record (SPAN_SAMPLED) */
   uint8_t prof_kind;          /* SPAN_SAMPLED: SPAN_LARGE or SPAN_HUGE, restored on free */
+  uint8_t secure_shard;       /* SPAN_SECURE: the shard of secure.c it belongs to */
 } TD_ALIGNED(TD_CACHELINE);
 
 /* Doubly linked lists of spans through next/prev (heap partial lists and
