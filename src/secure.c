@@ -20,6 +20,8 @@
 #define QUARANTINE_SLOTS  1024
 #define QUARANTINE_BYTES  ((size_t)4 << 20)
 #define GUARDED_SLOTS     64                  /* freed guarded mappings kept inaccessible */
+#define REUSE_SLOTS       64                  /* ... and then kept for a block of the same size */
+#define GUARDED_RESIDENT_MAX ((size_t)16 << 20) /* freed guarded pages kept resident (zeroed on reuse) */
 #define GUARD_WIDE        ((size_t)1 << 20)   /* guards of hardened-mode guarded blocks */
 #define RANDOM_WALK       8                   /* pick among the first free slots */
 #define ZERO_REGION       ((size_t)16 << 20)  /* zero-size block addresses per region */
@@ -70,6 +72,22 @@ static sclass_t *class_of(const span_t *s) { return &shards[s->secure_shard].cls
 static td_mutex_t g_lock = TD_MUTEX_INIT("secure_guarded", RANK_SECURE_GUARDED);
 static span_t *g_ring[GUARDED_SLOTS];
 static unsigned g_head, g_count;
+/* Mappings that left the ring, still wholly inaccessible and purged, their
+ * pagemap entries released: the next guarded block of the same mapping size
+ * opens one (one mprotect) instead of mapping, guarding and naming a new one.
+ * Under g_lock; r_count <= REUSE_SLOTS. */
+static span_t *r_list[REUSE_SLOTS];
+static unsigned r_count;
+/* Freed guarded mappings keep their pages (inaccessible) while the bytes
+ * they touched total at most GUARDED_RESIDENT_MAX (g_resident, under
+ * g_lock); such a mapping has zeroed = 0 and is zeroed when reused. Above
+ * that, the pages are purged at free (zeroed = 1). */
+static size_t g_resident;
+
+/* The bytes a freed guarded mapping keeps resident: its block's pages. */
+static size_t guarded_dirty(const span_t *s, size_t g) {
+  return s->zeroed ? 0 : s->base + s->bytes - g - td_align_down(s->start, os_page());
+}
 
 /* ---- zero-size blocks --------------------------------------------------- */
 
@@ -169,15 +187,19 @@ static size_t slab_guard_bytes(void) { return os_page(); }
  */
 static size_t guard_bytes(void) { return opt.secure ? GUARD_WIDE : os_page(); }
 
-void *secure_guarded_alloc(size_t size, size_t align, bool zero) {
-  (void)zero;   /* fresh mappings are zero */
-  if (align < TD_QUANTUM) align = TD_QUANTUM;
-  size_t need = size ? size : 1;
-  size_t g = guard_bytes(), pg = os_page();
-  if (need > PTRDIFF_MAX - 4 * g - align) return NULL;
-  size_t data = td_align_up(need + (align > pg ? align : 0), pg);
-  size_t bytes = data + 2 * g;
-  void *m = os_map_aligned(bytes, pg);
+/* The data pages of a guarded mapping: whole OS pages, rounded up to one of
+ * four steps per power of two above 64 KiB, so that freed mappings fit
+ * later blocks of similar sizes (the block sits at the end: the pages before
+ * it are never touched, so the rounding costs address space, not memory). */
+static size_t guarded_data_bytes(size_t data) {
+  if (data <= ((size_t)64 << 10)) return data;
+  size_t step = ((size_t)1 << (63 - __builtin_clzll(data))) / 4;
+  return td_align_up(data, TD_MAX(step, os_page()));
+}
+
+/* A fresh guarded mapping of `bytes`, guards of g on both sides. */
+static span_t *guarded_map(size_t bytes, size_t g) {
+  void *m = os_map_aligned(bytes, os_page());
   if (!m) return NULL;
   span_t *s = page_span_get();
   if (!s || !pagemap_reserve((uintptr_t)m, bytes)) {
@@ -185,10 +207,57 @@ void *secure_guarded_alloc(size_t size, size_t align, bool zero) {
     os_unmap(m, bytes);
     return NULL;
   }
-  uintptr_t base = (uintptr_t)m, data_end = base + g + data;
   os_protect(m, g, false);
-  os_protect((void *)data_end, g, false);
+  os_protect((void *)((uintptr_t)m + bytes - g), g, false);
   os_name(m, bytes, "tidalloc-guarded");
+  s->base = (uintptr_t)m;
+  s->bytes = bytes;
+  __atomic_fetch_add(&guarded_bytes, bytes, __ATOMIC_RELAXED);
+  return s;
+}
+
+/* A kept mapping of `bytes`; *dirty: how many bytes before its data end
+ * to zero (it kept its pages). */
+static span_t *reuse_take(size_t bytes, size_t g, size_t *dirty) {
+  span_t *s = NULL;
+  *dirty = 0;
+  mutex_lock(&g_lock);
+  for (unsigned i = 0; i < r_count; i++)
+    if (r_list[i]->bytes == bytes) {
+      s = r_list[i];
+      r_list[i] = r_list[--r_count];
+      *dirty = guarded_dirty(s, g);
+      g_resident -= *dirty;
+      break;
+    }
+  mutex_unlock(&g_lock);
+  return s;
+}
+
+/* A mapping leaves for good. */
+static void reuse_drop(span_t *s) {
+  __atomic_fetch_sub(&guarded_bytes, s->bytes, __ATOMIC_RELAXED);
+  os_unmap((void *)s->base, s->bytes);
+  page_span_put(s);
+}
+
+void *secure_guarded_alloc(size_t size, size_t align, bool zero) {
+  (void)zero;   /* fresh mappings are zero */
+  if (align < TD_QUANTUM) align = TD_QUANTUM;
+  size_t need = size ? size : 1;
+  size_t g = guard_bytes(), pg = os_page();
+  if (need > PTRDIFF_MAX - 4 * g - align) return NULL;
+  size_t data = guarded_data_bytes(td_align_up(need + (align > pg ? align : 0), pg));
+  size_t bytes = data + 2 * g;
+  size_t dirty;
+  span_t *s = reuse_take(bytes, g, &dirty);
+  if (s && !os_protect((void *)(s->base + g), data, true)) {
+    reuse_drop(s);
+    s = NULL;
+  }
+  if (s && dirty) memset((void *)(s->base + g + data - dirty), 0, dirty);   /* the last block's pages */
+  if (!s && !(s = guarded_map(bytes, g))) return NULL;
+  uintptr_t base = s->base, data_end = base + g + data;
   s->kind = SPAN_GUARDED;
   s->owner = NULL;
   s->base = base;
@@ -197,7 +266,6 @@ void *secure_guarded_alloc(size_t size, size_t align, bool zero) {
   s->start = td_align_down(data_end - td_align_up(need, TD_QUANTUM), align);
   s->used = 1;
   pagemap_set(base, bytes >> TD_PAGE_SHIFT, s);
-  __atomic_fetch_add(&guarded_bytes, bytes, __ATOMIC_RELAXED);
   __atomic_fetch_add(&live_bytes, secure_usable((void *)s->start, s), __ATOMIC_RELAXED);
   return (void *)s->start;
 }
@@ -207,10 +275,20 @@ static void guarded_free(void *p, span_t *s, const char *fn) {
   if (!s->used) safety_report("double free", p, "guarded block of bytes", (long)s->req_size, fn);
   s->used = 0;
   __atomic_fetch_sub(&live_bytes, secure_usable(p, s), __ATOMIC_RELAXED);
-  /* Keep it inaccessible for a while (a use after free faults), without
-   * keeping its memory: the pages are dropped now. */
+  /* Keep it inaccessible for a while (a use after free faults); its pages
+   * stay while few enough do (zeroed when the mapping is reused), else they
+   * are dropped now. */
   size_t g = guard_bytes();
-  os_purge((void *)(s->base + g), s->bytes - 2 * g, OS_PURGE_NOW);
+  s->zeroed = 0;
+  size_t dirty = guarded_dirty(s, g);
+  mutex_lock(&g_lock);
+  bool keep = g_resident + dirty <= GUARDED_RESIDENT_MAX;
+  if (keep) g_resident += dirty;
+  mutex_unlock(&g_lock);
+  if (!keep) {
+    os_purge((void *)(s->base + g), s->bytes - 2 * g, OS_PURGE_NOW);
+    s->zeroed = 1;
+  }
   os_protect((void *)(s->base + g), s->bytes - 2 * g, false);
   span_t *evict = NULL;
   mutex_lock(&g_lock);
@@ -221,13 +299,19 @@ static void guarded_free(void *p, span_t *s, const char *fn) {
   }
   g_ring[(g_head + g_count) % GUARDED_SLOTS] = s;
   g_count++;
-  mutex_unlock(&g_lock);
+  span_t *drop = NULL;
   if (evict) {
-    __atomic_fetch_sub(&guarded_bytes, evict->bytes, __ATOMIC_RELAXED);
     pagemap_set(evict->base, evict->bytes >> TD_PAGE_SHIFT, &span_released);
-    os_unmap((void *)evict->base, evict->bytes);
-    page_span_put(evict);
+    evict->kind = SPAN_RELEASED;
+    if (r_count == REUSE_SLOTS) {   /* the list is full: the oldest-placed entry goes */
+      drop = r_list[0];
+      r_list[0] = r_list[--r_count];
+      g_resident -= guarded_dirty(drop, g);
+    }
+    r_list[r_count++] = evict;
   }
+  mutex_unlock(&g_lock);
+  if (drop) reuse_drop(drop);
 }
 
 /* ---- zero-size blocks ------------------------------------------------------ */

@@ -238,6 +238,14 @@ TEST(quarantine_byte_bound) {
   sfree(keep);
 }
 
+/* secure.c's rounding of a guarded mapping's data pages: four steps per
+ * power of two above 64 KiB. */
+static size_t guarded_data(size_t data) {
+  if (data <= ((size_t)64 << 10)) return data;
+  size_t step = ((size_t)1 << (63 - __builtin_clzll(data))) / 4;
+  return td_align_up(data, step > P ? step : P);
+}
+
 /* A guarded block: alone in its mapping, a 1 MiB guard (hardened mode) before and after, the
  * block right-aligned against the trailing guard; every page of the mapping
  * (guards too) resolves to its span, of kind SPAN_GUARDED. */
@@ -251,7 +259,7 @@ TEST(guarded_layout) {
   CHECK_EQ(s->used, 1);
   CHECK_EQX(s->start, p);
   CHECK_EQ(s->base % P, 0);
-  CHECK_EQ(s->bytes, td_align_up(100000, P) + 2 * G);
+  CHECK_EQ(s->bytes, guarded_data(td_align_up(100000, P)) + 2 * G);
   uintptr_t trail = s->base + s->bytes - G;
   CHECK_EQX((uintptr_t)p + 100000, trail);       /* ends right at the guard */
   CHECK_EQ(secure_usable(p, s), 100000);
@@ -286,13 +294,16 @@ TEST(guarded_layout) {
 }
 
 /* A freed guarded block stays mapped but inaccessible (a use after free
- * faults), still registered, for GSLOTS further guarded frees; then it is
- * unmapped and its entry says released. */
+ * faults), still registered, for GSLOTS further guarded frees; then its
+ * entry says released and the mapping, still inaccessible, waits for a
+ * block of the same mapping size, which gets it zeroed (its pages were kept,
+ * with what the program wrote). */
 TEST(guarded_quarantine) {
   unsigned char *p = secure_alloc(50000, 0, false);
   span_t *s = pagemap_lookup(p);
   size_t bytes = s->bytes, up = secure_usable(p, s);
-  p[0] = 1;
+  uintptr_t base = s->base;
+  memset(p, 0x5a, up);
   size_t gm0 = guarded_bytes(), live0 = live_bytes();
   secure_free(p, s, "free");
   CHECK_EQ(s->used, 0);
@@ -304,12 +315,18 @@ TEST(guarded_quarantine) {
   CHECK(pagemap_lookup(p) == s);                 /* after GSLOTS - 1 frees: still kept */
   CHECK_EQ(s->kind, SPAN_GUARDED);
   void *last = secure_alloc(40000, 0, false);
-  size_t last_bytes = pagemap_lookup(last)->bytes;
   size_t gm1 = guarded_bytes();
   sfree(last);
   CHECK(pagemap_lookup(p) == &span_released);    /* the next one evicts it */
-  CHECK_EQ(gm1 - guarded_bytes(), bytes);
-  CHECK(last_bytes > 0);
+  CHECK(!readable((uintptr_t)p));
+  CHECK_EQ(gm1, guarded_bytes());                /* kept mapped, for reuse */
+  unsigned char *q = secure_alloc(50000, 0, false);
+  span_t *t = pagemap_lookup(q);
+  CHECK_EQX(t->base, base);                      /* the same mapping again */
+  CHECK_EQ(t->bytes, bytes);
+  CHECK(readable((uintptr_t)q) && all_zero(q, 0, 50000));
+  CHECK(!readable(t->base) && !readable(t->base + t->bytes - G));
+  sfree(q);
 }
 
 /* Zero-size requests: distinct 16-byte slots of an inaccessible region, of
