@@ -20,8 +20,8 @@
 #define QUARANTINE_SLOTS  1024
 #define QUARANTINE_BYTES  ((size_t)4 << 20)
 #define GUARDED_SLOTS     64                  /* freed guarded mappings kept inaccessible */
-#define REUSE_SLOTS       64                  /* ... and then kept for a block of the same size */
-#define GUARDED_RESIDENT_MAX ((size_t)16 << 20) /* freed guarded pages kept resident (zeroed on reuse) */
+#define REUSE_SLOTS       256                 /* ... and then kept for a block of the same size */
+#define GUARDED_RESIDENT_MAX ((size_t)64 << 20) /* freed guarded pages kept resident (zeroed on reuse) */
 #define GUARD_WIDE        ((size_t)1 << 20)   /* guards of hardened-mode guarded blocks */
 #define RANDOM_WALK       8                   /* pick among the first free slots */
 #define ZERO_REGION       ((size_t)16 << 20)  /* zero-size block addresses per region */
