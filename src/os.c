@@ -136,6 +136,13 @@ static long sys_write(int fd, const void *buf, size_t n) { return syscall(SYS_wr
 static int sys_open(const char *path, int flags) { return (int)syscall(SYS_openat, AT_FDCWD, path, flags | O_CLOEXEC, 0); }
 static void sys_close(int fd) { syscall(SYS_close, fd); }
 
+unsigned os_ncpus(void) {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return 1;
+  int n = CPU_COUNT(&set);
+  return n > 0 ? (unsigned)n : 1;
+}
+
 int os_thread_spawn(void *thread, void *(*fn)(void *), bool detached) {
   sigset_t old;
   os_block_signals(&old);

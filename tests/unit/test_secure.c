@@ -21,7 +21,7 @@
 #define HEADER 16                     /* secure.c: HEADER_BYTES (size word, front canary) */
 #define OVERHEAD (HEADER + CANARY)
 #define QSLOTS 1024                   /* secure.c: QUARANTINE_SLOTS (holds QSLOTS - 1) */
-#define QBYTES ((size_t)4 << 20)      /* secure.c: QUARANTINE_BYTES */
+#define QBYTES ((size_t)1 << 20)      /* secure.c: QUARANTINE_BYTES (per shard; one thread uses one) */
 #define GSLOTS 64                     /* secure.c: GUARDED_SLOTS */
 #define P      ((uintptr_t)os_page())   /* a slab guard: one OS page */
 #define G      ((uintptr_t)1 << 20)   /* secure.c: GUARD_WIDE, the guards of hardened guarded blocks */
