@@ -114,14 +114,20 @@ void large_prefork(void) { mutex_lock(&lq_lock); }
 void large_postfork_parent(void) { mutex_unlock(&lq_lock); }
 void large_postfork_child(void) { mutex_postfork_child(&lq_lock); }
 
-static void *run_alloc(size_t size, size_t align, bool zero) {
-  span_t *s = page_alloc(td_pages_of(size), align > TD_PAGE ? align >> TD_PAGE_SHIFT : 1);
+span_t *large_run_alloc(struct pager_s *pager, struct heap_s *owner, size_t size, size_t align, bool zero) {
+  span_t *s = page_alloc_in(pager, td_pages_of(size), align > TD_PAGE ? align >> TD_PAGE_SHIFT : 1);
   if (!s) return NULL;
   s->kind = SPAN_LARGE;
-  s->owner = NULL;
+  s->owner = owner;
   s->start = s->base;
   if (zero && !s->zeroed) memset((void *)s->base, 0, size);
   pagemap_set(s->base, 1, s);
+  return s;
+}
+
+static void *run_alloc(size_t size, size_t align, bool zero) {
+  span_t *s = large_run_alloc(NULL, NULL, size, align, zero);
+  if (!s) return NULL;
   heap_count_large(tls_heap, s->bytes, true, false);
   return (void *)s->base;
 }

@@ -24,12 +24,19 @@
 
 #include "span.h"
 
+struct pager_s;   /* page.h */
+
 /* Requests above this are served by a mapping of their own (huge.h). */
 #define LARGE_RUN_MAX ((size_t)1 << 20)
 
 /* size > SC_SMALL_MAX (or a small size with an alignment no class has);
  * align a power of two. NULL when out of memory (errno untouched). */
 void *large_alloc(size_t size, size_t align, bool zero);
+/* A page run of pager (NULL: the default) for a block of size at align
+ * (<= TD_UNIT), registered in the pagemap as SPAN_LARGE with owner (NULL
+ * for the thread heaps; a heap with a page source for its own), zeroed
+ * when asked and not known to be zero. Not counted anywhere. */
+span_t *large_run_alloc(struct pager_s *pager, struct heap_s *owner, size_t size, size_t align, bool zero);
 /* s: the span of a live large or huge block, p == its start. */
 void large_free(span_t *s);
 /* Resize in place (page runs) or by mremap (huge); returns the block's

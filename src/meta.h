@@ -40,7 +40,8 @@ void meta_pool_put(meta_pool_t *pool, void *obj);
 #define META_SPARE_SIZES 8
 void *meta_spare_get(size_t size);
 void meta_spare_put(void *obj, size_t size);
-/* Every descriptor on pool's free list goes to the spares (no refill pools). */
+/* Every descriptor on pool's free list goes to the spares (pools whose
+ * descriptors are metadata memory, not a heap's source). */
 void meta_pool_spill(meta_pool_t *pool);
 
 /* Bytes mapped for metadata chunks, bytes handed out from them, and bytes of

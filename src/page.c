@@ -902,7 +902,6 @@ size_t page_purge_all(void) {
   return w.purged;
 }
 
-size_t page_purge_pager(pager_t *P) { return pager_purge_all(P); }
 
 /* ---- pagers of heaps with page sources --------------------------------------- */
 

@@ -166,8 +166,6 @@ void page_span_put_in(pager_t *P, span_t *s);
 /* fn for each run (slab or large) of P, found through the pagemap; the
  * caller keeps runs from changing hands meanwhile; fn may free the run. */
 void pager_each_run(pager_t *P, void (*fn)(span_t *s, void *arg), void *arg);
-/* Purge every free page of P now; returns bytes. */
-size_t page_purge_pager(pager_t *P);
 typedef struct pager_stats_s {
   page_stats_t pages;
   uint64_t maps, map_failures, unmaps, purges;   /* calls of the source's hooks */

@@ -8,10 +8,13 @@
  *   page; every block ends with a canary (secret ^ address), checked on free;
  *   freed blocks are zeroed, wait in a bounded FIFO quarantine, and are
  *   checked to still be zero when reused (write after free); the slot handed
- *   out is chosen at random among the first free ones;
+ *   out is chosen at random among the first free ones; slabs and quarantines
+ *   are split into shards (two per processor, at most 8): a thread allocates
+ *   from its own, and a slab's frees and quarantined blocks stay in its shard;
  * - larger blocks are guarded: alone in a mapping between two guard pages,
  *   right-aligned against the trailing one, and kept inaccessible in a
- *   quarantine for a while after free;
+ *   quarantine for a while after free, then kept (still inaccessible) for a
+ *   later block of the same mapping size;
  * - zero-size requests get unique addresses in an inaccessible region;
  * - a SIGSEGV handler reports faults on guard pages and quarantined guarded
  *   blocks with the block's address and size, then lets the signal kill.

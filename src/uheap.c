@@ -143,13 +143,8 @@ static void visiting_report(tidal_heap_t *H, const char *fn) {
 }
 
 static void *large_run(tidal_heap_t *H, size_t size, size_t align, bool zero) {
-  span_t *s = page_alloc_in(H->pager, td_pages_of(size), align > TD_PAGE ? align >> TD_PAGE_SHIFT : 1);
+  span_t *s = large_run_alloc(H->pager, &H->heap, size, align, zero);   /* a source's runs are never `zeroed` */
   if (!s) return NULL;
-  s->kind = SPAN_LARGE;
-  s->owner = &H->heap;
-  s->start = s->base;
-  if (zero) memset((void *)s->base, 0, size);   /* a source's pages are never known to be zero */
-  pagemap_set(s->base, 1, s);
   H->heap.cnt.large_nmalloc++;
   H->heap.cnt.large_bytes_alloc += s->bytes;
   return (void *)s->base;
@@ -301,6 +296,9 @@ static void heap_clear(tidal_heap_t *H) {
 
 void uheap_reset(tidal_heap_t *H) {
   if (TD_UNLIKELY(tls_visiting == H)) visiting_report(H, "tidal_heap_reset");
+#ifdef TIDAL_DEBUG
+  uheap_validate(H);   /* tier 3, before every block goes: the api tests reset and destroy after churn */
+#endif
   mutex_lock(&H->lock);
   heap_clear(H);
   mutex_unlock(&H->lock);
@@ -312,6 +310,9 @@ void uheap_destroy(tidal_heap_t *H) {
   if (H->prev) H->prev->next = H->next; else heaps = H->next;
   if (H->next) H->next->prev = H->prev;
   mutex_unlock(&registry_lock);
+#ifdef TIDAL_DEBUG
+  uheap_validate(H);
+#endif
   mutex_lock(&H->lock);
   heap_clear(H);
   mutex_unlock(&H->lock);

@@ -23,7 +23,7 @@
  *                 after uheap_meta_reserve succeeded (own metadata only)
  * What it is not: a thread cache: allocations take the heap's lock; nor a
  * place for the hardened mode's checks or the profiler's samples.
- * It may call: heap, page, pagemap, span, sizeclass, large (the run limit),
+ * It may call: heap, page, pagemap, span, sizeclass, large (the run limit, page runs),
  * meta, lock, safety, os.
  */
 #ifndef TIDAL_UHEAP_H
@@ -55,7 +55,7 @@ int uheap_visit(tidal_heap_t *h, int (*fn)(void *block, size_t usable, void *arg
 int uheap_stats(tidal_heap_t *h, tidal_heap_stats_t *out);
 /* fn for each heap's statistics (statistics documents). */
 void uheap_each_stats(void (*fn)(const tidal_heap_stats_t *st, void *arg), void *arg);
-/* Tier-3 validator of h (tests). */
+/* Tier-3 validator of h (debug builds run it at reset and destroy). */
 void uheap_validate(tidal_heap_t *h);
 
 void uheap_init(void);
