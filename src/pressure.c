@@ -14,6 +14,8 @@
 #define CLEANERS_MAX      64
 #define NAME_MAX_LEN      32
 #define LIMIT_CHECK_NS    (1000ull * 1000000ull)   /* read the cgroup limit once a second */
+#define LIMIT_NEAR_CHECK_NS (50ull * 1000000ull)   /* ...every 50 ms while usage is near it and no event watches it */
+#define NEAR_WATCH_PERMILLE    750                 /* usage >= 75 %: "near" */
 #define NEAR_SOME_PERMILLE     900                 /* usage >= 90 % of the limit */
 #define NEAR_CRITICAL_PERMILLE 970                 /* usage >= 97 % */
 #define RECLAIM_WORTH_BYTES    ((size_t)1 << 20)   /* periodic checks only while a drain could free this */
@@ -153,7 +155,9 @@ size_t pressure_release(size_t bytes) {
 
 /* ---- sources -------------------------------------------------------------------- */
 
-enum src_kind { SRC_PSI_SOME, SRC_PSI_FULL, SRC_CG1_MEDIUM, SRC_CG1_CRITICAL };
+/* Kinds from SRC_CG1_MEDIUM on are cgroup v1 eventfds (read to reset). The
+ * usage thresholds fire on crossing either way; only upward crossings count. */
+enum src_kind { SRC_PSI_SOME, SRC_PSI_FULL, SRC_CG1_MEDIUM, SRC_CG1_CRITICAL, SRC_CG1_USAGE_SOME, SRC_CG1_USAGE_CRITICAL };
 
 /* Where the sources are (found once at init; no descriptor is kept here). */
 static struct {
@@ -161,7 +165,9 @@ static struct {
   char cg1_dir[200];                                 /* cgroup v1 memory directory, "" if none */
   char cg_usage[256], cg_limit[256], cg_high[256];   /* files to read for the limit, "" if none */
   int kind[PRESSURE_MAX_FDS];                        /* of each descriptor pressure_open_events gave */
+  uint64_t threshold[PRESSURE_MAX_FDS];              /* usage thresholds: their bytes */
   int nfds;
+  bool usage_watched;                                /* usage thresholds registered (atomic) */
   uint64_t next_check;
 } sources;
 
@@ -200,12 +206,47 @@ static int open_cg1(struct pollfd *fds, int at, int max) {
   return at;
 }
 
+static uint64_t read_u64_file(const char *path, bool *ok);
+
+/* cgroup v1: eventfds on memory.usage_in_bytes crossing 90 % and 97 % of the
+ * limit. Unlike the pressure levels (vmpressure, which counts page scans and
+ * may stay silent while anonymous memory without swap fills the group), they
+ * fire as the charge crosses, whatever the memory is. */
+static int open_cg1_usage(struct pollfd *fds, int at, int max) {
+  static const unsigned permille[2] = { NEAR_SOME_PERMILLE, NEAR_CRITICAL_PERMILLE };
+  bool ok;
+  uint64_t limit = read_u64_file(sources.cg_limit, &ok);
+  if (!ok || !sources.cg_usage[0]) return at;
+  int added = 0;
+  char file[256], cmd[96];
+  for (int k = 0; k < 2 && at < max; k++) {
+    uint64_t bytes = limit / 1000 * permille[k];
+    int ufd = os_open_rw(sources.cg_usage), efd = ufd >= 0 ? os_eventfd() : -1;
+    snprintf(file, sizeof file, "%s/cgroup.event_control", sources.cg1_dir);
+    int cfd = efd >= 0 ? os_open_rw(file) : -1;
+    snprintf(cmd, sizeof cmd, "%d %d %llu", efd, ufd, (unsigned long long)bytes);
+    if (cfd >= 0 && os_write_str(cfd, cmd)) {
+      fds[at] = (struct pollfd){ .fd = efd, .events = POLLIN };
+      sources.threshold[at] = bytes;
+      sources.kind[at++] = k == 0 ? SRC_CG1_USAGE_SOME : SRC_CG1_USAGE_CRITICAL;
+      added++;
+    } else if (efd >= 0) {
+      os_close(efd);
+    }
+    if (cfd >= 0) os_close(cfd);
+    if (ufd >= 0) os_close(ufd);
+  }
+  if (added) __atomic_store_n(&sources.usage_watched, true, __ATOMIC_RELEASE);
+  return at;
+}
+
 int pressure_open_events(struct pollfd *fds, int max) {
   int n = 0;
   if (max > PRESSURE_MAX_FDS) max = PRESSURE_MAX_FDS;
   for (int i = 0; i < 2; i++)
     if (sources.psi[i][0]) n = open_psi(sources.psi[i], fds, n, max);
   if (sources.cg1_dir[0]) n = open_cg1(fds, n, max);
+  if (sources.cg1_dir[0]) n = open_cg1_usage(fds, n, max);
   sources.nfds = n;
   return n;
 }
@@ -278,9 +319,15 @@ enum pressure_level pressure_read_events(struct pollfd *fds, int n) {
     }
     if (!(fds[i].revents & (POLLPRI | POLLIN))) continue;
     int kind = sources.kind[i];
-    if (kind >= SRC_CG1_MEDIUM) { os_drain_fd(fds[i].fd); __atomic_fetch_add(&counts.events_cgroup, 1, __ATOMIC_RELAXED); }
-    else __atomic_fetch_add(&counts.events_psi, 1, __ATOMIC_RELAXED);
-    enum pressure_level l = (kind == SRC_PSI_FULL || kind == SRC_CG1_CRITICAL) ? PRESSURE_CRITICAL : PRESSURE_SOME;
+    if (kind >= SRC_CG1_MEDIUM) os_drain_fd(fds[i].fd);
+    if (kind >= SRC_CG1_USAGE_SOME) {   /* a crossing: upward? */
+      bool ok;
+      uint64_t usage = read_u64_file(sources.cg_usage, &ok);
+      if (ok && usage < sources.threshold[i]) continue;
+    }
+    __atomic_fetch_add(kind >= SRC_CG1_MEDIUM ? &counts.events_cgroup : &counts.events_psi, 1, __ATOMIC_RELAXED);
+    enum pressure_level l = (kind == SRC_PSI_FULL || kind == SRC_CG1_CRITICAL || kind == SRC_CG1_USAGE_CRITICAL)
+                                ? PRESSURE_CRITICAL : PRESSURE_SOME;
     if (l > level) level = l;
   }
   return level;
@@ -322,6 +369,11 @@ uint64_t pressure_periodic(uint64_t now) {
     if (ok1 && ok2 && limit) {
       if (usage >= limit / 1000 * NEAR_CRITICAL_PERMILLE) level = PRESSURE_CRITICAL;   /* no overflow */
       else if (usage >= limit / 1000 * NEAR_SOME_PERMILLE) level = PRESSURE_SOME;
+      /* Near the limit with no event watching the usage (cgroup v2, whose
+       * PSI needs a 100 ms stall first): a process filling the group can
+       * reach the limit within a second, so look more often. */
+      if (usage >= limit / 1000 * NEAR_WATCH_PERMILLE && !__atomic_load_n(&sources.usage_watched, __ATOMIC_ACQUIRE))
+        sources.next_check = now + LIMIT_NEAR_CHECK_NS;
     }
   }
   if (opt.memory_limit > 0 && own_resident() > (uint64_t)opt.memory_limit) {

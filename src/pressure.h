@@ -5,13 +5,15 @@
  * application's), drains that ask cleaners for memory cheapest first until a
  * target is met, and the pressure sources:
  * - events: PSI triggers (/proc/pressure/memory and the cgroup v2
- *   memory.pressure) and cgroup v1 memory.pressure_level notifications. Their
+ *   memory.pressure), cgroup v1 memory.pressure_level notifications and
+ *   cgroup v1 usage thresholds (90 % and 97 % of the limit). Their
  *   descriptors are opened by the pressure watcher thread (background.c) in a
  *   descriptor table of its own, so the program can never close or reuse
  *   them, and they cost nothing while idle;
  * - periodic checks: nearness to the cgroup's limit (v1 usage/limit, v2
  *   memory.current against memory.max/high) and the memory_limit option,
- *   read once a second, and only while a drain could release something.
+ *   read once a second (every 50 ms while usage is above 75 % of a limit no
+ *   threshold event watches), and only while a drain could release something.
  * Escalation: level 1 (first pressure) drains tidalloc's own caches (thread
  * caches, cached huge mappings, dirty and muzzy pages); level 2 (critical)
  * calls the application's cleaners too.
@@ -27,7 +29,7 @@
 
 #include <poll.h>
 
-#define PRESSURE_MAX_FDS 6
+#define PRESSURE_MAX_FDS 8
 #define PRESSURE_STATS_CLEANERS 16   /* cleaners statistics report */
 
 enum pressure_level { PRESSURE_NONE = 0, PRESSURE_SOME = 1, PRESSURE_CRITICAL = 2 };
