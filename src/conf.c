@@ -25,9 +25,10 @@ const opt_desc_t conf_table[] = {
     "0 purges at once, -1 never purges on time.", OFF(dirty_decay_ms) },
   { "muzzy_decay_ms", OPT_INT, "10000", -1, 3600000, NULL,
     "Time over which muzzy (MADV_FREE) pages decay to MADV_DONTNEED. 0 skips the muzzy stage.", OFF(muzzy_decay_ms) },
-  { "dirty_mult", OPT_MILLI, "0.25", 0, 1000000, NULL,
+  { "dirty_mult", OPT_MILLI, "1", 0, 1000000, NULL,
     "Ceiling on dirty memory as a fraction of active memory (never below 32 MiB); "
-    "above it dirty pages are purged regardless of their age.", OFF(dirty_mult_milli) },
+    "above it dirty pages are purged regardless of their age. Lower values give memory back sooner "
+    "while the program runs, at the cost of faulting in again the pages it reuses.", OFF(dirty_mult_milli) },
   { "hugify_threshold", OPT_MILLI, "0.95", 0, 1000, NULL,
     "Fraction of a 2 MiB unit's pages that must be in use before the unit is backed by a huge page.", OFF(hugify_threshold_milli) },
   { "hugify_delay_ms", OPT_INT, "10000", 0, 3600000, NULL,

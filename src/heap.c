@@ -362,7 +362,7 @@ void heap_free_local_edge(heap_t *h, span_t *s) {
   /* The fast path pushed the block: it is the head. A block of a hole is
    * free already, even if its page (purged) no longer shows its marker. */
   if (TD_UNLIKELY(s->nholes) && span_in_hole(s, (const void *)s->free)) span_misuse((const void *)s->free, s, "free");
-  if (span_used_drop(s)) free_local_moved(h, s);
+  free_local_moved(h, s);   /* the fast path dropped the count: empty, full or holed */
   heap_holes_maybe(h);
   errno = saved;
 }

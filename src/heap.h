@@ -136,7 +136,8 @@ TD_INLINE void *heap_alloc_small(heap_t *h, unsigned cls);
 void *heap_alloc_slow(heap_t *h, unsigned cls);
 
 /* A local free that empties or un-fills its span (heap_free_local's slow
- * part): decrements used and moves the span. Keeps errno. */
+ * part, called once the fast path has dropped the count): moves the span.
+ * Keeps errno. */
 void heap_free_local_edge(heap_t *h, span_t *s);
 /* A block of a slab of heap h fits a request of `size` bytes where it is
  * (realloc keeps it): it fits, and a much smaller class would not do. */
@@ -218,11 +219,9 @@ TD_INLINE bool heap_owns(const heap_t *h, const span_t *s) { return TD_LIKELY(s 
 TD_INLINE void heap_free_local(heap_t *h, span_t *s, void *p) {
   span_push(s, p);
   HEAP_COUNT(h->cnt.nfree[s->cls]);
-  if (TD_UNLIKELY(span_free_is_edge(s))) {
-    heap_free_local_edge(h, s);   /* out of line: keeps this path free of spills */
-    return;
-  }
-  span_used_dec(s);
+  /* One decrement and its flags: the edge (empty, full or holed) goes out
+   * of line with the count already dropped. */
+  if (TD_UNLIKELY(span_used_drop(s))) heap_free_local_edge(h, s);   /* out of line: keeps this path free of spills */
 }
 
 #endif

@@ -60,7 +60,7 @@ enum span_kind {
  * (thread-heap slabs only; other slab kinds count without bias or flags).
  * Bit 31 sends every free of the span down the slow path: it is set while the
  * span is full or has holes (SPAN_SLOW_FLAG = full || nholes > 0), so the
- * fast path keeps its one signed compare (span_free_is_edge).
+ * fast path keeps its one decrement and signed test (span_used_drop).
  *
  * Holes: a page of the slab (SPAN_HOLE_PAGE bytes) every block overlapping
  * which is free may be given to the page layer (page_hole_give), which then
@@ -210,12 +210,21 @@ TD_INLINE bool span_block_bad(const span_t *s, const void *p) {
 
 /* ---- `used`, with the current-span bias and the full flag ---------------- */
 
-/* The free fast path: true when this free would empty the span or it is
- * marked full or holed; the slow path then decrements (span_used_drop). */
-TD_INLINE bool span_free_is_edge(const span_t *s) { return (int32_t)s->used <= (int32_t)SPAN_CUR_BIAS; }
-TD_INLINE void span_used_dec(span_t *s) { s->used--; }
-/* Decrement; true when the span became empty or is full or holed (slow work). */
-TD_INLINE bool span_used_drop(span_t *s) { return (int32_t)--s->used <= 0; }
+/* Decrement (the free fast path); true when the span became empty or is
+ * full or holed (slow work). */
+TD_INLINE bool span_used_drop(span_t *s) {
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+  /* One read-modify-write and a branch on its flags (the compiler's own
+   * rendering loads, subtracts, stores and tests: 3 instructions more on
+   * every local free). */
+  __asm__ goto("subl $1, %0\n\tjle %l[edge]" : "+m"(s->used) : : "cc" : edge);
+  return false;
+edge:
+  return true;
+#else
+  return (int32_t)--s->used <= 0;
+#endif
+}
 TD_INLINE uint32_t span_count(const span_t *s) { return s->used & SPAN_COUNT_MASK; }
 TD_INLINE bool span_is_full(const span_t *s) { return (s->used & SPAN_FULL_FLAG) != 0; }
 TD_INLINE bool span_has_holes(const span_t *s) { return s->nholes != 0; }

@@ -47,7 +47,7 @@ got=$(TIDALLOC_CONF="$joined" "$prog" options "${args[@]}" 2>/tmp/tidal_conf_err
 # 3. bad input: one clear line each, defaults kept, the program carries on
 got=$(TIDALLOC_CONF="dirty_decay_ms:banana,no_such_option:1,thp:sometimes,dirty_mult:-2,background_thread" \
       "$prog" options dirty_decay_ms=integer thp=enum dirty_mult=ratio background_thread=bool 2>/tmp/tidal_conf_err.$$)
-[ "$got" = $'dirty_decay_ms:10000\nthp:default\ndirty_mult:0.25\nbackground_thread:true' ] || fail "bad values changed options: $got"
+[ "$got" = $'dirty_decay_ms:10000\nthp:default\ndirty_mult:1\nbackground_thread:true' ] || fail "bad values changed options: $got"
 err=$(cat /tmp/tidal_conf_err.$$); rm -f /tmp/tidal_conf_err.$$
 [ "$(echo "$err" | wc -l)" -eq 5 ] || fail "expected 5 warning lines, got:"$'\n'"$err"
 echo "$err" | grep -q "bad value 'banana' for option dirty_decay_ms in TIDALLOC_CONF (expects an integer from -1 to 3600000); using 10000" || fail "warning for dirty_decay_ms: $err"
