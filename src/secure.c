@@ -20,8 +20,10 @@
 #define QUARANTINE_SLOTS  1024
 #define QUARANTINE_BYTES  ((size_t)1 << 20)   /* per shard */
 #define GUARDED_SLOTS     64                  /* freed guarded mappings kept inaccessible */
-#define REUSE_SLOTS       256                 /* ... and then kept for a block of the same size */
-#define GUARDED_RESIDENT_MAX ((size_t)16 << 20) /* freed guarded pages kept resident (zeroed on reuse) */
+#define REUSE_SLOTS       256                 /* ... and then kept for a later block that fits */
+#define REUSE_SLACK       2                   /* a kept mapping serves blocks whose mapping is at least 1/2 of it */
+#define GUARDED_RESIDENT_MIN ((size_t)16 << 20) /* freed guarded pages kept resident (zeroed on reuse): */
+                                                /* this much, or dirty_mult x the guarded bytes live */
 #define GUARD_WIDE        ((size_t)1 << 20)   /* guards of hardened-mode guarded blocks */
 #define RANDOM_WALK       8                   /* pick among the first free slots */
 #define ZERO_REGION       ((size_t)16 << 20)  /* zero-size block addresses per region */
@@ -72,16 +74,19 @@ static sclass_t *class_of(const span_t *s) { return &shards[s->secure_shard].cls
 static td_mutex_t g_lock = TD_MUTEX_INIT("secure_guarded", RANK_SECURE_GUARDED);
 static span_t *g_ring[GUARDED_SLOTS];
 static unsigned g_head, g_count;
-/* Mappings that left the ring, still wholly inaccessible and purged, their
- * pagemap entries released: the next guarded block of the same mapping size
- * opens one (one mprotect) instead of mapping, guarding and naming a new one.
- * Under g_lock; r_count <= REUSE_SLOTS. */
+/* Mappings that left the ring, still wholly inaccessible, their pagemap
+ * entries released: the next guarded block whose mapping size is between
+ * half of one and all of it opens the smallest such (one mprotect of the
+ * pages at its end that the block needs) instead of mapping, guarding and
+ * naming a new one. Under g_lock; r_count <= REUSE_SLOTS. */
 static span_t *r_list[REUSE_SLOTS];
 static unsigned r_count;
 /* Freed guarded mappings keep their pages (inaccessible) while the bytes
- * they touched total at most GUARDED_RESIDENT_MAX (g_resident, under
+ * they touched total at most guarded_resident_max() (g_resident, under
  * g_lock); such a mapping has zeroed = 0 and is zeroed when reused. Above
- * that, the pages are purged at free (zeroed = 1). */
+ * that, the pages are purged at free (zeroed = 1). A program that replaces
+ * big blocks at a high rate would otherwise fault every page of each one in
+ * anew. */
 static size_t g_resident;
 
 /* The bytes a freed guarded mapping keeps resident: its block's pages. */
@@ -202,9 +207,18 @@ static size_t guarded_data_bytes(size_t data) {
   return td_align_up(data, TD_MAX(step, os_page()));
 }
 
-/* A fresh guarded mapping of `bytes`, guards of g on both sides. */
-static span_t *guarded_map(size_t bytes, size_t g) {
-  void *m = os_map_aligned(bytes, os_page());
+/* Transparent huge pages for a guarded block of `data` bytes: as for huge
+ * blocks in the default mode (huge.c), asked for blocks of 2 MiB or more
+ * except zeroed requests, unless the options or the system refuse them. */
+static bool guarded_thp(size_t data, bool zero) {
+  if (data < TD_UNIT || os_system.thp == OS_THP_NEVER || opt.thp == THP_NEVER) return false;
+  return opt.thp == THP_ALWAYS || (!zero && os_system.thp == OS_THP_MADVISE);
+}
+
+/* A fresh guarded mapping of `bytes`, guards of g on both sides, its base
+ * aligned to align. */
+static span_t *guarded_map(size_t bytes, size_t g, size_t align) {
+  void *m = os_map_aligned(bytes, align);
   if (!m) return NULL;
   span_t *s = page_span_get();
   if (!s || !pagemap_reserve((uintptr_t)m, bytes)) {
@@ -221,22 +235,31 @@ static span_t *guarded_map(size_t bytes, size_t g) {
   return s;
 }
 
-/* A kept mapping of `bytes`; *dirty: how many bytes before its data end
- * to zero (it kept its pages). */
+/* The smallest kept mapping of at least `bytes` and at most REUSE_SLACK
+ * times that; *dirty: how many bytes before its data end kept their pages. */
 static span_t *reuse_take(size_t bytes, size_t g, size_t *dirty) {
   span_t *s = NULL;
+  unsigned at = 0;
   *dirty = 0;
   mutex_lock(&g_lock);
-  for (unsigned i = 0; i < r_count; i++)
-    if (r_list[i]->bytes == bytes) {
-      s = r_list[i];
-      r_list[i] = r_list[--r_count];
-      *dirty = guarded_dirty(s, g);
-      g_resident -= *dirty;
-      break;
-    }
+  for (unsigned i = 0; i < r_count; i++) {
+    size_t b = r_list[i]->bytes;
+    if (b >= bytes && b / REUSE_SLACK <= bytes && (!s || b < s->bytes)) { s = r_list[i]; at = i; }
+    if (s && s->bytes == bytes) break;
+  }
+  if (s) {
+    r_list[at] = r_list[--r_count];
+    *dirty = guarded_dirty(s, g);
+    g_resident -= *dirty;
+  }
   mutex_unlock(&g_lock);
   return s;
+}
+
+/* How many bytes of freed guarded blocks may keep their pages. */
+static size_t guarded_resident_max(void) {
+  size_t live = __atomic_load_n(&live_bytes, __ATOMIC_RELAXED);
+  return TD_MAX(GUARDED_RESIDENT_MIN, (size_t)((uint64_t)live / 1000u * (uint64_t)opt.dirty_mult_milli));
 }
 
 /* A mapping leaves for good. */
@@ -247,30 +270,49 @@ static void reuse_drop(span_t *s) {
 }
 
 void *secure_guarded_alloc(size_t size, size_t align, bool zero) {
-  (void)zero;   /* fresh mappings are zero */
+  /* fresh mappings are zero, kept ones are zeroed: `zero` only says whether
+   * huge pages suit the block */
   if (align < TD_QUANTUM) align = TD_QUANTUM;
   size_t need = size ? size : 1;
   size_t g = guard_bytes(), pg = os_page();
   if (need > PTRDIFF_MAX - 4 * g - align) return NULL;
   size_t data = guarded_data_bytes(td_align_up(need + (align > pg ? align : 0), pg));
+  /* A big block gets huge pages: the mapping starts on a 2 MiB boundary and
+   * its data ends on one, so every 2 MiB of the block but its first is a
+   * whole huge page (one fault instead of 512), at the cost of address space
+   * before the block, which is never touched.
+   *
+   *   base (2 MiB-aligned)                                  data end (2 MiB-aligned)
+   *   | guard g | untouched ... | block, right-aligned ........ | guard g |
+   */
+  bool thp = guarded_thp(data, zero);
+  if (thp) data = td_align_up(data + g, TD_UNIT) - g;
   size_t bytes = data + 2 * g;
   size_t dirty;
   span_t *s = reuse_take(bytes, g, &dirty);
-  if (s && !os_protect((void *)(s->base + g), data, true)) {
+  /* A kept mapping opens the pages at its end the block needs; the rest
+   * stays inaccessible. Pages the last block left beyond those are dropped,
+   * the others zeroed (on free for all sizes, as far as the next user sees). */
+  if (s && !os_protect((void *)(s->base + s->bytes - g - data), data, true)) {
     reuse_drop(s);
     s = NULL;
   }
-  if (s && dirty) memset((void *)(s->base + g + data - dirty), 0, dirty);   /* the last block's pages */
-  if (!s && !(s = guarded_map(bytes, g))) return NULL;
-  uintptr_t base = s->base, data_end = base + g + data;
+  if (s && dirty > data) {
+    os_purge((void *)(s->base + s->bytes - g - dirty), dirty - data, OS_PURGE_NOW);
+    dirty = data;
+  }
+  if (s && dirty) memset((void *)(s->base + s->bytes - g - dirty), 0, dirty);   /* the last block's pages */
+  if (!s) {
+    if (!(s = guarded_map(bytes, g, thp ? TD_UNIT : pg))) return NULL;
+    if (thp) os_hugify((void *)(s->base + g), data, OS_HUGE_ON);
+  }
+  uintptr_t base = s->base, data_end = base + s->bytes - g;
   s->kind = SPAN_GUARDED;
   s->owner = NULL;
-  s->base = base;
-  s->bytes = bytes;
   s->req_size = size;
   s->start = td_align_down(data_end - td_align_up(need, TD_QUANTUM), align);
   s->used = 1;
-  pagemap_set(base, bytes >> TD_PAGE_SHIFT, s);
+  pagemap_set(base, s->bytes >> TD_PAGE_SHIFT, s);
   __atomic_fetch_add(&live_bytes, secure_usable((void *)s->start, s), __ATOMIC_RELAXED);
   return (void *)s->start;
 }
@@ -287,7 +329,7 @@ static void guarded_free(void *p, span_t *s, const char *fn) {
   s->zeroed = 0;
   size_t dirty = guarded_dirty(s, g);
   mutex_lock(&g_lock);
-  bool keep = g_resident + dirty <= GUARDED_RESIDENT_MAX;
+  bool keep = g_resident + dirty <= guarded_resident_max();
   if (keep) g_resident += dirty;
   mutex_unlock(&g_lock);
   if (!keep) {

@@ -12,9 +12,11 @@
  *   are split into shards (two per processor, at most 8): a thread allocates
  *   from its own, and a slab's frees and quarantined blocks stay in its shard;
  * - larger blocks are guarded: alone in a mapping between two guard pages,
- *   right-aligned against the trailing one, and kept inaccessible in a
- *   quarantine for a while after free, then kept (still inaccessible) for a
- *   later block of the same mapping size;
+ *   right-aligned against the trailing one (on a 2 MiB boundary, with huge
+ *   pages, for blocks of 2 MiB or more), and kept inaccessible in a
+ *   quarantine for a while after free, then kept (still inaccessible, and
+ *   resident up to dirty_mult x the guarded bytes live) for a later block
+ *   whose mapping is at least half as long; zeroed when reused;
  * - zero-size requests get unique addresses in an inaccessible region;
  * - a SIGSEGV handler reports faults on guard pages and quarantined guarded
  *   blocks with the block's address and size, then lets the signal kill.
