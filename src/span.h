@@ -212,8 +212,16 @@ TD_INLINE bool span_block_bad(const span_t *s, const void *p) {
 
 /* Decrement (the free fast path); true when the span became empty or is
  * full or holed (slow work). */
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define SPAN_SANITIZED 1            /* clang: sanitizers see no access inside asm */
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define SPAN_SANITIZED 1            /* gcc */
+#endif
 TD_INLINE bool span_used_drop(span_t *s) {
-#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+#if defined(__x86_64__) && !defined(SPAN_SANITIZED)
   /* One read-modify-write and a branch on its flags (the compiler's own
    * rendering loads, subtracts, stores and tests: 3 instructions more on
    * every local free). */

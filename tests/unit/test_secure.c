@@ -329,6 +329,57 @@ TEST(guarded_quarantine) {
   sfree(q);
 }
 
+/* A kept mapping serves a smaller block whose mapping is at least half as
+ * long: the best fit is taken, only the pages the block needs at the end are
+ * opened (the rest of the old data stays inaccessible), and they read zero. */
+TEST(guarded_reuse_fits) {
+  /* Data above 64 KiB is rounded to four steps per power of two:
+   * 100000 -> 112 KiB, 90000 -> 96 KiB, 200000 -> 224 KiB. */
+  unsigned char *a = secure_alloc(100000, 0, false);
+  span_t *s = pagemap_lookup(a);
+  size_t data_a = (size_t)112 << 10, data_b = (size_t)96 << 10;
+  CHECK_EQ(s->bytes, data_a + 2 * G);
+  memset(a, 0x5a, secure_usable(a, s));
+  sfree(a);
+  /* Push it out of the quarantine ring with blocks whose mappings are
+   * longer: kept too, but a worse fit for what follows. */
+  for (int i = 0; i < GSLOTS; i++) sfree(secure_alloc(200000, 0, false));
+  CHECK(pagemap_lookup(a) == &span_released);
+  unsigned char *b = secure_alloc(90000, 0, false);
+  span_t *t = pagemap_lookup(b);
+  /* The best fit: a kept 112 KiB mapping (a's, or one an earlier case left
+   * of that size), not one of the 224 KiB ones. */
+  CHECK_EQ(t->bytes - 2 * G, data_a);
+  CHECK_EQ(t->kind, SPAN_GUARDED);
+  uintptr_t end = t->base + t->bytes - G;
+  CHECK_EQX((uintptr_t)b + secure_usable(b, t), end);    /* right-aligned against the guard */
+  CHECK(readable((uintptr_t)b) && all_zero(b, 0, 90000));
+  CHECK(!readable(end - data_a));                        /* the old block's first pages: closed */
+  CHECK(!readable(end - data_b - 1));
+  CHECK(readable(end - data_b));
+  sfree(b);
+}
+
+/* A guarded block of 2 MiB or more asks for huge pages when the system is
+ * in madvise mode: its data ends on a 2 MiB boundary (and its mapping starts
+ * on one), so every whole 2 MiB of it can be one huge page. calloc's do not. */
+TEST(guarded_huge_layout) {
+  size_t n = ((size_t)5 << 20) + 12345;
+  unsigned char *a = secure_alloc(n, 0, false), *z = secure_alloc(n, 0, true);
+  span_t *s = pagemap_lookup(a), *sz = pagemap_lookup(z);
+  uintptr_t end = s->base + s->bytes - G;
+  CHECK_EQX((uintptr_t)a + secure_usable(a, s), end);
+  if (os_system.thp == OS_THP_MADVISE && opt.thp == THP_DEFAULT) {
+    CHECK_EQ(end % TD_UNIT, 0);
+    CHECK_EQ(s->base % TD_UNIT, 0);
+  }
+  a[0] = 1; a[n - 1] = 2;
+  CHECK(all_zero(z, 0, n));
+  CHECK_EQX((uintptr_t)z + secure_usable(z, sz), sz->base + sz->bytes - G);
+  sfree(a);
+  sfree(z);
+}
+
 /* Zero-size requests: distinct 16-byte slots of an inaccessible region, of
  * kind SPAN_ZERO, usable size 0; a free marks the slot. An aligned zero-size
  * request is a real block. */
