@@ -15,12 +15,13 @@
  *   read once a second (every 50 ms while usage is above 75 % of a limit no
  *   threshold event watches), and only while a drain could release something.
  * Escalation: level 1 (first pressure) drains tidalloc's own caches (thread
- * caches, cached huge mappings, dirty and muzzy pages); level 2 (critical)
+ * caches, cached huge mappings and the pages freed guarded blocks keep,
+ * dirty and muzzy pages); level 2 (critical)
  * calls the application's cleaners too.
  * Cleaners are called with no allocator lock held; a cleaner may allocate,
  * free, unregister itself or any cleaner, and create or destroy object
  * caches. tidal_release from inside a cleaner returns 0.
- * It may call: heap, huge, page, conf, lock, os.
+ * It may call: heap, huge, secure, page, conf, lock, os.
  */
 #ifndef TIDAL_PRESSURE_H
 #define TIDAL_PRESSURE_H
@@ -49,8 +50,8 @@ uint64_t pressure_periodic(uint64_t now);
 /* Drain up to `bytes` at `level`; returns bytes released. */
 size_t pressure_drain(size_t bytes, enum pressure_level level);
 /* tidalloc's own caches, all of them, now (tidal_purge, malloc_trim, the
- * "purge" control): thread caches, pooled heaps, cached huge mappings, free
- * pages. Returns bytes given back to the system. */
+ * "purge" control): thread caches, pooled heaps, cached huge mappings, kept
+ * guarded pages, free pages. Returns bytes given back to the system. */
 size_t pressure_purge_all(void);
 /* tidal_release, tidal_cleaner_register and tidal_cleaner_unregister (api.c
  * exports them after initialising). */

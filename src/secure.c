@@ -361,6 +361,25 @@ static void guarded_free(void *p, span_t *s, const char *fn) {
   if (drop) reuse_drop(drop);
 }
 
+/* Freed guarded mappings, in the quarantine ring and kept for reuse, give
+ * their pages back (memory pressure, tidal_purge): they stay where they are,
+ * inaccessible, and read as zero when reused. Under g_lock, so no block is
+ * handed out of one while it is purged. Returns bytes released. */
+size_t secure_purge_kept(void) {
+  size_t g = guard_bytes(), n = 0;
+  mutex_lock(&g_lock);
+  for (unsigned k = 0; k < g_count + r_count; k++) {
+    span_t *s = k < g_count ? g_ring[(g_head + k) % GUARDED_SLOTS] : r_list[k - g_count];
+    size_t d = guarded_dirty(s, g);
+    if (!d || !os_purge((void *)(s->base + s->bytes - g - d), d, OS_PURGE_NOW)) continue;
+    s->zeroed = 1;
+    g_resident -= d;
+    n += d;
+  }
+  mutex_unlock(&g_lock);
+  return n;
+}
+
 /* ---- zero-size blocks ------------------------------------------------------ */
 
 static void *zero_alloc(void) {

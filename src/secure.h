@@ -41,6 +41,9 @@ size_t secure_usable(const void *p, const span_t *s);
 /* Bytes in live secure and guarded blocks, and bytes of guarded mappings
  * (live or quarantined; they are outside the page layer). */
 void secure_stats(size_t *live, size_t *guarded_mapped);
+/* Purge the pages freed guarded blocks keep (pressure drains, tidal_purge);
+ * returns bytes released. */
+size_t secure_purge_kept(void);
 
 /* Its locks come after the global heap's and before huge/page in the fork order. */
 void secure_prefork(void);
