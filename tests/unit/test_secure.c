@@ -44,6 +44,15 @@ static bool all_zero(const void *p, size_t from, size_t to) {
   return true;
 }
 static uint64_t word(const void *p) { uint64_t w; memcpy(&w, p, 8); return w; }
+/* secure.c's guarded_data_bytes: whole OS pages, and above 64 KiB one of
+ * four steps per power of two (at least an OS page). */
+static size_t gdata(size_t n) {
+  size_t d = td_align_up(n, os_page());
+  if (d <= ((size_t)64 << 10)) return d;
+  size_t step = ((size_t)1 << (63 - __builtin_clzll(d))) / 4;
+  return td_align_up(d, step > os_page() ? step : os_page());
+}
+
 static size_t live_bytes(void) { size_t live, gm; secure_stats(&live, &gm); return live; }
 static size_t guarded_bytes(void) { size_t live, gm; secure_stats(&live, &gm); return gm; }
 
@@ -333,27 +342,25 @@ TEST(guarded_quarantine) {
  * long: the best fit is taken, only the pages the block needs at the end are
  * opened (the rest of the old data stays inaccessible), and they read zero. */
 TEST(guarded_reuse_fits) {
-  /* Data above 64 KiB is rounded to four steps per power of two:
-   * 100000 -> 112 KiB, 90000 -> 96 KiB, 200000 -> 224 KiB. */
-  unsigned char *a = secure_alloc(100000, 0, false);
+  /* Sizes no earlier case uses, whose data sizes differ at every OS page
+   * size (4 KiB: 320, 224 and 640 KiB). */
+  size_t data_a = gdata(300000), data_b = gdata(200000);
+  CHECK(data_b < data_a && data_a < gdata(600000));
+  unsigned char *a = secure_alloc(300000, 0, false);
   span_t *s = pagemap_lookup(a);
-  size_t data_a = (size_t)112 << 10, data_b = (size_t)96 << 10;
   CHECK_EQ(s->bytes, data_a + 2 * G);
   memset(a, 0x5a, secure_usable(a, s));
   sfree(a);
   /* Push it out of the quarantine ring with blocks whose mappings are
    * longer: kept too, but a worse fit for what follows. */
-  for (int i = 0; i < GSLOTS; i++) sfree(secure_alloc(200000, 0, false));
+  for (int i = 0; i < GSLOTS; i++) sfree(secure_alloc(600000, 0, false));
   CHECK(pagemap_lookup(a) == &span_released);
-  unsigned char *b = secure_alloc(90000, 0, false);
+  unsigned char *b = secure_alloc(200000, 0, false);
   span_t *t = pagemap_lookup(b);
-  /* The best fit: a kept 112 KiB mapping (a's, or one an earlier case left
-   * of that size), not one of the 224 KiB ones. */
-  CHECK_EQ(t->bytes - 2 * G, data_a);
-  CHECK_EQ(t->kind, SPAN_GUARDED);
+  CHECK_EQX(t->base, s->base);                           /* the best fit: a's mapping */
   uintptr_t end = t->base + t->bytes - G;
   CHECK_EQX((uintptr_t)b + secure_usable(b, t), end);    /* right-aligned against the guard */
-  CHECK(readable((uintptr_t)b) && all_zero(b, 0, 90000));
+  CHECK(readable((uintptr_t)b) && all_zero(b, 0, 200000));
   CHECK(!readable(end - data_a));                        /* the old block's first pages: closed */
   CHECK(!readable(end - data_b - 1));
   CHECK(readable(end - data_b));
@@ -362,8 +369,8 @@ TEST(guarded_reuse_fits) {
    * the mappings stay for reuse and read zero. */
   CHECK(secure_purge_kept() >= data_b);
   CHECK_EQ(secure_purge_kept(), 0);
-  unsigned char *c = secure_alloc(90000, 0, false);
-  CHECK(all_zero(c, 0, 90000));
+  unsigned char *c = secure_alloc(200000, 0, false);
+  CHECK(all_zero(c, 0, 200000));
   sfree(c);
 }
 
