@@ -160,11 +160,15 @@ static bool mapping_resize(span_t *s, size_t map_size, bool registered) {
  * otherwise written in full (buffers, images, arrays): one fault per 2 MiB
  * instead of 512, and fewer TLB misses. thp:always asks for it always,
  * thp:never refuses it. */
+bool huge_thp_wanted(bool zero) {
+  if (os_system.thp == OS_THP_NEVER || opt.thp == THP_NEVER) return false;
+  return opt.thp == THP_ALWAYS || (!zero && os_system.thp == OS_THP_MADVISE);
+}
+
 static void mapping_thp(void *p, size_t map_size, bool zero) {
   if (map_size < TD_UNIT || os_system.thp == OS_THP_NEVER) return;
   if (opt.thp == THP_NEVER) os_hugify(p, map_size, OS_HUGE_OFF);
-  else if (opt.thp == THP_ALWAYS || (!zero && os_system.thp == OS_THP_MADVISE))
-    os_hugify(p, td_align_down(map_size, TD_UNIT), OS_HUGE_ON);
+  else if (huge_thp_wanted(zero)) os_hugify(p, td_align_down(map_size, TD_UNIT), OS_HUGE_ON);
 }
 
 static void live_add(span_t *s) {

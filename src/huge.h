@@ -32,6 +32,10 @@ void *huge_alloc(size_t size, size_t align, bool zero);
 void huge_free(span_t *s);
 /* Resize in place or by mremap; returns the (possibly moved) pointer or NULL. */
 void *huge_realloc(span_t *s, size_t new_size);
+/* Whether a block of 2 MiB or more asks for transparent huge pages (the
+ * thp option and the system's mode; in madvise mode, not a zeroed request:
+ * see mapping_thp in huge.c). Secure mode's guarded blocks follow it too. */
+bool huge_thp_wanted(bool zero);
 /* Unmap every cached mapping; returns bytes released. */
 size_t huge_purge_all(void);
 /* Unmap cached mappings that aged out; returns when the next one will. */

@@ -902,7 +902,6 @@ size_t page_purge_all(void) {
   return w.purged;
 }
 
-
 /* ---- pagers of heaps with page sources --------------------------------------- */
 
 static void *spare_refill(void *arg, size_t size) { (void)arg; return meta_spare_get(size); }

@@ -1,5 +1,6 @@
 #include "secure.h"
 #include "conf.h"
+#include "huge.h"
 #include "lock.h"
 #include "meta.h"
 #include "os.h"
@@ -207,14 +208,6 @@ static size_t guarded_data_bytes(size_t data) {
   return td_align_up(data, TD_MAX(step, os_page()));
 }
 
-/* Transparent huge pages for a guarded block of `data` bytes: as for huge
- * blocks in the default mode (huge.c), asked for blocks of 2 MiB or more
- * except zeroed requests, unless the options or the system refuse them. */
-static bool guarded_thp(size_t data, bool zero) {
-  if (data < TD_UNIT || os_system.thp == OS_THP_NEVER || opt.thp == THP_NEVER) return false;
-  return opt.thp == THP_ALWAYS || (!zero && os_system.thp == OS_THP_MADVISE);
-}
-
 /* A fresh guarded mapping of `bytes`, guards of g on both sides, its base
  * aligned to align. */
 static span_t *guarded_map(size_t bytes, size_t g, size_t align) {
@@ -285,7 +278,7 @@ void *secure_guarded_alloc(size_t size, size_t align, bool zero) {
    *   base (2 MiB-aligned)                                  data end (2 MiB-aligned)
    *   | guard g | untouched ... | block, right-aligned ........ | guard g |
    */
-  bool thp = guarded_thp(data, zero);
+  bool thp = data >= TD_UNIT && huge_thp_wanted(zero);   /* as for huge blocks in the default mode */
   if (thp) data = td_align_up(data + g, TD_UNIT) - g;
   size_t bytes = data + 2 * g;
   size_t dirty;
@@ -350,7 +343,7 @@ static void guarded_free(void *p, span_t *s, const char *fn) {
   if (evict) {
     pagemap_set(evict->base, evict->bytes >> TD_PAGE_SHIFT, &span_released);
     evict->kind = SPAN_RELEASED;
-    if (r_count == REUSE_SLOTS) {   /* the list is full: the oldest-placed entry goes */
+    if (r_count == REUSE_SLOTS) {   /* the list is full: the entry in its first slot goes (an early one; takes reorder it) */
       drop = r_list[0];
       r_list[0] = r_list[--r_count];
       g_resident -= guarded_dirty(drop, g);

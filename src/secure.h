@@ -22,7 +22,8 @@
  *   blocks with the block's address and size, then lets the signal kill.
  * The default mode never calls here except for guard_sample; secure spans
  * have their own kinds, so frees reach secure_free from the free slow path.
- * It may call: span, page, pagemap, meta, sizeclass, conf, lock, os, safety.
+ * It may call: span, huge (the THP rule), page, pagemap, meta, sizeclass, conf, lock, os,
+ * safety.
  */
 #ifndef TIDAL_SECURE_H
 #define TIDAL_SECURE_H
