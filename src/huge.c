@@ -118,16 +118,41 @@ static span_t *cache_take(size_t map_size, size_t align, span_t **spare, bool gr
   return best;
 }
 
+size_t huge_remap_min = HUGE_REMAP_MIN;
+
+/* Transparent huge pages for a fresh mapping, or one mremap grew (a mapping
+ * shorter than 2 MiB never asked; the request covers its whole 2 MiB
+ * extents, and pages already faulted in stay small). With thp:default on a
+ * system in madvise mode: asked for, except for zeroed requests (calloc), the usual
+ * way to get a big, sparsely used table, where a huge page would make one
+ * touched byte cost 2 MiB. A block this big that malloc hands out is
+ * otherwise written in full (buffers, images, arrays): one fault per 2 MiB
+ * instead of 512, and fewer TLB misses. thp:always asks for it always,
+ * thp:never refuses it. */
+bool huge_thp_wanted(bool zero) {
+  if (os_system.thp == OS_THP_NEVER || opt.thp == THP_NEVER) return false;
+  return opt.thp == THP_ALWAYS || (!zero && os_system.thp == OS_THP_MADVISE);
+}
+
+static void mapping_thp(void *p, size_t map_size, bool zero) {
+  if (map_size < TD_UNIT || os_system.thp == OS_THP_NEVER) return;
+  if (opt.thp == THP_NEVER) os_hugify(p, map_size, OS_HUGE_OFF);
+  else if (huge_thp_wanted(zero)) os_hugify(p, td_align_down(map_size, TD_UNIT), OS_HUGE_ON);
+}
+
 /* Resize s's mapping to map_size: in place when the kernel can; otherwise
  * move it to an address reserved first, 2 MiB-aligned when it is that long,
  * with its pagemap leaf ready, so nothing can fail after the move.
  * registered: s's first page is in the pagemap. Its entry is withdrawn
  * before the move, because once mremap has released the old range another
  * thread may map something there and register it, and restored if the move
- * fails. Returns false, with s unchanged, when the OS refuses. */
-static bool mapping_resize(span_t *s, size_t map_size, bool registered) {
+ * fails. Returns false, with s unchanged, when the OS refuses. A mapping that
+ * grows asks for huge pages as a fresh one would (zero: for calloc). */
+static bool mapping_resize(span_t *s, size_t map_size, bool registered, bool zero) {
+  size_t old = s->bytes;
   if (os_remap((void *)s->base, s->bytes, map_size, NULL)) {
     s->bytes = map_size;
+    if (map_size > old) mapping_thp((void *)s->base, map_size, zero);
     return true;
   }
   void *dest = os_map_aligned(map_size, map_size >= TD_UNIT ? TD_UNIT : TD_PAGE);
@@ -149,26 +174,8 @@ static bool mapping_resize(span_t *s, size_t map_size, bool registered) {
     s->start = s->base;
     pagemap_set(s->base, 1, s);
   }
+  if (map_size > old) mapping_thp(dest, map_size, zero);
   return true;
-}
-
-/* Transparent huge pages for a fresh mapping (its whole 2 MiB extents; a
- * mapping grown by mremap keeps the setting). With thp:default on a system in
- * madvise mode: asked for, except for zeroed requests (calloc), the usual
- * way to get a big, sparsely used table, where a huge page would make one
- * touched byte cost 2 MiB. A block this big that malloc hands out is
- * otherwise written in full (buffers, images, arrays): one fault per 2 MiB
- * instead of 512, and fewer TLB misses. thp:always asks for it always,
- * thp:never refuses it. */
-bool huge_thp_wanted(bool zero) {
-  if (os_system.thp == OS_THP_NEVER || opt.thp == THP_NEVER) return false;
-  return opt.thp == THP_ALWAYS || (!zero && os_system.thp == OS_THP_MADVISE);
-}
-
-static void mapping_thp(void *p, size_t map_size, bool zero) {
-  if (map_size < TD_UNIT || os_system.thp == OS_THP_NEVER) return;
-  if (opt.thp == THP_NEVER) os_hugify(p, map_size, OS_HUGE_OFF);
-  else if (huge_thp_wanted(zero)) os_hugify(p, td_align_down(map_size, TD_UNIT), OS_HUGE_ON);
 }
 
 static void live_add(span_t *s) {
@@ -189,7 +196,7 @@ void *huge_alloc(size_t size, size_t align, bool zero) {
   mutex_unlock(&huge_lock);
   if (spare) page_span_put(spare);
   bool fresh = false;
-  if (s && s->bytes < map_size && !mapping_resize(s, map_size, false)) {
+  if (s && s->bytes < map_size && !mapping_resize(s, map_size, false, zero)) {
     os_unmap((void *)s->base, s->bytes);
     page_span_put(s);
     s = NULL;
@@ -344,7 +351,14 @@ void *huge_realloc(span_t *s, size_t new_size) {
   size_t old = s->bytes;
   if (map_size == old) return (void *)s->base;
   bool done = map_size > old ? grow_into_cache(s, map_size) : shrink_into_cache(s, map_size);
-  if (!done && !mapping_resize(s, map_size, true)) return NULL;
+  /* A block below HUGE_REMAP_MIN that no cached mapping fits moves (the
+   * caller allocates, copies and frees): the new block comes from resident
+   * memory where it can, and the old one goes to the cache. Growing by
+   * mremap instead faults every new page in and, when the mapping has to
+   * move, remaps every old one, which costs more than copying it (see
+   * HUGE_REMAP_MIN). */
+  if (!done && map_size > old && old < huge_remap_min) return NULL;
+  if (!done && !mapping_resize(s, map_size, true, false)) return NULL;
   mutex_lock(&huge_lock);
   mappings.live_bytes = mappings.live_bytes - old + s->bytes;
   mappings.remaps++;

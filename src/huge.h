@@ -3,18 +3,20 @@
  *
  * What it is: mappings aligned to 2 MiB when they are at least that long (so
  * the kernel can back them with huge pages), registered in the pagemap by
- * their first page. realloc grows and shrinks them with mremap, which moves
- * page tables instead of copying. Freed mappings wait in a cache, where
- * neighbours merge and a request takes the best fit (splitting off the rest
- * at a 2 MiB boundary), so a program that repeatedly allocates big buffers
- * reuses resident memory instead of faulting it in again; for the same
- * reason a realloc that grows copies the block into a cached mapping that
- * fits rather than fault new pages in, and one that shrinks caches the pages
- * it cuts off. Fresh mappings ask for transparent huge pages (see
- * mapping_thp for when). The cache holds at
- * most what it takes to get back to the recent peak of huge memory in use
- * (never less than 8 MiB), and entries older than dirty_decay_ms are unmapped
- * (by the background thread while the program is idle).
+ * their first page. Freed mappings wait in a cache, where neighbours merge
+ * and a request takes the best fit (splitting off the rest at a 2 MiB
+ * boundary), so a program that repeatedly allocates big buffers reuses
+ * resident memory instead of faulting it in again. For the same reason a
+ * realloc that grows copies the block into a cached mapping that fits rather
+ * than fault new pages in; when none fits, a block below HUGE_REMAP_MIN is
+ * moved by the caller (into resident memory where it can) and a bigger one
+ * grows by mremap, which moves page tables instead of copying. A realloc
+ * that shrinks caches the pages it cuts off. Fresh mappings, and mappings
+ * grown past 2 MiB, ask for transparent huge pages (see mapping_thp for
+ * when). The cache holds at most what it takes to get back to the recent
+ * peak of huge memory in use (never less than 8 MiB), and entries older than
+ * dirty_decay_ms are unmapped (by the background thread while the program
+ * is idle).
  * What it is not: the page layer; huge mappings never hold small objects.
  * It may call: span, os, lock, pagemap, page (descriptor recycling), conf,
  * safety.
@@ -26,11 +28,23 @@
 
 #define HUGE_CACHE_MIN_BYTES ((size_t)8 << 20)
 #define HUGE_CACHE_ENTRIES   16
+/* The size from which a realloc that grows a block, and finds no cached
+ * mapping to copy it into, grows it by mremap rather than returning NULL so
+ * that the caller moves it. Below it copying is the cheaper (measured with
+ * bench/workloads/realloc_growth: blocks of 1-8 MiB grown by mremap faulted
+ * 25k pages where moving them faulted 9k, and the run took 1.6x as long).
+ * Above it mremap is kept, unmeasured: copying a block that big takes
+ * milliseconds, and holding both blocks at once doubles its footprint. */
+#define HUGE_REMAP_MIN       ((size_t)64 << 20)
+extern size_t huge_remap_min;   /* HUGE_REMAP_MIN; unit tests lower it */
 
 /* size > 0; align a power of two. NULL when the OS refuses. */
 void *huge_alloc(size_t size, size_t align, bool zero);
 void huge_free(span_t *s);
-/* Resize in place or by mremap; returns the (possibly moved) pointer or NULL. */
+/* Resize: a shrink caches the pages cut off; a growth copies into a cached
+ * mapping that fits, or else, from HUGE_REMAP_MIN, grows by mremap. Returns
+ * the (possibly moved) pointer, or NULL: the OS refused, or a smaller block
+ * found no cached mapping and the caller is to move it. */
 void *huge_realloc(span_t *s, size_t new_size);
 /* Whether a block of 2 MiB or more asks for transparent huge pages (the
  * thp option and the system's mode; in madvise mode, not a zeroed request:

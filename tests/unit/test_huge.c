@@ -719,6 +719,46 @@ TEST(thp_for_fresh_mappings) {
   end();
 }
 
+/* Below HUGE_REMAP_MIN, a growth that no cached mapping fits is the
+ * caller's to move (NULL, nothing done); from it, the block grows by remap.
+ * A mapping that remap grows past 2 MiB asks for huge pages, as a fresh one
+ * would: one made shorter than that never asked. */
+TEST(realloc_small_moves) {
+  uintptr_t S = begin(19);
+  enum os_thp sys = os_system.thp;
+  int64_t thp = opt.thp;
+  os_system.thp = OS_THP_MADVISE;
+  opt.thp = THP_DEFAULT;
+  huge_remap_min = HUGE_REMAP_MIN;
+  char *p = huge_alloc(MiB + 65536, 0, false);      /* whole OS pages at 4, 16 and 64 KiB */
+  CHECK_EQX(p, S);
+  memset(p, 0x5a, MiB + 65536);
+  span_t *s = span_of(p);
+  huge_stats_t st0 = hs();
+  nrec = 0;
+  nhuge_on = nhuge_off = 0;
+  CHECK(huge_realloc(s, 4 * MiB) == NULL);           /* no cached mapping: the caller moves it */
+  CHECK_EQ(nrec, 0);
+  CHECK_EQX(s->base, p);
+  CHECK_EQ(s->bytes, MiB + 65536);
+  CHECK(pagemap_lookup(p) == s);
+  CHECK_EQ(hs().remaps, st0.remaps);
+  CHECK_EQ(hs().live_bytes, st0.live_bytes);
+  huge_remap_min = MiB;                              /* now p is big enough to grow by remap */
+  CHECK(huge_realloc(s, 5 * MiB) == p);
+  CHECK_EQ(nrec, 1);
+  REMAP_REC(0, S, MiB + 65536, 5 * MiB, 0, true);    /* in place */
+  CHECK_EQ(nhuge_on, 1);
+  CHECK_EQ(huge_on_len, 4 * MiB);                    /* its whole 2 MiB extents */
+  CHECK(p[0] == 0x5a && p[MiB - 1] == 0x5a);
+  huge_remap_min = 0;
+  os_system.thp = sys;
+  opt.thp = thp;
+  CHECK_ACCOUNTED();
+  hfree(p);
+  end();
+}
+
 /* realloc that cannot grow in place moves onto an aligned mapping reserved
  * first (its leaf ready); the old address's entry is withdrawn before the
  * move and never points at the span again. */
@@ -856,6 +896,7 @@ int main(int argc, char **argv) {
   h.now_ns = fake_clock;
   fake_now = os_hooks_default.now_ns() + 1000 * MS;
   os_hooks_set(&h);
+  huge_remap_min = 0;                    /* the realloc cases grow by remap; realloc_small_moves restores it */
   int rc = UNIT_RUN(argc, argv);
   os_hooks_set(NULL);
   return rc;
