@@ -9,6 +9,7 @@
 #include "conf.h"
 #include "heap.h"
 #include "large.h"
+#include "runcache.h"
 #include "lock.h"
 #include "meta.h"
 #include "os.h"
@@ -47,6 +48,7 @@ static void init_layers(void) {
   page_init();
   huge_init();
   large_init();
+  runcache_init();
   secure_init();
   heap_init();
   uheap_init();
@@ -116,6 +118,7 @@ static const fork_step_t fork_steps[] = {
   { RANK_HEAP_GLOBAL, heap_prefork_global, heap_postfork_parent_global, heap_postfork_child_global },
   { RANK_SECURE_CLASS, secure_prefork, secure_postfork_parent, secure_postfork_child },
   { RANK_LARGE_QUARANTINE, large_prefork, large_postfork_parent, large_postfork_child },
+  { RANK_RUNCACHE, runcache_prefork, runcache_postfork_parent, runcache_postfork_child },
   { RANK_HUGE, huge_prefork, huge_postfork_parent, huge_postfork_child },
   { RANK_OBJCACHE_REGISTRY, objcache_prefork, objcache_postfork_parent, objcache_postfork_child },
   { RANK_PAGE_LIST, page_prefork, page_postfork_parent, page_postfork_child },

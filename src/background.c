@@ -7,6 +7,7 @@
 #include "page.h"
 #include "pressure.h"
 #include "prof.h"
+#include "runcache.h"
 
 #include <poll.h>
 #include <pthread.h>
@@ -150,6 +151,7 @@ void background_request_start(void) { __atomic_store_n(&start_pending, true, __A
 static void hooks_install(bool on) {
   page_set_work_hook(on ? bg_notify : NULL);
   huge_set_work_hook(on ? bg_notify : NULL);
+  runcache_set_work_hook(on ? bg_notify : NULL);
   pressure_set_work_hook(on ? bg_notify : NULL);
   prof_set_wake_hook(on ? bg_wake_async : NULL);
 }
@@ -232,6 +234,7 @@ static uint64_t worker_round(int pressure) {
   uint64_t now = os_now_ns();
   uint64_t next = page_deferred_work(now, true);
   next = TD_MIN(next, huge_deferred_work(now));
+  next = TD_MIN(next, runcache_deferred_work(now));
   next = TD_MIN(next, pressure_periodic(now));
   heap_sweep_pool(false);
   return next;

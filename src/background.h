@@ -23,7 +23,7 @@
  * The worker also writes the heap profiler's dumps that a signal or a new
  * high-water mark asked for (prof_deferred_work; the profiler wakes it
  * without a lock, from a signal handler too).
- * It may call: pressure, prof, page, huge, heap, conf, lock, os.
+ * It may call: pressure, prof, page, huge, runcache, heap, conf, lock, os.
  */
 #ifndef TIDAL_BACKGROUND_H
 #define TIDAL_BACKGROUND_H

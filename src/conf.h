@@ -44,6 +44,7 @@ typedef struct conf_s {
   bool guard_unused;               /* reserved but uncarved heap address space is PROT_NONE */
   int64_t large_quarantine;        /* freed page runs held before reuse (0: off) */
   bool large_quarantine_protect;   /* ... and inaccessible meanwhile */
+  int64_t run_cache;               /* bytes of freed page runs each CPU's shard keeps (0: off) */
 } conf_t;
 
 extern conf_t opt;

@@ -6,41 +6,56 @@
 #include "os.h"
 #include "page.h"
 #include "pagemap.h"
+#include "runcache.h"
 #include "safety.h"
 
 #include <string.h>
 
 /* ---- the quarantine of freed page runs (large_quarantine) ------------------
- * A FIFO ring of the last opt.large_quarantine freed runs, released to the
- * pagemap (a second free is reported) and not yet given to the page layer
- * (the next block of that size comes from other pages). The free writes a
- * canary over the run's first LQ_CANARY_BYTES; when the run leaves the ring
- * the canary is checked, so a write after free there (or a zeroing of the
- * block) is reported a few large frees later. With large_quarantine_protect
- * the run is PROT_NONE instead while it waits (a late access faults at
- * once), and no canary is written.
+ * FIFO rings of the last opt.large_quarantine runs freed by the threads of
+ * each ring (2 rings per CPU, at most LQ_SHARDS, each with its lock and
+ * lines; a thread keeps its ring, so what it frees leaves in the order it
+ * freed it, wherever it runs), released to the pagemap (a second free is
+ * reported) and not yet given back (the next block of that size comes from
+ * other pages). The free writes a canary over the run's
+ * first LQ_CANARY_BYTES; when the run leaves the ring the canary is checked,
+ * so a write after free there (or a zeroing of the block) is reported a few
+ * large frees later. With large_quarantine_protect the run is PROT_NONE
+ * instead while it waits (a late access faults at once), and no canary is
+ * written.
  *
- *   run in the ring:  [ canary: LQ_CANARY_BYTES | the rest, as the program left it ]
+ *   run in a ring:  [ canary: LQ_CANARY_BYTES | the rest, as the program left it ]
  *   canary word i  =  span_free_key ^ base ^ (i * LQ_CANARY_MUL)
  *
- * Invariant: lq.count <= lq.cap <= LQ_MAX; every run in the ring has its
- * pagemap entry span_released and its canary intact (or is PROT_NONE).
+ * Invariant, per ring: count <= lq_cap <= LQ_MAX; every run in a ring has
+ * its pagemap entry span_released and its canary intact (or is PROT_NONE).
  * mprotect calls and canary checks happen outside the lock. */
 #define LQ_MAX 64
+#define LQ_SHARDS 8
 #define LQ_CANARY_BYTES 64
 #define LQ_CANARY_MUL 0x9e3779b97f4a7c15ull
-static td_mutex_t lq_lock = TD_MUTEX_INIT("large_quarantine", RANK_LARGE_QUARANTINE);
-static struct {
+typedef struct lq_ring_s {
+  td_mutex_t lock;
+  size_t head, count;
+  uint64_t held;
   span_t *ring[LQ_MAX];
-  size_t cap, head, count;          /* cap: opt.large_quarantine, read once */
-  bool protect;                     /* opt.large_quarantine_protect, read once */
-  uint64_t held, protect_failures;
-} lq;
+} TD_ALIGNED(TD_CACHELINE) lq_ring_t;
+static lq_ring_t lq[LQ_SHARDS];
+static size_t lq_cap;               /* opt.large_quarantine, read once */
+static unsigned lq_n;               /* rings: two per CPU, at most LQ_SHARDS */
+static unsigned lq_next;            /* the ring the next thread gets */
+static __thread uint8_t tls_lq_ring __attribute__((tls_model("initial-exec")));   /* 1 + its ring; 0: none yet */
+static bool lq_protect;             /* opt.large_quarantine_protect, read once */
+static uint64_t lq_protect_failures;
 
 void large_init(void) {
-  mutex_register(&lq_lock);
-  lq.cap = (size_t)TD_MIN(opt.large_quarantine, LQ_MAX);
-  lq.protect = opt.large_quarantine_protect;
+  lq_cap = (size_t)TD_MIN(opt.large_quarantine, LQ_MAX);
+  lq_protect = opt.large_quarantine_protect;
+  lq_n = TD_MIN(2 * os_ncpus(), (unsigned)LQ_SHARDS);
+  for (unsigned i = 0; i < LQ_SHARDS; i++) {
+    lq[i].lock = (td_mutex_t)TD_MUTEX_INIT("large_quarantine", RANK_LARGE_QUARANTINE);
+    if (i < lq_n) mutex_register(&lq[i].lock);
+  }
 }
 
 static uint64_t canary_word(uintptr_t base, size_t i) { return span_free_key ^ base ^ (i * LQ_CANARY_MUL); }
@@ -59,33 +74,35 @@ static void canary_check(const span_t *s) {
                     (long)s->bytes, "free");
 }
 
-/* Hold s (released, its pages not yet given back); returns the run to give
- * back now: s itself when it cannot be held, the oldest when the ring is
- * full, or NULL. */
+/* Hold s (released, its pages not yet given back) in the thread's ring;
+ * returns the run to give back now: s itself when it cannot be held, the
+ * ring's oldest when it is full, or NULL. */
 static span_t *quarantine_push(span_t *s) {
-  size_t cap = lq.cap;
-  if (lq.protect) {
+  size_t cap = lq_cap;
+  if (lq_protect) {
     if (!os_protect((void *)s->base, s->bytes, false)) {   /* e.g. a run not of whole OS pages */
-      __atomic_fetch_add(&lq.protect_failures, 1, __ATOMIC_RELAXED);
+      __atomic_fetch_add(&lq_protect_failures, 1, __ATOMIC_RELAXED);
       return s;
     }
   } else {
     canary_write(s->base);
   }
   span_t *out = NULL;
-  mutex_lock(&lq_lock);
-  if (lq.count == cap) {
-    out = lq.ring[lq.head];
-    lq.head = (lq.head + 1) % cap;
-    lq.count--;
+  if (TD_UNLIKELY(tls_lq_ring == 0)) tls_lq_ring = (uint8_t)(1 + __atomic_fetch_add(&lq_next, 1, __ATOMIC_RELAXED) % lq_n);
+  lq_ring_t *q = &lq[tls_lq_ring - 1];
+  mutex_lock(&q->lock);
+  if (q->count == cap) {
+    out = q->ring[q->head];
+    q->head = (q->head + 1) % cap;
+    q->count--;
   }
-  lq.ring[(lq.head + lq.count) % cap] = s;
-  lq.count++;
-  lq.held++;
-  TD_DASSERT(lq.count <= cap && cap <= LQ_MAX);
-  mutex_unlock(&lq_lock);
+  q->ring[(q->head + q->count) % cap] = s;
+  q->count++;
+  q->held++;
+  TD_DASSERT(q->count <= cap && cap <= LQ_MAX);
+  mutex_unlock(&q->lock);
   if (out) {
-    if (lq.protect) (void)os_protect((void *)out->base, out->bytes, true);
+    if (lq_protect) (void)os_protect((void *)out->base, out->bytes, true);
     else canary_check(out);
   }
   return out;
@@ -93,29 +110,41 @@ static span_t *quarantine_push(span_t *s) {
 
 size_t large_quarantine_flush(void) {
   size_t n = 0;
-  for (;;) {
-    mutex_lock(&lq_lock);
-    span_t *out = NULL;
-    if (lq.count) {
-      out = lq.ring[lq.head];
-      lq.head = (lq.head + 1) % lq.cap;
-      lq.count--;
+  for (unsigned k = 0; k < lq_n; k++) {
+    lq_ring_t *q = &lq[k];
+    for (;;) {
+      mutex_lock(&q->lock);
+      span_t *out = NULL;
+      if (q->count) {
+        out = q->ring[q->head];
+        q->head = (q->head + 1) % lq_cap;
+        q->count--;
+      }
+      mutex_unlock(&q->lock);
+      if (!out) break;
+      if (lq_protect) (void)os_protect((void *)out->base, out->bytes, true);
+      else canary_check(out);
+      n += out->bytes;
+      page_free(out);
     }
-    mutex_unlock(&lq_lock);
-    if (!out) return n;
-    if (lq.protect) (void)os_protect((void *)out->base, out->bytes, true);
-    else canary_check(out);
-    n += out->bytes;
-    page_free(out);
   }
+  return n;
 }
 
-void large_prefork(void) { mutex_lock(&lq_lock); }
-void large_postfork_parent(void) { mutex_unlock(&lq_lock); }
-void large_postfork_child(void) { mutex_postfork_child(&lq_lock); }
+void large_prefork(void) {
+  for (unsigned k = 0; k < lq_n; k++) mutex_lock(&lq[k].lock);
+}
+void large_postfork_parent(void) {
+  for (unsigned k = lq_n; k-- > 0;) mutex_unlock(&lq[k].lock);
+}
+void large_postfork_child(void) {
+  for (unsigned k = 0; k < lq_n; k++) mutex_postfork_child(&lq[k].lock);
+}
 
 span_t *large_run_alloc(struct pager_s *pager, struct heap_s *owner, size_t size, size_t align, bool zero) {
-  span_t *s = page_alloc_in(pager, td_pages_of(size), align > TD_PAGE ? align >> TD_PAGE_SHIFT : 1);
+  size_t npages = td_pages_of(size);
+  span_t *s = pager == NULL && align <= TD_PAGE ? runcache_take(npages) : NULL;
+  if (!s) s = page_alloc_in(pager, npages, align > TD_PAGE ? align >> TD_PAGE_SHIFT : 1);
   if (!s) return NULL;
   s->kind = SPAN_LARGE;
   s->owner = owner;
@@ -148,8 +177,8 @@ void large_free(span_t *s) {
   heap_count_large(tls_heap, s->bytes, false, false);
   pagemap_set(s->base, 1, &span_released);
   s->kind = SPAN_RELEASED;
-  if (lq.cap > 0) s = quarantine_push(s);
-  if (s) page_free(s);
+  if (lq_cap > 0) s = quarantine_push(s);
+  if (s && !(page_of_default(s) && runcache_put(s))) page_free(s);
 }
 
 /* A resize in place counts as a free and an allocation. */

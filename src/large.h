@@ -10,14 +10,17 @@
  * A large block's first page is in the pagemap; its span's kind is
  * SPAN_LARGE (a page run) or SPAN_HUGE (a mapping of its own); once freed,
  * the pagemap points at span_released.
- * Freed page runs wait in a short FIFO quarantine before their pages are
- * given back (large_quarantine, 4 by default): a double free is seen, a new
- * block of the size lands elsewhere, and a write over the canary the free
- * left in the run's first 64 bytes is reported when the run leaves (with
- * large_quarantine_protect the run is inaccessible instead: a write faults).
- * What it is not: a cache of runs (the page layer's bins are that) or of
- * mappings (huge.c's).
- * It may call: span, huge, page, pagemap, heap (counters), sizeclass, conf, lock, os, safety (reports).
+ * Freed page runs wait in a short FIFO quarantine (rings, two per CPU; a
+ * thread always frees into the same one) before their pages are reused (large_quarantine, 4 by default): a double free is
+ * seen, a new block of the size lands elsewhere, and a write over the canary
+ * the free left in the run's first 64 bytes is reported when the run leaves
+ * (with large_quarantine_protect the run is inaccessible instead: a write
+ * faults).
+ * A run that leaves the quarantine goes to the run cache (runcache.h), and
+ * a run of up to 256 KiB is first sought there.
+ * What it is not: a cache of runs (runcache.c and the page layer's bins
+ * are that) or of mappings (huge.c's).
+ * It may call: span, huge, runcache, page, pagemap, heap (counters), sizeclass, conf, lock, os, safety (reports).
  */
 #ifndef TIDAL_LARGE_H
 #define TIDAL_LARGE_H

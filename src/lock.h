@@ -33,7 +33,8 @@ enum lock_rank {
   RANK_SECURE_QUARANTINE,
   RANK_SECURE_GUARDED,
   RANK_SECURE_ZERO,
-  RANK_LARGE_QUARANTINE,     /* large: freed runs waiting inaccessible (a leaf) */
+  RANK_LARGE_QUARANTINE,     /* large: freed runs waiting inaccessible (multi: its rings; a leaf) */
+  RANK_RUNCACHE,             /* runcache: one shard (multi; a leaf) */
   RANK_HUGE,                 /* huge: the mapping cache */
   RANK_OBJCACHE_REGISTRY,    /* objcache: the list of caches */
   RANK_OBJCACHE,             /* objcache: one cache (multi) */
@@ -48,7 +49,7 @@ enum lock_rank {
   RANK_BACKGROUND,           /* background: thread state (a leaf: under work hooks) */
   RANK_COUNT
 };
-#define LOCK_RANK_MULTI ((1u << RANK_SECURE_CLASS) | (1u << RANK_SECURE_QUARANTINE) | (1u << RANK_OBJCACHE) | (1u << RANK_UHEAP) | (1u << RANK_PAGE))
+#define LOCK_RANK_MULTI ((1u << RANK_SECURE_CLASS) | (1u << RANK_SECURE_QUARANTINE) | (1u << RANK_OBJCACHE) | (1u << RANK_UHEAP) | (1u << RANK_PAGE) | (1u << RANK_RUNCACHE) | (1u << RANK_LARGE_QUARANTINE))
 
 typedef struct td_mutex_s {
   uint32_t state;              /* 0 unlocked, 1 locked, 2 contended; __atomic_* only */
@@ -113,7 +114,7 @@ TD_INLINE void mutex_unlock(td_mutex_t *m) {
 
 /* A registry of the allocator's long-lived mutexes, so statistics can report
  * their contention without knowing the modules. */
-#define MUTEX_REGISTRY_MAX 16
+#define MUTEX_REGISTRY_MAX 32
 void mutex_register(td_mutex_t *m);
 /* Copies up to max registered mutex pointers into out; returns how many. */
 unsigned mutex_registered(td_mutex_t **out, unsigned max);

@@ -143,6 +143,11 @@ unsigned os_ncpus(void) {
   return n > 0 ? (unsigned)n : 1;
 }
 
+unsigned os_cpu(void) {
+  int c = sched_getcpu();   /* glibc: rseq's cpu_id or the vDSO; no system call */
+  return c > 0 ? (unsigned)c : 0;
+}
+
 int os_thread_spawn(void *thread, void *(*fn)(void *), bool detached) {
   sigset_t old;
   os_block_signals(&old);

@@ -121,6 +121,8 @@ void os_thread_fd_poke(int tid, int fd);
 int os_gettid(void);
 /* Processors this thread may run on (sched_getaffinity; 1 when unknown). */
 unsigned os_ncpus(void);
+/* The CPU the calling thread runs on (0 when the system cannot say). */
+unsigned os_cpu(void);
 /* The process's thread count, and whether its main thread has left with
  * pthread_exit (it then stays a zombie that still counts until the process
  * ends). -1 when unknown. */

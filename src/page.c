@@ -434,10 +434,29 @@ done:;
   return s;
 }
 
-/* The dirty ceiling: dirty_mult x active, never below DIRTY_FLOOR_PAGES. */
+/* The dirty ceiling: dirty_mult x active, never below DIRTY_FLOOR_PAGES.
+ * The run cache's pages count as dirty, not active: what is left of the
+ * ceiling for the free pages is the ceiling less them. */
+static size_t (*cached_pages)(void);   /* the run cache's count (default pager) */
+
 static size_t dirty_ceiling(const pager_t *P) {
-  return TD_MAX(DIRTY_FLOOR_PAGES, (size_t)((uint64_t)P->nactive * (uint64_t)opt.dirty_mult_milli / 1000u));
+  size_t (*fn)(void) = __atomic_load_n(&cached_pages, __ATOMIC_ACQUIRE);
+  size_t cached = P == &page_default && fn ? TD_MIN(fn(), P->nactive) : 0;
+  size_t active = P->nactive > cached ? P->nactive - cached : 0;
+  size_t c = TD_MAX(DIRTY_FLOOR_PAGES, (size_t)((uint64_t)active * (uint64_t)opt.dirty_mult_milli / 1000u));
+  return c > cached ? c - cached : 0;
 }
+
+bool page_of_default(const span_t *s) { return s->unit->pager == &page_default; }
+
+size_t page_dirty_ceiling(void) {
+  mutex_lock(&page_default.lock);
+  size_t c = dirty_ceiling(&page_default);
+  mutex_unlock(&page_default.lock);
+  return c;
+}
+
+void page_set_cached_source(size_t (*pages)(void)) { __atomic_store_n(&cached_pages, pages, __ATOMIC_RELEASE); }
 
 /* After pages became dirty: decay has something to look at, and the
  * ceiling may be crossed. Returns true when deferred work may be due. */

@@ -105,6 +105,14 @@ void page_free(span_t *s);
 bool page_grow(span_t *s, size_t new_npages);
 /* Shrink a run in place to new_npages (>= 1). */
 void page_shrink(span_t *s, size_t new_npages);
+/* Whether run s is of the default pager (the OS's memory). */
+bool page_of_default(const span_t *s);
+/* The run cache (runcache.h) registers how many pages of the default
+ * pager's runs it holds (a lock-free read): active in the page layer's
+ * books, they count as dirty for the ceiling. */
+void page_set_cached_source(size_t (*pages)(void));
+/* The default pager's dirty ceiling now, in pages (tests). */
+size_t page_dirty_ceiling(void);
 /* Descriptor recycling for span users outside the page layer (huge). */
 span_t *page_span_get(void);
 void page_span_put(span_t *s);

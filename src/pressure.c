@@ -5,6 +5,7 @@
 #include "lock.h"
 #include "os.h"
 #include "page.h"
+#include "runcache.h"
 #include "secure.h"
 #include "tidalloc.h"
 
@@ -97,7 +98,9 @@ int pressure_cleaner_unregister(int id) {
 static size_t own_cleaner(int which) {
   size_t n = 0;
   switch (which) {
-    case OWN_CACHES: heap_thread_flush(); heap_sweep_pool(true); heap_holes_request(); break;   /* moves memory to free pages */
+    case OWN_CACHES:   /* moves memory to free pages */
+      heap_thread_flush(); heap_sweep_pool(true); heap_holes_request(); runcache_flush();
+      break;
     case OWN_HUGE: n = huge_purge_all() + secure_purge_kept(); break;   /* cached mappings: huge and guarded */
     default: n = page_purge_all(); break;
   }

@@ -15,13 +15,13 @@
  *   read once a second (every 50 ms while usage is above 75 % of a limit no
  *   threshold event watches), and only while a drain could release something.
  * Escalation: level 1 (first pressure) drains tidalloc's own caches (thread
- * caches, cached huge mappings and the pages freed guarded blocks keep,
+ * caches and the run cache, cached huge mappings and the pages freed guarded blocks keep,
  * dirty and muzzy pages); level 2 (critical)
  * calls the application's cleaners too.
  * Cleaners are called with no allocator lock held; a cleaner may allocate,
  * free, unregister itself or any cleaner, and create or destroy object
  * caches. tidal_release from inside a cleaner returns 0.
- * It may call: heap, huge, secure, page, conf, lock, os.
+ * It may call: heap, huge, secure, runcache, page, conf, lock, os.
  */
 #ifndef TIDAL_PRESSURE_H
 #define TIDAL_PRESSURE_H

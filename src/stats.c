@@ -4,6 +4,7 @@
 #include "emitter.h"
 #include "lock.h"
 #include "meta.h"
+#include "runcache.h"
 #include "safety.h"
 #include "secure.h"
 #include "uheap.h"
@@ -24,6 +25,26 @@ static void heap_row(const tidal_heap_stats_t *h, void *arg) {
   memcpy(st->heap_names[i], h->name, sizeof st->heap_names[i]);
   st->heaps[i] = (stats_heap_t){ st->heap_names[i], h->allocated, h->active, h->mapped, h->dirty, h->muzzy, h->metadata,
                                  h->maps, h->map_failures, h->unmaps, h->purges };
+}
+
+/* One row per mutex name: the shards' locks (run cache, large quarantine)
+ * add up. */
+static void mutex_rows(stats_t *st) {
+  td_mutex_t *mutexes[MUTEX_REGISTRY_MAX];
+  unsigned nregistered = mutex_registered(mutexes, MUTEX_REGISTRY_MAX), nrows = 0;
+  for (unsigned i = 0; i < nregistered; i++) {
+    td_mutex_t *m = mutexes[i];
+    unsigned r = 0;
+    while (r < nrows && strcmp(st->mutexes[r].name, m->name) != 0) r++;
+    if (r == nrows) {
+      if (nrows == STATS_MAX_MUTEXES) continue;
+      st->mutexes[nrows++] = (stats_mutex_t){ m->name, 0, 0, 0 };
+    }
+    st->mutexes[r].acquisitions += __atomic_load_n(&m->n_lock, __ATOMIC_RELAXED);
+    st->mutexes[r].contended += __atomic_load_n(&m->n_contended, __ATOMIC_RELAXED);
+    st->mutexes[r].wait_ns += __atomic_load_n(&m->wait_ns, __ATOMIC_RELAXED);
+  }
+  st->nmutexes = nrows;
 }
 
 void stats_collect(stats_t *st) {
@@ -56,8 +77,10 @@ void stats_collect(stats_t *st) {
   st->allocated = st->small_allocated + st->large_allocated + st->huge_allocated + st->secure_allocated;
   st->active = st->pages.active + st->huge.live_bytes + st->guarded_mapped;
   st->resident = st->active + st->pages.dirty + st->huge.cached_bytes + st->metadata;
+  runcache_stats_t rc;
+  runcache_stats_get(&rc);
   st->caches = (stats_caches_t){ a.sum.span_cache_bytes, a.sum.pooled_slab_bytes, a.sum.outbuf_bytes,
-                                 a.sum.hole_passes, a.sum.hole_pages };
+                                 a.sum.hole_passes, a.sum.hole_pages, rc.bytes, rc.hits, rc.misses };
   st->mapped = st->pages.mapped + st->huge.live_bytes + st->huge.cached_bytes + st->metadata_mapped +
                st->pagemap_mapped + st->guarded_mapped;
   size_t used_region = st->pages.active + st->pages.dirty + st->pages.muzzy;
@@ -65,15 +88,7 @@ void stats_collect(stats_t *st) {
   /* The ordering every snapshot keeps (stats.h). */
   TD_DASSERT(st->allocated <= st->active && st->active <= st->resident && st->resident <= st->mapped);
 
-  td_mutex_t *mutexes[STATS_MAX_MUTEXES];
-  unsigned nmutexes = mutex_registered(mutexes, STATS_MAX_MUTEXES);
-  for (unsigned i = 0; i < nmutexes; i++) {
-    td_mutex_t *m = mutexes[i];
-    st->mutexes[i] = (stats_mutex_t){ m->name, __atomic_load_n(&m->n_lock, __ATOMIC_RELAXED),
-                                      __atomic_load_n(&m->n_contended, __ATOMIC_RELAXED),
-                                      __atomic_load_n(&m->wait_ns, __ATOMIC_RELAXED) };
-  }
-  st->nmutexes = nmutexes;
+  mutex_rows(st);
   uheap_each_stats(heap_row, st);
   pressure_stats_get(&st->pressure);
   st->background_running = background_running();
@@ -197,7 +212,8 @@ static const stat_field_t page_fields[] = {
 static const stat_field_t cache_fields[] = {
   NUM(stats_caches_t, span_cache, BYTES), NUM(stats_caches_t, pooled_slabs, BYTES),
   NUM(stats_caches_t, remote_buffers, BYTES), NUM(stats_caches_t, hole_passes, NULL),
-  NUM(stats_caches_t, hole_pages, NULL),
+  NUM(stats_caches_t, hole_pages, NULL), NUM(stats_caches_t, run_cache, BYTES),
+  NUM(stats_caches_t, run_cache_hits, NULL), NUM(stats_caches_t, run_cache_misses, NULL),
 };
 #define SYS(key, m) NUM_AS(key, #m, IN_ALL, os_counters_t, m, NULL)
 static const stat_field_t syscall_fields[] = {

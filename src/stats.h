@@ -13,7 +13,7 @@
  * control names (stats_find). A new counter is one line in that table.
  * What it is not: the control namespace itself (ctl.h: locking, epochs,
  * lengths, error codes) or a policy.
- * It may call: uheap (heaps with page sources), heap, huge, page, pressure, prof, secure, background, meta, lock,
+ * It may call: uheap (heaps with page sources), heap, huge, runcache, page, pressure, prof, secure, background, meta, lock,
  * os, conf, safety (assertions), sizeclass (through heap.h), emitter.
  */
 #ifndef TIDAL_STATS_H
@@ -45,6 +45,8 @@ typedef struct stats_caches_s {
   size_t remote_buffers;       /* blocks freed by a thread, waiting in its outgoing buffers for their owner */
   uint64_t hole_passes;        /* hole passes made by heaps */
   uint64_t hole_pages;         /* pages they gave to the page layer */
+  size_t run_cache;            /* freed page runs the run cache keeps (runcache.h) */
+  uint64_t run_cache_hits, run_cache_misses;   /* large runs it served / could not */
 } stats_caches_t;
 
 /* One heap with a page source (tidal_heap_create). */

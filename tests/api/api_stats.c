@@ -6,7 +6,9 @@
  *   api_stats options N… print opt.N for each name as N:value (round trip) */
 #include "testutil.h"
 
+#include <malloc.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 
 static uint64_t u64(const char *name) {
@@ -150,6 +152,48 @@ static void invariants_under_stress(void) {
   for (int i = 0; i < T; i++) pthread_join(t[i], NULL);
 }
 
+/* The run cache (runcache.h): on one CPU, a large block freed comes back
+ * (once it has left the large quarantine) to the next request of about its
+ * size, contents stale, so calloc still zeroes; tidal_purge and malloc_trim
+ * empty it. Runs last: it pins the thread, and leaves the pin. */
+static void run_cache(void) {
+  cpu_set_t one, all;
+  CHECK(sched_getaffinity(0, sizeof all, &all) == 0, "affinity");
+  CPU_ZERO(&one);
+  CPU_SET(sched_getcpu(), &one);
+  CHECK(sched_setaffinity(0, sizeof one, &one) == 0, "pin");
+  enum { Q = 64, N = 100000 };           /* more frees than any quarantine holds */
+  new_epoch();
+  uint64_t h0 = u64("stats.caches.run_cache_hits");
+  for (int i = 0; i < Q; i++) {
+    unsigned char *p = malloc(N);
+    CHECK(p != NULL, "malloc");
+    memset(p, 0xab, N);
+    free(p);
+  }
+  new_epoch();
+  uint64_t hits = u64("stats.caches.run_cache_hits") - h0;
+  CHECK(hits >= Q / 2, "run cache hits: %llu of %d", (unsigned long long)hits, Q);
+  CHECK(u64("stats.caches.run_cache") >= N, "run cache bytes");
+  for (int i = 0; i < Q; i++) {           /* reused runs hold 0xab: calloc zeroes them */
+    unsigned char *p = calloc(1, N);
+    CHECK(p != NULL, "calloc");
+    for (size_t k = 0; k < N; k += 97) CHECK(p[k] == 0, "calloc byte %zu of a reused run: %#x", k, p[k]);
+    CHECK(p[N - 1] == 0, "calloc's last byte");
+    free(p);
+  }
+  tidal_purge();
+  new_epoch();
+  CHECK(u64("stats.caches.run_cache") == 0, "run cache after tidal_purge: %llu", (unsigned long long)u64("stats.caches.run_cache"));
+  for (int i = 0; i < Q; i++) free(malloc(N));
+  new_epoch();
+  CHECK(u64("stats.caches.run_cache") > 0, "run cache refilled");
+  malloc_trim(0);
+  new_epoch();
+  CHECK(u64("stats.caches.run_cache") == 0, "run cache after malloc_trim");
+  CHECK(sched_setaffinity(0, sizeof all, &all) == 0, "unpin");
+}
+
 static void print_json(void *arg, const char *text) { fputs(text, (FILE *)arg); }
 
 int main(int argc, char **argv) {
@@ -182,6 +226,7 @@ int main(int argc, char **argv) {
   exact_counters();
   ctl_errors();
   invariants_under_stress();
+  run_cache();
   printf("api_stats: OK\n");
   return 0;
 }

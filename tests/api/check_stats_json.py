@@ -20,7 +20,8 @@ SCHEMA = {
                                "purged_lazy_bytes", "purged_now_bytes", "purge_passes", "hugifies",
                                "dehugifies", "collapses", "collapse_failures", "decommits",
                                "holes", "holes_resident", "holes_given", "holes_taken")},
-    "caches": {k: INT for k in ("span_cache", "pooled_slabs", "remote_buffers", "hole_passes", "hole_pages")},
+    "caches": {k: INT for k in ("span_cache", "pooled_slabs", "remote_buffers", "hole_passes", "hole_pages",
+                                 "run_cache", "run_cache_hits", "run_cache_misses")},
     "syscalls": {k: INT for k in ("mmap", "munmap", "madvise_free", "madvise_dontneed",
                                   "madvise_hugepage", "madvise_nohugepage", "madvise_collapse",
                                   "mremap", "commit")},
@@ -42,7 +43,8 @@ OPTIONS = {"background_thread": bool, "dirty_decay_ms": INT, "muzzy_decay_ms": I
            "stats_signal": INT, "prof": bool, "prof_sample": INT,
            "prof_prefix": str, "prof_final": bool, "prof_leak": bool, "prof_leak_error": bool,
            "prof_gdump": bool, "prof_signal": INT, "prof_seed": INT,
-           "guard_unused": bool, "large_quarantine": INT, "large_quarantine_protect": bool}
+           "guard_unused": bool, "large_quarantine": INT, "large_quarantine_protect": bool,
+           "run_cache": INT}
 
 
 def check(value, schema, path, errors):
