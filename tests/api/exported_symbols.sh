@@ -16,8 +16,8 @@ check() {  # $1 = label, stdin = symbol names
 nm -D --defined-only "$so" | awk '$2 ~ /[TDBRVWi]/ {print $3}' | sed 's/@.*//' | sort -u | check "$so"
 nm -g --defined-only "$ar" | awk 'NF == 3 {print $3}' | sort -u | check "$ar"
 for must in malloc free calloc realloc tidal_ctl _Znwm; do
-  nm -D --defined-only "$so" | awk '{print $3}' | grep -qx "$must" || { echo "FAIL: $so does not export $must"; fail=1; }
-  nm -g --defined-only "$ar" | awk '{print $3}' | grep -qx "$must" || { echo "FAIL: $ar does not export $must"; fail=1; }
+  nm -D --defined-only "$so" | awk '{print $3}' | grep -x "$must" >/dev/null || { echo "FAIL: $so does not export $must"; fail=1; }
+  nm -g --defined-only "$ar" | awk '{print $3}' | grep -x "$must" >/dev/null || { echo "FAIL: $ar does not export $must"; fail=1; }
 done
 [ $fail -eq 0 ] && echo "exported symbols: OK"
 exit $fail

@@ -13,7 +13,9 @@ mkdir -p "$dir"; cd "$dir"
 py=/usr/bin/python3; [ -x $py ] || py=$(command -v python3)   # not a shim script: one process
 
 # run: the library is first in LD_PRELOAD, the old entries stay; options merge
-other=$(ldconfig -p | awk '/libm\.so\.6 /{print $NF; exit}')
+# (awk reads to the end: an early exit would kill ldconfig with SIGPIPE, which
+# pipefail turns into the script's silent end)
+other=$(ldconfig -p | awk '/libm\.so\.6 / && !n++ {print $NF}')
 out=$(LD_PRELOAD=$other TIDALLOC_CONF=dirty_decay_ms:5000 "$cmd" run -o thp=never --secure -- \
       sh -c 'echo "$LD_PRELOAD"; echo "$TIDALLOC_CONF"')
 preload=$(echo "$out" | sed -n 1p); conf=$(echo "$out" | sed -n 2p)

@@ -48,7 +48,7 @@ dpkg -i "${debs[@]}" >/dev/null
 files=$(dpkg -L "${pkgs[@]}" | sort -u)
 lib=$(dpkg -L libtidalloc0 | grep -E '/libtidalloc\.so\.0$')
 [ -n "$lib" ] || fail "libtidalloc0 has no libtidalloc.so.0"
-objdump -p "$lib" | grep -qE 'SONAME +libtidalloc\.so\.0$' || fail "SONAME of $lib"
+objdump -p "$lib" | grep -E 'SONAME +libtidalloc\.so\.0$' >/dev/null || fail "SONAME of $lib"
 [ -f /var/lib/dpkg/info/libtidalloc0:$(dpkg --print-architecture).symbols ] ||
   [ -f /var/lib/dpkg/info/libtidalloc0.symbols ] || fail "no symbols file installed"
 ver=$(dpkg-query -W -f='${Version}' libtidalloc0)
@@ -128,7 +128,7 @@ for page in 1:tidalloc 3:tidalloc 5:tidalloc.conf; do
   fi
   warn=$(MANWIDTH=80 man --warnings -l "$path" 2>&1 >/dev/null) || fail "$path does not render"
   [ -z "$warn" ] || fail "$path: $warn"
-  MANWIDTH=80 man -l "$path" 2>/dev/null | grep -q "^NAME" || fail "$path has no NAME"
+  MANWIDTH=80 man -l "$path" 2>/dev/null | grep "^NAME" >/dev/null || fail "$path has no NAME"
   [ "$(man -w "$sec" "$name")" = "$path" ] || fail "man $sec $name finds $(man -w "$sec" "$name"), not $path"
 done
 
