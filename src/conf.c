@@ -91,7 +91,7 @@ const opt_desc_t conf_table[] = {
     "opened in 256 KiB steps as its pages are first carved (the whole unit when it is backed by a huge page).",
     OFF(guard_unused) },
   { "large_quarantine", OPT_INT, "4", 0, 1000000, NULL,
-    "Freed page-run blocks (above 32 KiB, up to 1 MiB) wait in a FIFO of this many (at most 64; FIFOs: two per CPU, "
+    "Freed page-run blocks (above 32 KiB, up to 1 MiB) wait in a FIFO of this many (at most 64; FIFOs: one per CPU, "
     "at most 8, a thread always using the same one) before their "
     "pages are reused: a double free of one is reported, the next block of that size comes at another address, "
     "and a write over the canary the free left in its first 64 bytes is reported when it leaves the FIFO. "

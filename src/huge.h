@@ -8,15 +8,16 @@
  * boundary), so a program that repeatedly allocates big buffers reuses
  * resident memory instead of faulting it in again. For the same reason a
  * realloc that grows copies the block into a cached mapping that fits rather
- * than fault new pages in; when none fits, a block below HUGE_REMAP_MIN is
- * moved by the caller (into resident memory where it can) and a bigger one
- * grows by mremap, which moves page tables instead of copying. A realloc
- * that shrinks caches the pages it cuts off. Fresh mappings, and mappings
- * grown past 2 MiB, ask for transparent huge pages (see mapping_thp for
- * when). The cache holds at most what it takes to get back to the recent
- * peak of huge memory in use (never less than 8 MiB), and entries older than
- * dirty_decay_ms are unmapped (by the background thread while the program
- * is idle).
+ * than fault new pages in; when none fits, a block below HUGE_REMAP_MIN
+ * moves to a new mapping (grow_by_move) and a bigger one grows by mremap,
+ * which moves page tables instead of copying (and moves when the kernel
+ * refuses). A realloc that shrinks caches the pages it cuts off. Fresh
+ * mappings ask for transparent huge pages (see mapping_thp for when), and
+ * so does a cached mapping grown for a new block; a realloc asks only for
+ * the extents its copy fills, never for the tail it adds. The cache holds
+ * at most what it takes to get back to the recent peak of huge memory in
+ * use (never less than 8 MiB), and entries older than dirty_decay_ms are
+ * unmapped (by the background thread while the program is idle).
  * What it is not: the page layer; huge mappings never hold small objects.
  * It may call: span, os, lock, pagemap, page (descriptor recycling), conf,
  * safety.
@@ -29,22 +30,22 @@
 #define HUGE_CACHE_MIN_BYTES ((size_t)8 << 20)
 #define HUGE_CACHE_ENTRIES   16
 /* The size from which a realloc that grows a block, and finds no cached
- * mapping to copy it into, grows it by mremap rather than returning NULL so
- * that the caller moves it. Below it copying is the cheaper (measured with
- * bench/workloads/realloc_growth: blocks of 1-8 MiB grown by mremap faulted
- * 25k pages where moving them faulted 9k, and the run took 1.6x as long).
- * Above it mremap is kept, unmeasured: copying a block that big takes
- * milliseconds, and holding both blocks at once doubles its footprint. */
-#define HUGE_REMAP_MIN       ((size_t)64 << 20)
+ * mapping to copy it into, grows it by mremap rather than moving it. Below
+ * it the move is the cheaper here: mremap faults the new pages in one by
+ * one, and a mapping it moves has every page remapped, which on this VM
+ * costs more than copying (bench/workloads/realloc_growth, buffers of
+ * 1-8 MiB: 25k page faults before, 20k since). Above it mremap spares the
+ * copy of a big block and the moment of holding it twice. */
+#define HUGE_REMAP_MIN       ((size_t)16 << 20)
 extern size_t huge_remap_min;   /* HUGE_REMAP_MIN; unit tests lower it */
 
 /* size > 0; align a power of two. NULL when the OS refuses. */
 void *huge_alloc(size_t size, size_t align, bool zero);
 void huge_free(span_t *s);
 /* Resize: a shrink caches the pages cut off; a growth copies into a cached
- * mapping that fits, or else, from HUGE_REMAP_MIN, grows by mremap. Returns
- * the (possibly moved) pointer, or NULL: the OS refused, or a smaller block
- * found no cached mapping and the caller is to move it. */
+ * mapping that fits, or else moves the block (below HUGE_REMAP_MIN, or when
+ * mremap fails) or grows it by mremap. Returns the (possibly moved) block,
+ * whose span is still s, or NULL when the OS refused (s unchanged). */
 void *huge_realloc(span_t *s, size_t new_size);
 /* Whether a block of 2 MiB or more asks for transparent huge pages (the
  * thp option and the system's mode; in madvise mode, not a zeroed request:

@@ -10,7 +10,7 @@
  * A large block's first page is in the pagemap; its span's kind is
  * SPAN_LARGE (a page run) or SPAN_HUGE (a mapping of its own); once freed,
  * the pagemap points at span_released.
- * Freed page runs wait in a short FIFO quarantine (rings, two per CPU; a
+ * Freed page runs wait in a short FIFO quarantine (rings, one per CPU; a
  * thread always frees into the same one) before their pages are reused (large_quarantine, 4 by default): a double free is
  * seen, a new block of the size lands elsewhere, and a write over the canary
  * the free left in the run's first 64 bytes is reported when the run leaves

@@ -719,10 +719,11 @@ TEST(thp_for_fresh_mappings) {
   end();
 }
 
-/* Below HUGE_REMAP_MIN, a growth that no cached mapping fits is the
- * caller's to move (NULL, nothing done); from it, the block grows by remap.
- * A mapping that remap grows past 2 MiB asks for huge pages, as a fresh one
- * would: one made shorter than that never asked. */
+/* Below HUGE_REMAP_MIN, a growth that no cached mapping fits moves: a new
+ * mapping, the block copied, the old mapping cached; huge pages are asked
+ * for the extents the copy fills only, never for the tail. From it, the
+ * block grows by remap, and a live block's mapping asks for no huge pages
+ * when it grows. */
 TEST(realloc_small_moves) {
   uintptr_t S = begin(19);
   enum os_thp sys = os_system.thp;
@@ -730,32 +731,42 @@ TEST(realloc_small_moves) {
   os_system.thp = OS_THP_MADVISE;
   opt.thp = THP_DEFAULT;
   huge_remap_min = HUGE_REMAP_MIN;
-  char *p = huge_alloc(MiB + 65536, 0, false);      /* whole OS pages at 4, 16 and 64 KiB */
+  char *p = huge_alloc(3 * MiB, 0, false);
   CHECK_EQX(p, S);
-  memset(p, 0x5a, MiB + 65536);
+  memset(p, 0x5a, 3 * MiB);
   span_t *s = span_of(p);
   huge_stats_t st0 = hs();
   nrec = 0;
   nhuge_on = nhuge_off = 0;
-  CHECK(huge_realloc(s, 4 * MiB) == NULL);           /* no cached mapping: the caller moves it */
-  CHECK_EQ(nrec, 0);
-  CHECK_EQX(s->base, p);
-  CHECK_EQ(s->bytes, MiB + 65536);
-  CHECK(pagemap_lookup(p) == s);
-  CHECK_EQ(hs().remaps, st0.remaps);
-  CHECK_EQ(hs().live_bytes, st0.live_bytes);
-  huge_remap_min = MiB;                              /* now p is big enough to grow by remap */
-  CHECK(huge_realloc(s, 5 * MiB) == p);
-  CHECK_EQ(nrec, 1);
-  REMAP_REC(0, S, MiB + 65536, 5 * MiB, 0, true);    /* in place */
+  char *q = huge_realloc(s, 7 * MiB);               /* no cached mapping: it moves */
+  CHECK(q != NULL && q != p);
+  CHECK(nrec >= 1);
+  CHECK_EQ(recs[0].kind, R_MAP);                     /* a fresh mapping (its alignment trimmed); no remap */
+  for (int i = 0; i < nrec; i++) CHECK(recs[i].kind != R_REMAP);
+  CHECK_EQX(s->base, q);
+  CHECK_EQX(s->start, q);
+  CHECK_EQ(s->bytes, 7 * MiB);
+  CHECK(pagemap_lookup(q) == s);
+  CHECK(pagemap_lookup(p) == &span_released);        /* a free of the old pointer is a double free */
+  CHECK(q[0] == 0x5a && q[3 * MiB - 1] == 0x5a && q[3 * MiB] == 0);
   CHECK_EQ(nhuge_on, 1);
-  CHECK_EQ(huge_on_len, 4 * MiB);                    /* its whole 2 MiB extents */
-  CHECK(p[0] == 0x5a && p[MiB - 1] == 0x5a);
+  CHECK_EQ(huge_on_len, 2 * MiB);                    /* the copied extents only */
+  CHECK_EQ(hs().live_bytes, st0.live_bytes + 4 * MiB);
+  CHECK_EQ(hs().cached_bytes, st0.cached_bytes + 3 * MiB);   /* the old mapping, resident */
+  CHECK_EQ(hs().remaps, st0.remaps + 1);
+  CHECK_ACCOUNTED();
+  huge_remap_min = MiB;                              /* now it grows by remap: in place */
+  nrec = 0;
+  CHECK(huge_realloc(s, 9 * MiB) == q);
+  CHECK_EQ(nrec, 1);
+  REMAP_REC(0, (uintptr_t)q, 7 * MiB, 9 * MiB, 0, true);
+  CHECK_EQ(nhuge_on, 1);                             /* a live block's tail: none asked */
+  CHECK(q[0] == 0x5a && q[3 * MiB - 1] == 0x5a);
   huge_remap_min = 0;
   os_system.thp = sys;
   opt.thp = thp;
   CHECK_ACCOUNTED();
-  hfree(p);
+  hfree(q);
   end();
 }
 
@@ -798,8 +809,9 @@ TEST(realloc_move) {
   end();
 }
 
-/* A remap that fails leaves the block, its contents and its entry as they
- * were, and gives the reservation back; so does a reservation that fails. */
+/* When every way fails the block, its contents and its entry stay as they
+ * were, and reservations are given back; when only the remap fails (here
+ * onto the reservation), the block moves instead. */
 TEST(realloc_failure_keeps_block) {
   uintptr_t S = begin(15);
   char *p = huge_alloc(4 * MiB, 0, false), *o = huge_alloc(2 * MiB, 0, false);
@@ -807,36 +819,45 @@ TEST(realloc_failure_keeps_block) {
   memset(p, 0x66, 4 * MiB);
   span_t *s = span_of(p);
   huge_stats_t st0 = hs();
-  fail_move = true;
+  fail_map = true;
   nrec = 0;
   CHECK(huge_realloc(s, 8 * MiB) == NULL);
-  CHECK_EQ(nrec, 5);
+  CHECK(nrec >= 2);
+  REMAP_REC(0, S, 4 * MiB, 8 * MiB, 0, false);       /* in place: o is in the way */
+  for (int i = 1; i < nrec; i++) CHECK_EQ(recs[i].kind, R_MAP);   /* the reservation, the move's mapping: refused */
+  CHECK_EQX(s->base, p);
+  CHECK_EQX(s->start, p);
+  CHECK_EQ(s->bytes, 4 * MiB);
+  CHECK(pagemap_lookup(p) == s);
+  CHECK(p[0] == 0x66 && p[4 * MiB - 1] == 0x66);
+  CHECK_EQ(hs().live_bytes, st0.live_bytes);
+  CHECK_EQ(hs().live_count, st0.live_count);
+  CHECK_EQ(hs().remaps, st0.remaps);
+  CHECK_ACCOUNTED();
+
+  fail_map = false;
+  fail_move = true;
+  nrec = 0;
+  char *q = huge_realloc(s, 8 * MiB);
+  CHECK(q != NULL && q != p);
+  CHECK(nrec >= 6);
   REMAP_REC(0, S, 4 * MiB, 8 * MiB, 0, false);
   REC(1, R_MAP, S + 6 * MiB, 10 * MiB);
   REC(2, R_UNMAP, S + 14 * MiB, 2 * MiB);
   REMAP_REC(3, S, 4 * MiB, 8 * MiB, S + 6 * MiB, false);
-  REC(4, R_UNMAP, S + 6 * MiB, 8 * MiB);
-  CHECK_EQX(s->base, p);
-  CHECK_EQX(s->start, p);
-  CHECK_EQ(s->bytes, 4 * MiB);
-  CHECK(pagemap_lookup(p) == s);                     /* restored */
-  CHECK(p[0] == 0x66 && p[4 * MiB - 1] == 0x66);
-  CHECK_EQ(hs().live_bytes, st0.live_bytes);
-  CHECK_EQ(hs().remaps, st0.remaps);
-  CHECK_ACCOUNTED();
-
+  REC(4, R_UNMAP, S + 6 * MiB, 8 * MiB);             /* the reservation given back */
+  CHECK_EQ(recs[5].kind, R_MAP);                      /* then the move's own mapping */
+  CHECK_EQX(s->base, q);
+  CHECK_EQ(s->bytes, 8 * MiB);
+  CHECK(pagemap_lookup(q) == s);
+  CHECK(pagemap_lookup(p) == &span_released);
+  CHECK(q[0] == 0x66 && q[4 * MiB - 1] == 0x66);
+  CHECK_EQ(hs().live_bytes, st0.live_bytes + 4 * MiB);
+  CHECK_EQ(hs().live_count, st0.live_count);
+  CHECK_EQ(hs().remaps, st0.remaps + 1);
   fail_move = false;
-  fail_map = true;
-  nrec = 0;
-  CHECK(huge_realloc(s, 8 * MiB) == NULL);
-  CHECK_EQ(nrec, 2);
-  REMAP_REC(0, S, 4 * MiB, 8 * MiB, 0, false);
-  CHECK_EQ(recs[1].kind, R_MAP);
-  CHECK(pagemap_lookup(p) == s);
-  CHECK_EQ(s->bytes, 4 * MiB);
-  fail_map = false;
   CHECK_ACCOUNTED();
-  hfree(p); hfree(o);
+  hfree(q); hfree(o);
   end();
 }
 
