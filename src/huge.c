@@ -120,10 +120,10 @@ static span_t *cache_take(size_t map_size, size_t align, span_t **spare, bool gr
 
 size_t huge_remap_min = HUGE_REMAP_MIN;
 
-/* Transparent huge pages for a fresh mapping, or one mremap grew (a mapping
- * shorter than 2 MiB never asked; the request covers its whole 2 MiB
- * extents, and pages already faulted in stay small). With thp:default on a
- * system in madvise mode: asked for, except for zeroed requests (calloc), the usual
+/* Transparent huge pages for a fresh mapping, or a cached one mremap grew
+ * for a new block (the request covers its whole 2 MiB extents; pages
+ * already faulted in stay small). With thp:default on a system in madvise
+ * mode: asked for, except for zeroed (sparse) requests (calloc), the usual
  * way to get a big, sparsely used table, where a huge page would make one
  * touched byte cost 2 MiB. A block this big that malloc hands out is
  * otherwise written in full (buffers, images, arrays): one fault per 2 MiB
@@ -188,7 +188,9 @@ static void live_add(span_t *s) {
   mutex_unlock(&huge_lock);
 }
 
-void *huge_alloc(size_t size, size_t align, bool zero) {
+/* huge_alloc, with the huge-page decision apart: sparse as for calloc
+ * (mapping_thp) whatever zero says. */
+static void *alloc_mapping(size_t size, size_t align, bool zero, bool sparse) {
   if (align < TD_PAGE) align = TD_PAGE;
   size_t map_size = td_align_up(size, os_page());   /* whole OS pages: the cache splits and merges them */
   if (map_size < size) return NULL;
@@ -199,7 +201,7 @@ void *huge_alloc(size_t size, size_t align, bool zero) {
   mutex_unlock(&huge_lock);
   if (spare) page_span_put(spare);
   bool fresh = false;
-  if (s && s->bytes < map_size && !mapping_resize(s, map_size, false, zero)) {
+  if (s && s->bytes < map_size && !mapping_resize(s, map_size, false, sparse)) {
     os_unmap((void *)s->base, s->bytes);
     page_span_put(s);
     s = NULL;
@@ -210,7 +212,7 @@ void *huge_alloc(size_t size, size_t align, bool zero) {
     if (!p) return NULL;
     if (!(s = page_span_get())) { os_unmap(p, map_size); return NULL; }
     os_name(p, map_size, "tidalloc-huge");
-    mapping_thp(p, map_size, zero);
+    mapping_thp(p, map_size, sparse);
     s->base = (uintptr_t)p;
     s->bytes = map_size;
     fresh = true;
@@ -230,6 +232,8 @@ void *huge_alloc(size_t size, size_t align, bool zero) {
   live_add(s);
   return (void *)s->base;
 }
+
+void *huge_alloc(size_t size, size_t align, bool zero) { return alloc_mapping(size, align, zero, zero); }
 
 /* Merge s with cached neighbours in the address space; descriptors merged
  * away are chained on *dead for recycling outside the lock. */
@@ -343,7 +347,7 @@ static bool grow_by_move(span_t *s, size_t map_size) {
   mappings.live_bytes -= s->bytes;
   mappings.live_count--;
   mutex_unlock(&huge_lock);
-  void *q = huge_alloc(map_size, TD_PAGE, true);   /* zero: no huge pages asked for the whole */
+  void *q = alloc_mapping(map_size, TD_PAGE, false, true);   /* no huge pages asked for the whole */
   if (!q) {
     live_add(s);
     return false;
