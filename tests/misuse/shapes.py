@@ -87,6 +87,15 @@ def layout_may_fault(case, mode):
     return set()
 
 
+def canary_chance(case, mode):
+    """A 1 B over- or underflow in secure mode overwrites one byte of a
+    canary, which is random per process: when the byte written is the one the
+    canary had (1 in 256), nothing changed and nothing can be seen. The check
+    runs such a case once more before it calls a miss a failure."""
+    shape, size = split_case(case)
+    return mode == "secure" and size in ("8", "4096") and shape.split("_")[:2] in (["overflow", "1"], ["underflow", "1"])
+
+
 def is_caught(cell):
     return "miss" not in cell.split("/")
 
@@ -143,6 +152,10 @@ def main():
     for c in cases:
         want = table.get((c, a.check))
         got = outcome(a.prog, a.lib, a.check, c)
+        if want is not None and got not in want.split("/") and canary_chance(c, a.check):
+            again = outcome(a.prog, a.lib, a.check, c)
+            print("again %s [%s]: %s, then %s (a canary byte written with its own value?)" % (c, a.check, got, again))
+            got = again
         if want is None or got not in want.split("/"):
             bad += 1
             print("FAIL %s [%s]: table says %s, got %s" % (c, a.check, want, got))
