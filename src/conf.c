@@ -91,8 +91,8 @@ const opt_desc_t conf_table[] = {
     "opened in 256 KiB steps as its pages are first carved (the whole unit when it is backed by a huge page).",
     OFF(guard_unused) },
   { "large_quarantine", OPT_INT, "4", 0, 1000000, NULL,
-    "Freed page-run blocks (above 32 KiB, up to 1 MiB) wait in a FIFO of this many (at most 64; FIFOs: one per CPU, "
-    "at most 8, a thread always using the same one) before their "
+    "Freed page-run blocks (above 32 KiB, up to 1 MiB) wait in FIFOs holding this many in all (at most 64; one FIFO "
+    "per CPU, at most 8, each holding its share and at least one; a thread always uses the same FIFO) before their "
     "pages are reused: a double free of one is reported, the next block of that size comes at another address, "
     "and a write over the canary the free left in its first 64 bytes is reported when it leaves the FIFO. "
     "0 turns it off.", OFF(large_quarantine) },
@@ -100,7 +100,7 @@ const opt_desc_t conf_table[] = {
     "Make the runs waiting in the large_quarantine FIFO inaccessible too, so a write after free faults at once. "
     "Off by default: its two mprotect calls per free made random_sizes 13 times slower, far over the default "
     "mode's 2 % budget.", OFF(large_quarantine_protect) },
-  { "run_cache", OPT_INT, "2097152", 0, (int64_t)1 << 30, NULL,
+  { "run_cache", OPT_INT, "1048576", 0, (int64_t)1 << 30, NULL,
     "Bytes of freed page runs (large blocks of up to 256 KiB) that each CPU's shard of the run cache keeps, at most "
     "32 runs, so that the next large block on that CPU takes one without the page layer's lock; a run waits at "
     "most a second and counts as dirty memory meanwhile. Shards: one per CPU, at most 8. 0 turns it off.",

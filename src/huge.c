@@ -149,8 +149,7 @@ static void mapping_thp(void *p, size_t map_size, bool zero) {
  * fails. Returns false, with s unchanged, when the OS refuses. A cached
  * mapping grown for a new block asks for huge pages as a fresh one would
  * (zero: for calloc); a live block keeps its setting, for the reason
- * grow_by_move gives (sqlite's in-memory database: 33 MB more peak RSS when
- * its 64 MiB buffer's tail got huge pages). */
+ * grow_by_move gives. */
 static bool mapping_resize(span_t *s, size_t map_size, bool registered, bool zero) {
   size_t old = s->bytes;
   if (os_remap((void *)s->base, s->bytes, map_size, NULL)) {
@@ -353,10 +352,16 @@ static bool grow_by_move(span_t *s, size_t map_size) {
     return false;
   }
   span_t *t = pagemap_lookup(q);
-  /* Huge pages for the 2 MiB extents the copy fills, not for the tail the
-   * realloc adds: a tail is often filled bit by bit (a vector that
-   * doubles), and a huge page would make its first byte cost 2 MiB. */
-  if (huge_thp_wanted(false) && s->bytes >= TD_UNIT) os_hugify(q, td_align_down(s->bytes, TD_UNIT), OS_HUGE_ON);
+  /* Huge pages: for the whole new mapping while it is below
+   * HUGE_REMAP_MIN (what a sparsely used tail can cost is bounded by it,
+   * and such a block moves on when it grows), and from there for the 2 MiB
+   * extents the copy fills only: a tail is often filled bit by bit (a
+   * vector that doubles), and a huge page makes its first byte cost 2 MiB
+   * (sqlite's in-memory database held 33 MB more at its peak when its
+   * 64 MiB buffer's tail had them). Growth by mremap inherits the setting:
+   * a mapping asked whole passes it to its tail. */
+  size_t thp_bytes = map_size < huge_remap_min ? map_size : td_align_down(s->bytes, TD_UNIT);
+  if (huge_thp_wanted(false) && thp_bytes >= TD_UNIT) os_hugify(q, thp_bytes, OS_HUGE_ON);
   memcpy(q, (const void *)s->base, s->bytes);
   uintptr_t old_base = s->base;
   size_t old_bytes = s->bytes;

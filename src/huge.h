@@ -13,8 +13,10 @@
  * which moves page tables instead of copying (and moves when the kernel
  * refuses). A realloc that shrinks caches the pages it cuts off. Fresh
  * mappings ask for transparent huge pages (see mapping_thp for when), and
- * so does a cached mapping grown for a new block; a realloc asks only for
- * the extents its copy fills, never for the tail it adds. The cache holds
+ * so does a cached mapping grown for a new block; a realloc that moves a
+ * block asks for them on the whole new mapping below HUGE_REMAP_MIN and on
+ * the extents its copy fills from there, and one that grows by mremap
+ * keeps the block's setting. The cache holds
  * at most what it takes to get back to the recent peak of huge memory in
  * use (never less than 8 MiB), and entries older than dirty_decay_ms are
  * unmapped (by the background thread while the program is idle).
@@ -34,7 +36,7 @@
  * it the move is the cheaper here: mremap faults the new pages in one by
  * one, and a mapping it moves has every page remapped, which on this VM
  * costs more than copying (bench/workloads/realloc_growth, buffers of
- * 1-8 MiB: 25k page faults before, 20k since). Above it mremap spares the
+ * 1-8 MiB: 25k page faults before, 15k since). Above it mremap spares the
  * copy of a big block and the moment of holding it twice. */
 #define HUGE_REMAP_MIN       ((size_t)16 << 20)
 extern size_t huge_remap_min;   /* HUGE_REMAP_MIN; unit tests lower it */

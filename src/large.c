@@ -12,8 +12,9 @@
 #include <string.h>
 
 /* ---- the quarantine of freed page runs (large_quarantine) ------------------
- * FIFO rings of the last opt.large_quarantine runs freed by the threads of
- * each ring (one ring per CPU, at most LQ_SHARDS, each with its lock and
+ * FIFO rings of the last runs freed by the threads of each ring
+ * (opt.large_quarantine runs in all, shared out: lq_cap per ring, at least
+ * one; one ring per CPU, at most LQ_SHARDS, each with its lock and
  * lines; a thread keeps its ring, so what it frees leaves in the order it
  * freed it, wherever it runs), released to the pagemap (a second free is
  * reported) and not yet given back (the next block of that size comes from
@@ -41,7 +42,7 @@ typedef struct lq_ring_s {
   span_t *ring[LQ_MAX];
 } TD_ALIGNED(TD_CACHELINE) lq_ring_t;
 static lq_ring_t lq[LQ_SHARDS];
-static size_t lq_cap;               /* opt.large_quarantine, read once */
+static size_t lq_cap;               /* runs per ring: opt.large_quarantine shared out, read once */
 static unsigned lq_n;               /* rings: one per CPU, at most LQ_SHARDS */
 static unsigned lq_next;            /* the ring the next thread gets */
 static __thread uint8_t tls_lq_ring __attribute__((tls_model("initial-exec")));   /* 1 + its ring; 0: none yet */
@@ -49,9 +50,12 @@ static bool lq_protect;             /* opt.large_quarantine_protect, read once *
 static uint64_t lq_protect_failures;
 
 void large_init(void) {
-  lq_cap = (size_t)TD_MIN(opt.large_quarantine, LQ_MAX);
-  lq_protect = opt.large_quarantine_protect;
   lq_n = TD_MIN(os_ncpus(), (unsigned)LQ_SHARDS);
+  /* large_quarantine runs in all, shared out (at least one per ring), so
+   * that more CPUs do not hold more memory. */
+  lq_cap = (size_t)TD_MIN(opt.large_quarantine, LQ_MAX);
+  if (lq_cap > 0) lq_cap = TD_MAX((size_t)1, (lq_cap + lq_n - 1) / lq_n);
+  lq_protect = opt.large_quarantine_protect;
   for (unsigned i = 0; i < LQ_SHARDS; i++) {
     lq[i].lock = (td_mutex_t)TD_MUTEX_INIT("large_quarantine", RANK_LARGE_QUARANTINE);
     if (i < lq_n) mutex_register(&lq[i].lock);

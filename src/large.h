@@ -10,10 +10,11 @@
  * A large block's first page is in the pagemap; its span's kind is
  * SPAN_LARGE (a page run) or SPAN_HUGE (a mapping of its own); once freed,
  * the pagemap points at span_released.
- * Freed page runs wait in a short FIFO quarantine (rings, one per CPU; a
- * thread always frees into the same one) before their pages are reused (large_quarantine, 4 by default): a double free is
- * seen, a new block of the size lands elsewhere, and a write over the canary
- * the free left in the run's first 64 bytes is reported when the run leaves
+ * Freed page runs wait in a short FIFO quarantine (rings, one per CPU,
+ * sharing large_quarantine runs, 4 by default; a thread always frees into
+ * the same ring) before their pages are reused: a double free is seen, a
+ * new block of the size lands elsewhere, and a write over the canary the
+ * free left in the run's first 64 bytes is reported when the run leaves
  * (with large_quarantine_protect the run is inaccessible instead: a write
  * faults).
  * A run that leaves the quarantine goes to the run cache (runcache.h), and

@@ -720,10 +720,11 @@ TEST(thp_for_fresh_mappings) {
 }
 
 /* Below HUGE_REMAP_MIN, a growth that no cached mapping fits moves: a new
- * mapping, the block copied, the old mapping cached; huge pages are asked
- * for the extents the copy fills only, never for the tail. From it, the
- * block grows by remap, and a live block's mapping asks for no huge pages
- * when it grows. */
+ * mapping, the block copied, the old mapping cached. Huge pages are asked
+ * for the whole new mapping while it is below HUGE_REMAP_MIN, and from
+ * there for the extents the copy fills only, never for the tail. From the
+ * threshold on, the block grows by remap, and a live block's mapping asks
+ * for no huge pages when it grows. */
 TEST(realloc_small_moves) {
   uintptr_t S = begin(19);
   enum os_thp sys = os_system.thp;
@@ -750,23 +751,32 @@ TEST(realloc_small_moves) {
   CHECK(pagemap_lookup(p) == &span_released);        /* a free of the old pointer is a double free */
   CHECK(q[0] == 0x5a && q[3 * MiB - 1] == 0x5a && q[3 * MiB] == 0);
   CHECK_EQ(nhuge_on, 1);
-  CHECK_EQ(huge_on_len, 2 * MiB);                    /* the copied extents only */
+  CHECK_EQ(huge_on_len, 7 * MiB);                    /* below the threshold: the whole mapping */
   CHECK_EQ(hs().live_bytes, st0.live_bytes + 4 * MiB);
   CHECK_EQ(hs().cached_bytes, st0.cached_bytes + 3 * MiB);   /* the old mapping, resident */
   CHECK_EQ(hs().remaps, st0.remaps + 1);
   CHECK_ACCOUNTED();
+
+  huge_remap_min = 8 * MiB;                          /* 7 MiB still moves; 9 MiB is past the threshold */
+  char *r = huge_realloc(s, 9 * MiB);
+  CHECK(r != NULL && r != q);
+  CHECK_EQ(nhuge_on, 2);
+  CHECK_EQ(huge_on_len, 6 * MiB);                    /* the extents the copy fills only */
+  CHECK(r[0] == 0x5a && r[3 * MiB - 1] == 0x5a);
+  CHECK_ACCOUNTED();
+
   huge_remap_min = MiB;                              /* now it grows by remap: in place */
   nrec = 0;
-  CHECK(huge_realloc(s, 9 * MiB) == q);
+  CHECK(huge_realloc(s, 11 * MiB) == r);
   CHECK_EQ(nrec, 1);
-  REMAP_REC(0, (uintptr_t)q, 7 * MiB, 9 * MiB, 0, true);
-  CHECK_EQ(nhuge_on, 1);                             /* a live block's tail: none asked */
-  CHECK(q[0] == 0x5a && q[3 * MiB - 1] == 0x5a);
+  REMAP_REC(0, (uintptr_t)r, 9 * MiB, 11 * MiB, 0, true);
+  CHECK_EQ(nhuge_on, 2);                             /* a live block's tail: none asked */
+  CHECK(r[0] == 0x5a && r[3 * MiB - 1] == 0x5a);
   huge_remap_min = 0;
   os_system.thp = sys;
   opt.thp = thp;
   CHECK_ACCOUNTED();
-  hfree(q);
+  hfree(r);
   end();
 }
 
