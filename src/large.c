@@ -14,16 +14,15 @@
 /* ---- the quarantine of freed page runs (large_quarantine) ------------------
  * FIFO rings of the last runs freed by the threads of each ring
  * (opt.large_quarantine runs in all, shared out: lq_cap per ring, at least
- * one; one ring per CPU, at most LQ_SHARDS, each with its lock and
- * lines; a thread keeps its ring, so what it frees leaves in the order it
- * freed it, wherever it runs), released to the pagemap (a second free is
- * reported) and not yet given back (the next block of that size comes from
- * other pages). The free writes a canary over the run's
- * first LQ_CANARY_BYTES; when the run leaves the ring the canary is checked,
- * so a write after free there (or a zeroing of the block) is reported a few
- * large frees later. With large_quarantine_protect the run is PROT_NONE
- * instead while it waits (a late access faults at once), and no canary is
- * written.
+ * one; one ring per CPU, at most LQ_SHARDS, each with its lock and lines; a
+ * thread keeps its ring, so what it frees leaves in the order it freed it,
+ * wherever it runs), released to the pagemap (a second free is reported)
+ * and not yet given back (the next block of that size comes from other
+ * pages). The free writes a canary over the run's first LQ_CANARY_BYTES;
+ * when the run leaves the ring the canary is checked, so a write after free
+ * there (or a zeroing of the block) is reported a few large frees later.
+ * With large_quarantine_protect the run is PROT_NONE instead while it waits
+ * (a late access faults at once), and no canary is written.
  *
  *   run in a ring:  [ canary: LQ_CANARY_BYTES | the rest, as the program left it ]
  *   canary word i  =  span_free_key ^ base ^ (i * LQ_CANARY_MUL)

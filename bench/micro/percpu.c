@@ -70,16 +70,21 @@ static struct rseq *rseq_area(void) {
   "jmp %l[" label "]\n\t"                                               \
   ".popsection\n\t"
 
+/* Enter the section: point rseq_cs at its descriptor, then (its first
+ * instruction) check that the thread is still on CPU cpu. */
+#define CS_ENTER                                                        \
+  CS_DESCRIPTOR                                                         \
+  "leaq 3b(%%rip), %%rax\n\t"                                           \
+  "movq %%rax, %[rseq_cs]\n\t"                                          \
+  "1:\n\t"                                                              \
+  "cmpl %[cpu], %[cpu_id]\n\t"                                          \
+  "jnz %l[abort]\n\t"
+
 /* Pop from CPU cpu's list: 0 and *out, 1 when empty, -1 when the section was
  * aborted (or the thread is on another CPU now): the caller retries. */
 static inline int percpu_pop(struct rseq *rs, unsigned cpu, node_t **out) {
   __asm__ goto(
-      CS_DESCRIPTOR
-      "leaq 3b(%%rip), %%rax\n\t"
-      "movq %%rax, %[rseq_cs]\n\t"
-      "1:\n\t"
-      "cmpl %[cpu], %[cpu_id]\n\t"
-      "jnz %l[abort]\n\t"
+      CS_ENTER
       "movq %[head], %%rax\n\t"
       "testq %%rax, %%rax\n\t"
       "jz %l[empty]\n\t"
@@ -103,12 +108,7 @@ empty:
 /* Push n on CPU cpu's list: 0, or -1 when aborted. */
 static inline int percpu_push(struct rseq *rs, unsigned cpu, node_t *n) {
   __asm__ goto(
-      CS_DESCRIPTOR
-      "leaq 3b(%%rip), %%rax\n\t"
-      "movq %%rax, %[rseq_cs]\n\t"
-      "1:\n\t"
-      "cmpl %[cpu], %[cpu_id]\n\t"
-      "jnz %l[abort]\n\t"
+      CS_ENTER
       "movq %[head], %%rax\n\t"
       "movq %%rax, (%[n])\n\t"
       "movq %[n], %[head]\n\t"       /* the commit */
