@@ -321,13 +321,18 @@ static void check_block(void *p, span_t *s, size_t size, enum free_mode mode, co
   if (TD_UNLIKELY(sized_bad(usable, size, s->kind == SPAN_SLAB, mode))) sized_report(p, size, usable, fn);
 }
 
-static TD_NOINLINE void free_generic(void *p, span_t *s, heap_t *h, size_t size, enum free_mode mode, const char *fn) {
+/* Every free the fast path did not take: NULL, remote, large, huge, sampled,
+ * hardened, a heap's with a page source, an address outside the pagemap's
+ * window (whatever its masked lookup found), and misuse. */
+static TD_NOINLINE void free_generic(void *p, heap_t *h, size_t size, enum free_mode mode, const char *fn) {
   if (!p) return;
   int saved = errno;
+  span_t *s = pagemap_lookup(p);
   check_block(p, s, size, mode, fn);
   switch (s->kind) {
     case SPAN_SLAB:
-      if (uheap_owns(s)) uheap_free(s, p, fn);   /* a heap with a page source: under its lock */
+      if (heap_owns(h, s)) heap_free_local(h, s, p);   /* a slab outside the window */
+      else if (uheap_owns(s)) uheap_free(s, p, fn);    /* a heap with a page source: under its lock */
       else heap_free_remote(h, s, p);
       break;
     case SPAN_LARGE:
@@ -345,12 +350,18 @@ static TD_NOINLINE void free_generic(void *p, span_t *s, heap_t *h, size_t size,
   errno = saved;
 }
 
-/* Every free goes through here; mode is a constant at each call site. */
+/* Every free goes through here; mode is a constant at each call site. With
+ * the checks on, the span comes from the masked lookup (pagemap.h): for an
+ * address outside the window it is an alias's, which span_block_bad rejects,
+ * and the generic path looks again, exactly, before it reports anything. */
 TD_INLINE void free_inline(void *p, size_t size, enum free_mode mode, const char *fn) {
+#if TIDAL_CHECKS
+  span_t *s = pagemap_lookup_fast(p);
+#else
   span_t *s = pagemap_lookup(p);
+#endif
   heap_t *h = tls_heap;
-  if (heap_owns(h, s)) {
-    if (TD_UNLIKELY(span_block_bad(s, p))) span_misuse(p, s, fn);
+  if (heap_owns(h, s) && TD_LIKELY(!span_block_bad(s, p))) {
 #if TIDAL_CHECKS
     if (mode != FREE_PLAIN && TD_UNLIKELY(sized_bad(heap_block_size(s), size, true, mode)))
       sized_report(p, size, heap_block_size(s), fn);
@@ -358,7 +369,7 @@ TD_INLINE void free_inline(void *p, size_t size, enum free_mode mode, const char
     heap_free_local(h, s, p);
     return;
   }
-  free_generic(p, s, h, size, mode, fn);
+  free_generic(p, h, size, mode, fn);
 }
 
 TD_EXPORT void free(void *p) { free_inline(p, 0, FREE_PLAIN, "free"); }

@@ -86,10 +86,9 @@ static void slab_init(heap_t *h, span_t *s, unsigned cls) {
   s->owner = h;
   s->kind = SPAN_SLAB;
   s->cls = (uint16_t)cls;
-  s->size = ci->size;
+  span_set_size(s, ci->size);
   s->capacity = ci->capacity;
-  __atomic_store_n(&s->limit, 0, __ATOMIC_RELAXED);   /* grows as blocks are carved (read by other threads) */
-  s->divc = ci->divc;
+  __atomic_store_n(&s->carved, 0, __ATOMIC_RELAXED);   /* grows as blocks are carved (read by other threads) */
   s->start = s->base;
   s->bump = s->base;
   s->bump_end = s->base + (size_t)ci->capacity * ci->size;
@@ -138,7 +137,7 @@ static void slab_retire(heap_t *h, span_t *s) {
     s->free = 0;
     s->used = 0;
     s->bump = s->bump_end = s->start;   /* nothing to carve until re-initialised */
-    __atomic_store_n(&s->limit, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->carved, 0, __ATOMIC_RELAXED);
     s->stamp_ns = h->cnt.hole_passes;   /* its age, in hole passes */
     span_list_push(&h->span_cache, s);
     h->span_cache_n++;
@@ -231,7 +230,7 @@ static void slab_carve(span_t *s) {
    * handed out is caught like a double free. Pushed last to first, so the
    * list hands them out in address order. */
   s->bump = first + n * size;
-  __atomic_store_n(&s->limit, (uint32_t)(s->bump - s->start), __ATOMIC_RELAXED);
+  __atomic_store_n(&s->carved, s->carved + n, __ATOMIC_RELAXED);
   for (p = first + (n - 1) * size;; p -= size) {
     span_push(s, (block_t *)p);
     if (p == first) break;

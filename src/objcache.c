@@ -110,9 +110,9 @@ static span_t *slab_new(tidal_objcache_t *c) {
   s->cache = c;
   s->base = s->start = s->bump = (uintptr_t)m;
   s->bump_end = s->base + c->per_slab * c->size;
-  s->size = (uint32_t)c->size;
+  span_set_size(s, (uint32_t)c->size);
   s->capacity = (uint32_t)c->per_slab;
-  s->limit = 0;
+  s->carved = 0;
   s->bytes = TD_UNIT;
   s->free = 0;
   s->used = 0;
@@ -138,7 +138,7 @@ void *objcache_alloc(tidal_objcache_t *c) {
   if (!p) {
     p = (void *)s->bump;
     s->bump += c->size;
-    s->limit = (uint32_t)(s->bump - s->start);
+    s->carved++;
     s->used++;
   }
   c->nfree--;

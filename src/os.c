@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/syscall.h>
@@ -402,6 +403,15 @@ void *os_reserve_aligned(size_t size, size_t align, bool inaccessible) {
   if (lead) munmap(raw, lead);
   if (trail) munmap((void *)(start + size), trail);
   return (void *)start;
+}
+
+size_t os_address_limit(void) {
+  struct rlimit r;
+  int saved = errno;
+  bool ok = getrlimit(RLIMIT_AS, &r) == 0;
+  errno = saved;
+  if (!ok || r.rlim_cur == RLIM_INFINITY || r.rlim_cur > SIZE_MAX) return SIZE_MAX;
+  return (size_t)r.rlim_cur;
 }
 
 void *os_map_aligned(size_t size, size_t align) {

@@ -204,6 +204,10 @@ TD_INLINE size_t os_page(void) {
  * usable). NULL on failure. */
 void *os_reserve_aligned(size_t size, size_t align, bool inaccessible);
 
+/* The address-space limit (RLIMIT_AS, ulimit -v) in bytes now; SIZE_MAX when
+ * there is none. */
+size_t os_address_limit(void);
+
 /* Counters of the syscalls made through the default hooks (for statistics). */
 typedef struct {
   uint64_t maps, unmaps, purges_lazy, purges_now, hugifies, dehugifies, collapses, remaps, commits;

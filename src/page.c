@@ -23,6 +23,17 @@
  * is carved after a fresh large block, an overflow of it faults. */
 #define OPEN_EXACT_PAGES   ((size_t)16)
 #define GUARD_UNITS        1                   /* inaccessible units at a region's start */
+/* The arena: one reservation, aligned to its size, that the default pager
+ * carves its regions from before asking the OS for more; its pages resolve
+ * through the pagemap's flat window (pagemap.h), the free fast path's
+ * lookup. Halved while the OS refuses, down to ARENA_MIN; none at all when
+ * an address-space limit (ulimit -v) is below ARENA_LIMIT_RATIO times it.
+ *
+ *   arena:  | region 0 (1 GiB) | region 1 | ... carved in order ... | not yet carved |
+ *           ^ arena_base, aligned to ARENA size     ^ arena_next              arena_end ^ */
+#define ARENA_MAX          ((size_t)1 << 36)   /* 64 GiB: a 128 MiB table, touched 4 KiB per 2 MiB used */
+#define ARENA_MIN          ((size_t)1 << 32)   /* 4 GiB */
+#define ARENA_LIMIT_RATIO  8
 
 struct pager_s {
   td_mutex_t lock;
@@ -302,6 +313,54 @@ static unit_t *unit_fresh_sourced(pager_t *P) {
   return u;
 }
 
+/* The default pager's arena (under its lock). */
+static uintptr_t arena_base, arena_next, arena_end;
+static bool arena_tried;
+
+static void arena_open(void) {
+  arena_tried = true;
+  size_t limit = os_address_limit();
+  for (size_t size = ARENA_MAX; size >= ARENA_MIN; size >>= 1) {
+    if (limit / ARENA_LIMIT_RATIO < size) continue;
+    void *base = os_reserve_aligned(size, size, opt.guard_unused);
+    if (!base) continue;
+    if (!pagemap_window_open((uintptr_t)base, size)) {
+      os_unmap(base, size);
+      return;
+    }
+    arena_base = arena_next = (uintptr_t)base;
+    arena_end = arena_base + size;
+    return;
+  }
+}
+
+/* Address space for a region of the default pager: REGION_MAX from the
+ * arena while it lasts, then from the OS (halved while it refuses, down to
+ * one unit more than the guards). NULL when nothing is left. */
+static void *region_reserve(size_t *size, size_t guards) {
+  if (!arena_tried) arena_open();
+  if (arena_end - arena_next >= REGION_MAX) {
+    *size = REGION_MAX;
+    arena_next += REGION_MAX;
+    return (void *)(arena_next - REGION_MAX);
+  }
+  for (*size = REGION_MAX; *size >= TD_UNIT * (guards + 1); *size >>= 1) {
+    void *base = os_reserve_aligned(*size, TD_UNIT, opt.guard_unused);
+    if (base) return base;
+  }
+  return NULL;
+}
+
+/* A region region_reserve gave that could not be used: back where it came from. */
+static void region_unreserve(void *base, size_t size) {
+  if ((uintptr_t)base >= arena_base && (uintptr_t)base < arena_end) {
+    TD_DASSERT((uintptr_t)base + size == arena_next);
+    arena_next -= size;
+  } else {
+    os_unmap(base, size);
+  }
+}
+
 static unit_t *unit_fresh(pager_t *P) {
   if (P->sourced) {
     unit_t *u = unit_fresh_sourced(P);
@@ -315,15 +374,13 @@ static unit_t *unit_fresh(pager_t *P) {
     return u;
   }
   if (P->region_next == P->region_nunits) {
-    size_t size = REGION_MAX, guards = opt.guard_unused ? GUARD_UNITS : 0;
-    void *base = NULL;
-    for (; size >= TD_UNIT * (guards + 1); size >>= 1)
-      if ((base = os_reserve_aligned(size, TD_UNIT, opt.guard_unused)) != NULL) break;
+    size_t size, guards = opt.guard_unused ? GUARD_UNITS : 0;
+    void *base = region_reserve(&size, guards);
     if (!base) return NULL;
     size_t n = size / TD_UNIT;
     unit_t *units = meta_alloc(n * sizeof(unit_t), TD_CACHELINE);
     if (!units || !pagemap_reserve((uintptr_t)base, size)) {
-      os_unmap(base, size);
+      region_unreserve(base, size);
       return NULL;
     }
     os_name(base, size, "tidalloc");
@@ -1029,6 +1086,7 @@ void page_stats_locked(page_stats_t *out, void (*fn)(void *), void *arg) {
 
 static void stats_fill(const pager_t *P, page_stats_t *out) {
   out->mapped = P->mapped_bytes;
+  out->arena_reserved = P == &page_default ? arena_end - arena_next : 0;
   out->units = P->nunits;
   out->active = P->nactive * TD_PAGE;
   out->dirty = P->ndirty * TD_PAGE;

@@ -3,7 +3,9 @@
  * the hugepage-aware policies that decide when memory goes back to the system.
  *
  * What it is: the source of all slab and large memory. Address space is
- * reserved in regions (1 GiB when the OS allows) cut into 2 MiB-aligned units.
+ * reserved in regions (1 GiB when the OS allows) cut into 2 MiB-aligned units;
+ * the default pager carves its regions from one arena (up to 64 GiB, aligned
+ * to its size, the pagemap's window) before it asks the OS for more.
  * Each unit tracks, per page: active (in a run), dirty (free, still resident),
  * muzzy (free, MADV_FREE'd: the kernel may take it) or purged (neither; reads
  * as zero). Units are binned by their longest free range and, within a bin,
@@ -143,6 +145,7 @@ size_t page_purge_all(void);
 
 typedef struct page_stats_s {
   size_t mapped;              /* address space reserved for units */
+  size_t arena_reserved;      /* address space of the arena not carved into regions yet (not in mapped) */
   size_t units;               /* units carved from regions */
   size_t active;              /* bytes in runs */
   size_t dirty;               /* free bytes, resident */

@@ -4,10 +4,39 @@
 
 span_t **pagemap_root[PAGEMAP_ROOT_LEN];
 static td_mutex_t pagemap_lock = TD_MUTEX_INIT("pagemap", RANK_PAGEMAP);
+static span_t *flat_none[1];   /* the table before the window: one empty entry */
+span_t **pagemap_flat = flat_none;
+uintptr_t pagemap_flat_mask;
+uintptr_t pagemap_window_base;
+size_t pagemap_window_size;
+
+TD_INLINE bool in_window(uintptr_t a) {
+  return a - pagemap_window_base < __atomic_load_n(&pagemap_window_size, __ATOMIC_ACQUIRE);
+}
+
+bool pagemap_window_open(uintptr_t base, size_t size) {
+  if (size < TD_PAGE || !td_is_pow2(size) || (base & (size - 1)) || (base >> 48) || ((base + size - 1) >> 48))
+    return false;
+  mutex_lock(&pagemap_lock);
+  bool ok = false;
+  if (!pagemap_window_size) {
+    span_t **table = meta_alloc_mapping((size >> TD_PAGE_SHIFT) * sizeof(span_t *));
+    if (table) {
+      __atomic_store_n(&pagemap_flat, table, __ATOMIC_RELEASE);
+      __atomic_store_n(&pagemap_window_base, base, __ATOMIC_RELEASE);
+      __atomic_store_n(&pagemap_window_size, size, __ATOMIC_RELEASE);
+      __atomic_store_n(&pagemap_flat_mask, (size >> TD_PAGE_SHIFT) - 1, __ATOMIC_RELEASE);
+      ok = true;
+    }
+  }
+  mutex_unlock(&pagemap_lock);
+  return ok;
+}
 
 bool pagemap_reserve(uintptr_t addr, size_t size) {
   uintptr_t first = addr >> PAGEMAP_LEAF_SHIFT, last = (addr + size - 1) >> PAGEMAP_LEAF_SHIFT;
   if (last >= PAGEMAP_ROOT_LEN) return false;
+  if (in_window(addr) && in_window(addr + size - 1)) return true;
   for (uintptr_t r = first; r <= last; r++) {
     if (__atomic_load_n(&pagemap_root[r], __ATOMIC_ACQUIRE)) continue;
     mutex_lock(&pagemap_lock);
@@ -22,6 +51,12 @@ bool pagemap_reserve(uintptr_t addr, size_t size) {
 }
 
 void pagemap_set(uintptr_t addr, size_t npages, span_t *s) {
+  if (npages && in_window(addr)) {
+    TD_DASSERT(in_window(addr + npages * TD_PAGE - 1));
+    span_t **e = &pagemap_flat[(addr - pagemap_window_base) >> TD_PAGE_SHIFT];
+    for (size_t i = 0; i < npages; i++) __atomic_store_n(&e[i], s, __ATOMIC_RELEASE);
+    return;
+  }
   for (size_t i = 0; i < npages; i++, addr += TD_PAGE) {
     span_t **leaf = pagemap_root[addr >> PAGEMAP_LEAF_SHIFT];
     __atomic_store_n(&leaf[(addr >> TD_PAGE_SHIFT) & (PAGEMAP_LEAF_LEN - 1)], s, __ATOMIC_RELEASE);

@@ -436,14 +436,13 @@ static span_t *sslab_new(unsigned shard, unsigned cls) {
   s->owner = NULL;
   s->secure_shard = (uint8_t)shard;
   s->cls = (uint16_t)cls;
-  s->size = ci->size;
+  span_set_size(s, ci->size);
   s->capacity = ci->capacity;
-  s->limit = ci->capacity * ci->size;
-  s->divc = ci->divc;
+  s->carved = ci->capacity;
   s->start = start;
   s->used = 0;
   s->free = 0;
-  s->bump = s->bump_end = s->start + s->limit;   /* every block carved at once */
+  s->bump = s->bump_end = s->start + span_limit(s);   /* every block carved at once */
   for (size_t i = ci->capacity; i-- > 0;) span_push(s, (block_t *)(s->start + i * ci->size));
   pagemap_set(s->base, s->bytes >> TD_PAGE_SHIFT, s);
   return s;
@@ -595,7 +594,7 @@ static void sslab_retire(span_t *s, uintptr_t slot, void *p, const char *fn) {
   const char *bad = NULL;
   mutex_lock(&k->lock);
   uintptr_t next = slot + size, prev = slot - size;
-  if (next < s->start + s->limit) {
+  if (next < s->start + span_limit(s)) {
     if (span_block_marked((void *)next)) bad = slot_free_intact(next, 0, near) ? NULL : "heap buffer overflow";
     else if (slot_live_damage(next, size, false)) bad = "heap buffer overflow";
   }
@@ -627,7 +626,7 @@ static void quarantine_sweep(quarantine_t *q) {
 
 static void sslab_free(void *p, span_t *s, const char *fn) {
   uintptr_t off = (uintptr_t)p - s->start;
-  if (off >= s->limit) safety_report("invalid free", p, "not the start of a block, size class", (long)s->size, fn);
+  if (off >= span_limit(s)) safety_report("invalid free", p, "not the start of a block, size class", (long)s->size, fn);
   uintptr_t slot = s->start + off / s->size * s->size;
   if (span_block_marked((void *)slot))
     safety_report(off % s->size == HEADER_BYTES ? "double free" : "invalid free", p, "size class", (long)s->size, fn);
@@ -688,7 +687,7 @@ static TD_COLD TD_NORETURN void check_report(bool twice, const void *p, const ch
 void secure_check(const void *p, span_t *s, const char *fn) {
   if (s->kind == SPAN_SECURE) {
     uintptr_t off = (uintptr_t)p - s->start;
-    if (off >= s->limit) check_report(false, p, "not the start of a block, size class", (long)s->size, fn);
+    if (off >= span_limit(s)) check_report(false, p, "not the start of a block, size class", (long)s->size, fn);
     uintptr_t slot = s->start + off / s->size * s->size;
     if (span_block_marked((void *)slot)) check_report(true, p, "size class", (long)s->size, fn);
     size_t n;

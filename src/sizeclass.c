@@ -27,7 +27,6 @@ static void choose_slab(sc_info_t *ci) {
   ci->pages = (uint32_t)best;
   ci->capacity = (uint32_t)(best * TD_PAGE / size);
   ci->batch = (uint32_t)TD_MAX(1, TD_MIN(ci->capacity, CARVE_BYTES / size));
-  ci->divc = UINT64_MAX / size + 1;
 }
 
 void sizeclass_init(void) {

@@ -26,7 +26,6 @@ typedef struct sc_info_s {
   uint32_t pages;       /* slab pages */
   uint32_t capacity;    /* blocks per slab */
   uint32_t batch;       /* blocks carved from the bump region at a time */
-  uint64_t divc;        /* ceil(2^64 / size) */
 } sc_info_t;
 
 /* Class of every request size 0..SC_LOOKUP_MAX, indexed by the size itself

@@ -136,7 +136,8 @@ size_t span_hole_blocks(const span_t *s) {
 
 const char *span_check(const span_t *s, bool current) {
   if (s->start > s->bump || s->bump > s->bump_end) return "span: start <= bump <= bump_end";
-  if (s->limit != s->bump - s->start) return "span: limit == bump - start";
+  if (s->carved != (s->bump - s->start) / s->size) return "span: carved == (bump - start) / size";
+  if ((uint64_t)(s->size >> s->shift) * s->inv != 1 || !((s->size >> s->shift) & 1)) return "span: size = d << shift, d * inv = 1";
   uint32_t nholes = (uint32_t)(__builtin_popcountll(s->holes[0]) + __builtin_popcountll(s->holes[1]));
   if (nholes != s->nholes) return "span: nholes == popcount(holes)";
   if (!(s->used & SPAN_SLOW_FLAG) != !((s->used & SPAN_FULL_FLAG) || s->nholes)) return "span: slow flag == full || holes";
@@ -162,9 +163,9 @@ void span_misuse(const void *p, const span_t *s, const char *fn) {
   switch (s->kind) {
     case SPAN_SLAB: {
       uintptr_t off = (uintptr_t)p - s->start;
-      if (off < (uintptr_t)s->capacity * s->size && off >= __atomic_load_n(&s->limit, __ATOMIC_RELAXED) && off % s->size == 0)
+      if (off < (uintptr_t)s->capacity * s->size && off >= span_limit(s) && off % s->size == 0)
         safety_report(invalid, p, "never handed out, size class", (long)s->size, fn);
-      if (off >= __atomic_load_n(&s->limit, __ATOMIC_RELAXED) || off % s->size)
+      if (off >= span_limit(s) || off % s->size)
         safety_report(invalid, p, "not the start of a block, size class", (long)s->size, fn);
       safety_report(twice, p, "size class", (long)s->size, fn);
     }

@@ -79,7 +79,8 @@ enum span_kind {
  *   nholes     = popcount(holes)
  *   (used & SPAN_SLOW_FLAG) != 0  <=>  (used & SPAN_FULL_FLAG) != 0 || nholes > 0
  *   start <= bump <= bump_end = start + capacity * size
- *   limit = bump - start                       (offsets >= limit were never handed out)
+ *   carved = (bump - start) / size             (blocks at index >= carved were never handed out)
+ *   size = d << shift, d odd,  d * inv = 1 (mod 2^64)
  * and every block on the free list carries its marker. */
 #define SPAN_SLOW_FLAG  0x80000000u
 #define SPAN_FULL_FLAG  0x40000000u
@@ -103,16 +104,17 @@ struct span_s {
   struct heap_s *owner;       /*  8 owning heap (slabs); NULL for large/huge */
   uintptr_t start;            /* 16 address of block 0 / of the allocation */
   uint32_t used;              /* 24 blocks out (+ CUR_BIAS) | FULL_FLAG: see below */
-  uint32_t limit;             /* 28 bytes carved so far: offsets >= limit were never handed out;
-                                 *    written by the owner, read by any thread: __atomic_* */
-  uint64_t divc;              /* 32 ceil(2^64 / size): off*divc < divc <=> size | off */
-  uint32_t size;              /* 40 block size (slab) */
-  uint16_t cls;               /* 44 size class (slab) */
-  uint8_t kind;               /* 46 enum span_kind */
-  uint8_t zeroed;             /* 47 pages known to be zero when handed out */
+  uint32_t size;              /* 28 block size (slab) */
+  uint64_t inv;               /* 32 the inverse of size's odd part, mod 2^64 (span_set_size) */
+  uint64_t carved;            /* 40 blocks carved so far: those at index >= carved were never handed
+                                 *    out; written by the owner, read by any thread: __atomic_* */
   uintptr_t bump;             /* 48 next never-carved block (slab) */
-  uintptr_t bump_end;         /* 56 start + capacity * size: the end of carvable blocks */
+  uint16_t cls;               /* 56 size class (slab) */
+  uint8_t kind;               /* 58 enum span_kind */
+  uint8_t zeroed;             /* 59 pages known to be zero when handed out */
+  uint8_t shift;              /* 60 trailing zero bits of size: size = (odd part) << shift */
   /* ---- cold ---- */
+  uintptr_t bump_end;         /* start + capacity * size: the end of carvable blocks */
   span_t *next, *prev;        /* heap partial list / heap span cache / huge cache */
   uintptr_t base;             /* first byte of the run or mapping */
   size_t bytes;               /* length of the run or mapping */
@@ -195,18 +197,43 @@ TD_INLINE block_t *span_pop(span_t *s) {
   return TD_LIKELY(b != NULL) ? span_take(s, NULL, b) : NULL;
 }
 
-/* A block being freed that cannot be one of s's live blocks: outside the
- * carved part, not at a block start (one multiply: off*divc < divc <=> size
- * divides off), or already marked free. */
+/* The block size of s, with the inverse and shift span_block_index needs. */
+TD_INLINE void span_set_size(span_t *s, uint32_t size) {
+  unsigned k = (unsigned)__builtin_ctz(size);
+  uint64_t d = size >> k, x = d;   /* d * x = 1 mod 2^3 for odd d; each step doubles the bits */
+  for (int i = 0; i < 5; i++) x *= 2 - d * x;
+  s->size = size;
+  s->shift = (uint8_t)k;
+  s->inv = x;
+}
+
+/* The index of the block at offset off of s when off is a whole number of
+ * blocks, and a number >= 2^(64 - shift) > every index otherwise (off is
+ * taken mod 2^64, so addresses below start are covered too):
+ *   off = j * size  =>  off * inv = j << shift  =>  ror(off * inv, shift) = j
+ * and a rotation that gives a j < 2^(64 - shift) back undoes only that.
+ * One multiply and one rotate, and the range check below is one compare. */
+TD_INLINE uint64_t span_block_index(const span_t *s, uintptr_t off) {
+  uint64_t x = off * s->inv;
+  unsigned k = s->shift;
+  return (x >> k) | (x << ((64 - k) & 63));
+}
+
+/* A block being freed that cannot be one of s's live blocks: not at the
+ * start of a carved block (span_block_index, one compare), or already
+ * marked free. */
 TD_INLINE bool span_block_bad(const span_t *s, const void *p) {
 #if TIDAL_CHECKS
-  uintptr_t off = (uintptr_t)p - s->start;
-  return off >= __atomic_load_n(&s->limit, __ATOMIC_RELAXED) || off * s->divc >= s->divc || span_block_marked(p);
+  return span_block_index(s, (uintptr_t)p - s->start) >= __atomic_load_n(&s->carved, __ATOMIC_RELAXED) ||
+         span_block_marked(p);
 #else
   (void)s; (void)p;
   return false;
 #endif
 }
+
+/* Bytes carved: offsets at or past it were never handed out. */
+TD_INLINE size_t span_limit(const span_t *s) { return (size_t)__atomic_load_n(&s->carved, __ATOMIC_RELAXED) * s->size; }
 
 /* ---- `used`, with the current-span bias and the full flag ---------------- */
 

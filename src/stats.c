@@ -201,7 +201,7 @@ static const stat_field_t huge_fields[] = {
   NUM(huge_stats_t, cache_misses, NULL), NUM(huge_stats_t, remaps, NULL),
 };
 static const stat_field_t page_fields[] = {
-  NUM(page_stats_t, mapped, BYTES), NUM(page_stats_t, units, NULL), NUM(page_stats_t, hugified_units, NULL),
+  NUM(page_stats_t, mapped, BYTES), NUM(page_stats_t, arena_reserved, BYTES), NUM(page_stats_t, units, NULL), NUM(page_stats_t, hugified_units, NULL),
   NUM(page_stats_t, active, BYTES), NUM(page_stats_t, dirty, BYTES), NUM(page_stats_t, muzzy, BYTES),
   NUM(page_stats_t, purged_lazy_bytes, BYTES), NUM(page_stats_t, purged_now_bytes, BYTES),
   NUM(page_stats_t, purge_passes, NULL), NUM(page_stats_t, hugifies, NULL), NUM(page_stats_t, dehugifies, NULL),

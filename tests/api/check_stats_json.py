@@ -16,7 +16,7 @@ SCHEMA = {
     "large": {"allocated": INT, "requests": INT, "frees": INT},
     "huge": {k: INT for k in ("live_bytes", "live_count", "cached_bytes", "cached_count",
                               "cache_hits", "cache_misses", "remaps")},
-    "pages": {k: INT for k in ("mapped", "units", "hugified_units", "active", "dirty", "muzzy",
+    "pages": {k: INT for k in ("mapped", "arena_reserved", "units", "hugified_units", "active", "dirty", "muzzy",
                                "purged_lazy_bytes", "purged_now_bytes", "purge_passes", "hugifies",
                                "dehugifies", "collapses", "collapse_failures", "decommits",
                                "holes", "holes_resident", "holes_given", "holes_taken")},

@@ -88,7 +88,7 @@ static int64_t accounted(void) {
   page_stats_get(&ps);
   huge_stats_get(&hs);
   meta_stats(&meta_mapped, &meta_alloc, &meta_sep);
-  return (int64_t)(ps.mapped + hs.live_bytes + hs.cached_bytes + meta_mapped + meta_sep);
+  return (int64_t)(ps.mapped + ps.arena_reserved + hs.live_bytes + hs.cached_bytes + meta_mapped + meta_sep);
 }
 
 /* ---- the workload ---------------------------------------------------------- */

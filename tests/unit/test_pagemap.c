@@ -4,7 +4,9 @@
  * leaves 0-3 of the range are reserved by reserve_creates_leaves and used by
  * the cases after it; leaf 4 stays unreserved until concurrent_readers. */
 #include "meta.h"
+#include "heap.h"
 #include "pagemap.h"
+#include "tidalloc.h"
 #include "unit.h"
 #include <pthread.h>
 #include <sched.h>
@@ -214,6 +216,106 @@ TEST(concurrent_readers) {
   pagemap_set(cflip(NFLIP - 1), NFLIP * 2, NULL);
   for (unsigned i = 0; i < NW; i++) CHECK(at(centry(i)) == NULL);
   printf("  concurrent_readers: %ld reads of published entries, %ld of unpublished\n", reads_ok, reads_early);
+}
+
+/* ---- the window (the page layer's arena) ---- */
+
+static uintptr_t W, WS;   /* the window's base and size */
+
+/* The window the page layer opened for its arena at the first allocation;
+ * where the OS refused the arena (an emulator), one the test opens on
+ * address space of its own. It opens once: a second window is refused. */
+TEST(window_open_once) {
+  if (!__atomic_load_n(&pagemap_window_size, __ATOMIC_ACQUIRE)) {
+    uint8_t *raw = mmap(NULL, 8 * GiB, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    CHECK(raw != MAP_FAILED);
+    CHECK(!pagemap_window_open(td_align_up((uintptr_t)raw, 4 * GiB) + P, 4 * GiB));   /* not aligned to its size */
+    CHECK(!pagemap_window_open(td_align_up((uintptr_t)raw, 4 * GiB), 3 * GiB));       /* not a power of two */
+    CHECK(pagemap_window_open(td_align_up((uintptr_t)raw, 4 * GiB), 4 * GiB));
+  }
+  W = pagemap_window_base;
+  WS = pagemap_window_size;
+  CHECK(WS >= 4 * GiB && td_is_pow2(WS) && W % WS == 0);
+  CHECK_EQ(pagemap_flat_mask, WS / P - 1);
+  CHECK(!pagemap_window_open(B, 4 * GiB));
+  CHECK(pagemap_window_base == W && pagemap_window_size == WS);
+}
+
+/* Inside the window every page resolves through the flat table, exactly
+ * and masked alike, and no radix leaf is made for it; an address outside
+ * it at a multiple of the window's size away aliases in the masked lookup
+ * only, and the exact one reads the radix tree. */
+TEST(window_flat_and_alias) {
+  uintptr_t w = W + WS - 7 * P;   /* the window's last pages: never carved in a test */
+  CHECK(at(w) == NULL);
+  CHECK(pagemap_reserve(w, 3 * P));
+  pagemap_set(w, 3, &sp[5]);
+  for (uintptr_t a = w; a < w + 3 * P; a += P / 2) {
+    CHECK(at(a) == &sp[5]);
+    CHECK(pagemap_lookup_fast((void *)a) == &sp[5]);
+  }
+  CHECK(at(w - 1) == NULL && at(w + 3 * P) == NULL);
+  CHECK(root_of(w) == NULL);   /* the radix tree was not touched */
+  uintptr_t q = W >= WS ? w - WS : w + WS;   /* the same page, a window away */
+  CHECK(q < W || q >= W + WS);
+  CHECK(pagemap_lookup_fast((void *)q) == &sp[5]);
+  CHECK(at(q) == NULL);
+  CHECK(pagemap_reserve(q, P));
+  pagemap_set(q, 1, &sp[6]);
+  CHECK(at(q) == &sp[6] && at(w) == &sp[5]);
+  CHECK(pagemap_lookup_fast((void *)q) == &sp[5]);
+  pagemap_set(q, 1, NULL);
+  pagemap_set(w, 3, NULL);
+  CHECK(at(w) == NULL && at(w + 2 * P) == NULL && pagemap_lookup_fast((void *)w) == NULL);
+}
+
+/* A source's memory a window's size away from a slab of this thread: every
+ * free of its blocks finds, masked, a span this thread owns, whose bounds
+ * reject them; the free looks again, exactly, and the heap with the page
+ * source takes its blocks back (no misuse report, nothing lost). */
+static uintptr_t alias_at;
+static void *alias_map(void *ctx, size_t size, size_t align) {
+  (void)ctx; (void)align;
+  if (size != TD_UNIT || !alias_at) return NULL;
+  void *m = mmap((void *)alias_at, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  if (m == MAP_FAILED) return NULL;
+  if ((uintptr_t)m != alias_at) { munmap(m, size); return NULL; }
+  alias_at = 0;   /* one unit */
+  return m;
+}
+static void alias_unmap(void *ctx, void *a, size_t size) { (void)ctx; munmap(a, size); }
+
+TEST(free_of_an_alias) {
+  enum { N = 70000 };
+  void *p = malloc(32);
+  span_t *s = pagemap_lookup(p);
+  CHECK(s && s->owner == tls_heap && (uintptr_t)p - W < WS);
+  uintptr_t unit = td_align_down((uintptr_t)p, TD_UNIT), page = td_align_down((uintptr_t)p, P);
+  tidal_heap_t *h = NULL;
+  for (uintptr_t k = 1; k <= 128 && !h; k++) {   /* an address nobody uses, windows up or down */
+    alias_at = k % 2 ? unit + (k + 1) / 2 * WS : unit - k / 2 * WS;
+    if (alias_at + TD_UNIT > ((uintptr_t)1 << 47) || alias_at > unit + 64 * WS || alias_at < ((uintptr_t)1 << 32)) continue;
+    tidal_page_source_t src = { .map = alias_map, .unmap = alias_unmap };
+    tidal_heap_config_t cfg = { .source = &src, .name = "alias" };
+    h = tidal_heap_create(&cfg);
+  }
+  CHECK(h != NULL);
+  static void *b[N];
+  int hit = -1;
+  for (int i = 0; i < N && hit < 0; i++) {
+    b[i] = tidal_heap_malloc(h, 32);
+    CHECK(b[i] != NULL);
+    if (td_align_down((uintptr_t)b[i], P) % WS == page % WS) hit = i;
+  }
+  CHECK(hit >= 0);   /* a block on the page that aliases p's */
+  CHECK(pagemap_lookup_fast(b[hit]) == s);
+  tidal_heap_stats_t st;
+  CHECK(tidal_heap_stats(h, &st) == 0 && st.allocated == (size_t)(hit + 1) * 32);
+  for (int i = hit; i >= 0; i--) free(b[i]);   /* plain free: the fast path's masked lookup first */
+  CHECK(tidal_heap_stats(h, &st) == 0 && st.allocated == 0);
+  CHECK(pagemap_lookup(p) == s);   /* p's own span is untouched: its block frees locally */
+  free(p);
+  tidal_heap_destroy(h);
 }
 
 int main(int argc, char **argv) {

@@ -135,7 +135,7 @@ TEST(small_block_canary) {
   CHECK_EQ(s->kind, SPAN_SECURE);
   CHECK_EQ(s->size, sc_info[sizeclass_of(40 + OVERHEAD)].size);
   CHECK_EQ(((uintptr_t)p - s->start) % s->size, HEADER);
-  CHECK((uintptr_t)p - s->start < s->limit);
+  CHECK((uintptr_t)p - s->start < span_limit(s));
   CHECK_EQ((uintptr_t)p % 16, 0);
   size_t up = secure_usable(p, s);
   CHECK_EQ(up, 40);
@@ -182,7 +182,7 @@ TEST(slab_guard_page) {
     CHECK(!readable(s->start + data + P - 1));
     CHECK(pagemap_lookup((void *)s->base) == s);
     CHECK(pagemap_lookup((void *)(s->start + data)) == s);
-    CHECK((uintptr_t)s->start + s->limit <= s->start + data);
+    CHECK((uintptr_t)s->start + span_limit(s) <= s->start + data);
     sfree(b);
   }
 }

@@ -1,4 +1,5 @@
 #include "sizeclass.h"
+#include "span.h"
 #include "unit.h"
 
 /* Classes increase, are 16-byte multiples, and end at SC_SMALL_MAX. */
@@ -11,7 +12,6 @@ TEST(class_table) {
     /* the slab's tail loses at most 1/8 of it */
     size_t bytes = (size_t)sc_info[c].pages * 4096;
     CHECK((bytes - (size_t)sc_info[c].capacity * sc_info[c].size) * 8 <= bytes);
-    CHECK(sc_info[c].divc == UINT64_MAX / sc_info[c].size + 1);
   }
   CHECK_EQ(sc_info[SC_NCLASSES - 1].size, SC_SMALL_MAX);
 }
@@ -39,6 +39,35 @@ TEST(aligned_classes) {
       CHECK(sc_info[c].size >= size && sc_info[c].size % align == 0);
     }
   CHECK(sizeclass_of_aligned(SC_SMALL_MAX + 1, 64) == 0);
+}
+
+/* span_block_index, the free path's one-compare block check: for every
+ * class size and for object-cache sizes (any size from 16 on, odd ones
+ * too), an offset that is a whole number of blocks gives that number, and
+ * every other offset (inside a block, or below the span's start) gives a
+ * number no span has that many blocks of. */
+static void index_exact(uint32_t size) {
+  span_t s = { 0 };
+  span_set_size(&s, size);
+  CHECK_EQ(s.size, size);
+  CHECK(((uint64_t)(size >> s.shift) & 1) && (uint64_t)(size >> s.shift) * s.inv == 1);
+  const uint64_t never = (uint64_t)1 << 32;   /* more blocks than any span holds */
+  for (uint64_t j = 0; j < 9000; j += 1 + j / 64) {
+    uint64_t off = j * size;
+    CHECK_EQ(span_block_index(&s, off), j);
+    CHECK(span_block_index(&s, off + 1) >= never);
+    CHECK(span_block_index(&s, off + size / 2) >= never || size / 2 == 0);
+    CHECK(span_block_index(&s, off + size - 1) >= never || size == 1);
+    if (size % 16 == 0) CHECK(span_block_index(&s, off + 16) >= never || size == 16);
+    CHECK(span_block_index(&s, (uint64_t)0 - size * (j + 1)) >= never);   /* below start */
+    CHECK(span_block_index(&s, (uint64_t)0 - 1 - off) >= never);
+  }
+}
+
+TEST(block_index) {
+  for (unsigned c = 1; c < SC_NCLASSES; c++) index_exact(sc_info[c].size);
+  uint32_t odd[] = { 16, 17, 24, 40, 48, 100, 129, 4095, 4096, 12288, 65536 + 8, (1u << 20) + 16, 2097151 };
+  for (unsigned i = 0; i < sizeof odd / sizeof odd[0]; i++) index_exact(odd[i]);
 }
 
 int main(int argc, char **argv) {
