@@ -255,12 +255,26 @@ static heap_t *heap_bind(void) {
   return h;
 }
 
+/* A partial list is a queue: a span joins at the head when it gets a free
+ * block and is taken from the tail, so the span taken is the one that has
+ * waited longest and gathered the most frees (under random frees, the
+ * newest has just one: taking it meant a refill for every allocation). */
+static void partial_push(heap_t *h, span_t *s) {
+  span_list_push(&h->partial[s->cls], s);
+  if (!h->partial_tail[s->cls]) h->partial_tail[s->cls] = s;
+}
+
+static void partial_remove(heap_t *h, span_t *s) {
+  if (h->partial_tail[s->cls] == s) h->partial_tail[s->cls] = s->prev;
+  span_list_remove(&h->partial[s->cls], s);
+}
+
 /* The next partial span of class cls with a block to hand out (its holes
  * taken back if they are all it has), or NULL. */
 static span_t *partial_take(heap_t *h, unsigned cls) {
   span_t *s;
-  while ((s = h->partial[cls]) != NULL) {
-    span_list_remove(&h->partial[cls], s);
+  while ((s = h->partial_tail[cls]) != NULL) {
+    partial_remove(h, s);
     if (s->free || (s->nholes && slab_holes_reuse(s))) return s;
     /* Its free blocks are all in holes being purged right now: set aside as
      * full (on no list) until one of its blocks is freed. */
@@ -346,13 +360,13 @@ void *heap_alloc_slow(heap_t *h, unsigned cls) {
 static void free_local_moved(heap_t *h, span_t *s) {
   if (span_is_full(s)) {
     if (span_unfull(s)) slab_retire(h, s);
-    else span_list_push(&h->partial[s->cls], s);
+    else partial_push(h, s);
     return;
   }
   if (span_count(s) != 0) return;   /* a span with holes and blocks out: slow only for the hole check */
   /* used == 0: a partial span (a current span holds the bias) */
   TD_DASSERT(s != h->cur[s->cls]);
-  span_list_remove(&h->partial[s->cls], s);
+  partial_remove(h, s);
   slab_retire(h, s);
 }
 
@@ -606,10 +620,13 @@ void heap_validate(heap_t *h) {
       span_validate(h, h->cur[c], c);
       TD_CHECK(!span_is_full(h->cur[c]), "current span marked full", (void *)h->cur[c]->start, "heap_validate");
     }
+    span_t *last = NULL;
     for (span_t *s = h->partial[c]; s; s = s->next) {
       span_validate(h, s, c);
       TD_CHECK((s->free != 0 || s->nholes) && !span_is_full(s), "partial span state", (void *)s->start, "heap_validate");
+      last = s;
     }
+    TD_CHECK(h->partial_tail[c] == last, "partial list tail", last ? (void *)last->start : NULL, "heap_validate");
   }
 }
 

@@ -3,7 +3,10 @@
  *
  * What it is: every thread owns one heap. A heap owns slab spans; for each
  * size class it allocates from one current span (pop of the span's free list)
- * and keeps the others that have free blocks on a partial list. Only the owner
+ * and keeps the others that have free blocks on a partial list, a queue:
+ * the span that has waited longest is taken next (heap_validate checks
+ *   partial_tail[c] = the last span of the list partial[c], NULL when empty).
+ * Only the owner
  * touches a span's free list, so a small malloc or free on its own thread
  * takes no lock and no atomic read-modify-write.
  * A free from another thread does not touch the span: the block is queued in
@@ -100,7 +103,8 @@ struct heap_s {
   int64_t prof_left;
   uint64_t prof_rng;                          /* the sampling generator's state (0: unseeded) */
   heap_counters_t cnt;
-  span_t *partial[SC_NCLASSES];               /* spans with free blocks (not cur) */
+  span_t *partial[SC_NCLASSES];               /* spans with free blocks (not cur), newest first */
+  span_t *partial_tail[SC_NCLASSES];          /* the oldest of each: the next one taken */
   outbuf_t out[HEAP_OUT_SLOTS];
   uint32_t out_pending;                       /* some outbuf holds blocks */
   uint32_t id;
