@@ -11,7 +11,8 @@ uintptr_t pagemap_window_base;
 size_t pagemap_window_size;
 
 TD_INLINE bool in_window(uintptr_t a) {
-  return a - pagemap_window_base < __atomic_load_n(&pagemap_window_size, __ATOMIC_ACQUIRE);
+  size_t window = __atomic_load_n(&pagemap_window_size, __ATOMIC_ACQUIRE);   /* first: then the base is set */
+  return a - __atomic_load_n(&pagemap_window_base, __ATOMIC_RELAXED) < window;
 }
 
 bool pagemap_window_open(uintptr_t base, size_t size) {

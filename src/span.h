@@ -208,11 +208,12 @@ TD_INLINE void span_set_size(span_t *s, uint32_t size) {
 }
 
 /* The index of the block at offset off of s when off is a whole number of
- * blocks, and a number >= 2^(64 - shift) > every index otherwise (off is
- * taken mod 2^64, so addresses below start are covered too):
+ * blocks, and a number >= 2^64 / size (more blocks than any span has)
+ * otherwise; off is taken mod 2^64, so addresses below start are covered:
  *   off = j * size  =>  off * inv = j << shift  =>  ror(off * inv, shift) = j
- * and a rotation that gives a j < 2^(64 - shift) back undoes only that.
- * One multiply and one rotate, and the range check below is one compare. */
+ * and conversely a result q < 2^64 / size gives back off = q * size (no
+ * wrap), so `index < carved` is exact. One multiply, one rotate; the range
+ * check is one compare. */
 TD_INLINE uint64_t span_block_index(const span_t *s, uintptr_t off) {
   uint64_t x = off * s->inv;
   unsigned k = s->shift;
