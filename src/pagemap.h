@@ -43,7 +43,7 @@ extern span_t **pagemap_root[PAGEMAP_ROOT_LEN];
  *   pagemap_window_size = 2^k >= TD_PAGE,  pagemap_window_base % pagemap_window_size = 0
  *   pagemap_flat_mask   = pagemap_window_size / TD_PAGE - 1
  *   pagemap_flat        has pagemap_flat_mask + 1 entries (one, NULL, before the window)
- *   no radix leaf is ever made for an address of the window
+ *   a lookup of an address of the window never reads the radix tree
  * Published table and base first, then the size and the mask (release);
  * readers load the size or the mask first (acquire), then the rest. */
 extern span_t **pagemap_flat TD_HIDDEN;
