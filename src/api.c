@@ -361,7 +361,11 @@ TD_INLINE void free_inline(void *p, size_t size, enum free_mode mode, const char
   span_t *s = pagemap_lookup(p);
 #endif
   heap_t *h = tls_heap;
-  if (heap_owns(h, s) && TD_LIKELY(!span_block_bad(s, p))) {
+#if TIDAL_CHECKS
+  if (s->owner == h && TD_LIKELY(!span_block_bad_local(s, p))) {   /* s is never NULL here */
+#else
+  if (heap_owns(h, s) && TD_LIKELY(!span_block_bad_local(s, p))) {
+#endif
 #if TIDAL_CHECKS
     if (mode != FREE_PLAIN && TD_UNLIKELY(sized_bad(heap_block_size(s), size, true, mode)))
       sized_report(p, size, heap_block_size(s), fn);

@@ -31,7 +31,7 @@ static unsigned orphan_shard(void) {
 }
 static td_mutex_t orphan_lock = TD_MUTEX_INIT("heap_orphan_counters", RANK_HEAP_ORPHANS);
 
-span_t span_empty = { .kind = SPAN_NONE };
+span_t span_empty = { .free = SPAN_FREE_END, .kind = SPAN_NONE };
 heap_t heap_empty = { .cur = { [0 ... SC_NCLASSES - 1] = &span_empty }, .prof_left = INT64_MAX, .state = HEAP_DEAD };
 
 static td_mutex_t registry_lock = TD_MUTEX_INIT("heap_registry", RANK_HEAP_REGISTRY);
@@ -92,7 +92,7 @@ static void slab_init(heap_t *h, span_t *s, unsigned cls) {
   s->start = s->base;
   s->bump = s->base;
   s->bump_end = s->base + (size_t)ci->capacity * ci->size;
-  s->free = 0;
+  span_free_clear(s);
   s->used = 0;
   s->holes[0] = s->holes[1] = 0;
   s->nholes = 0;
@@ -134,7 +134,7 @@ static void slab_retire(heap_t *h, span_t *s) {
   h->cnt.nslabs[s->cls]--;
   if (h->span_cache_n < HEAP_SPAN_CACHE && h->state == HEAP_ACTIVE && !s->nholes &&
       h->cnt.span_cache_bytes + s->bytes <= HEAP_SPAN_CACHE_BYTES) {
-    s->free = 0;
+    span_free_clear(s);
     s->used = 0;
     s->bump = s->bump_end = s->start;   /* nothing to carve until re-initialised */
     __atomic_store_n(&s->carved, 0, __ATOMIC_RELAXED);
@@ -155,7 +155,7 @@ static bool slab_holes_reuse(span_t *s) {
   uint64_t pages[SPAN_HOLE_WORDS] = { s->holes[0], s->holes[1] };
   if (!page_hole_take(s, pages)) return false;
   span_hole_fill(s, pages);
-  return s->free != 0;
+  return span_has_free(s);
 }
 
 /* Give the all-free pages of slab s (partial, or current) to the page
@@ -275,7 +275,7 @@ static span_t *partial_take(heap_t *h, unsigned cls) {
   span_t *s;
   while ((s = h->partial_tail[cls]) != NULL) {
     partial_remove(h, s);
-    if (s->free || (s->nholes && slab_holes_reuse(s))) return s;
+    if (span_has_free(s) || (s->nholes && slab_holes_reuse(s))) return s;
     /* Its free blocks are all in holes being purged right now: set aside as
      * full (on no list) until one of its blocks is freed. */
     s->used |= SPAN_FULL_FLAG | SPAN_SLOW_FLAG;
@@ -297,7 +297,7 @@ static void *heap_refill(heap_t *h, unsigned cls) {
   if (h->out_pending) heap_flush_out(h);
   if (__atomic_load_n(&h->inbox, __ATOMIC_RELAXED)) {
     heap_collect(h);
-    if (h->cur[cls]->free) return heap_alloc_small(h, cls);
+    if (span_has_free(h->cur[cls])) return heap_alloc_small(h, cls);
   }
   if (s != &span_empty) {
     h->cur[cls] = &span_empty;
@@ -623,7 +623,7 @@ void heap_validate(heap_t *h) {
     span_t *last = NULL;
     for (span_t *s = h->partial[c]; s; s = s->next) {
       span_validate(h, s, c);
-      TD_CHECK((s->free != 0 || s->nholes) && !span_is_full(s), "partial span state", (void *)s->start, "heap_validate");
+      TD_CHECK((span_has_free(s) || s->nholes) && !span_is_full(s), "partial span state", (void *)s->start, "heap_validate");
       last = s;
     }
     TD_CHECK(h->partial_tail[c] == last, "partial list tail", last ? (void *)last->start : NULL, "heap_validate");

@@ -114,7 +114,7 @@ static span_t *slab_new(tidal_objcache_t *c) {
   s->capacity = (uint32_t)c->per_slab;
   s->carved = 0;
   s->bytes = TD_UNIT;
-  s->free = 0;
+  span_free_clear(s);
   s->used = 0;
   pagemap_set(s->base, 1, s);
   c->nslabs++;

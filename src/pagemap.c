@@ -4,8 +4,10 @@
 
 span_t **pagemap_root[PAGEMAP_ROOT_LEN];
 static td_mutex_t pagemap_lock = TD_MUTEX_INIT("pagemap", RANK_PAGEMAP);
-static span_t *flat_none[1];   /* the table before the window: one empty entry */
-span_t **pagemap_flat = flat_none;
+/* The table before the window: its none, then one empty entry. */
+static struct { span_t none; uintptr_t entry[1]; } flat_before;
+_Static_assert(offsetof(__typeof__(flat_before), entry) == sizeof(span_t), "the none sits just before the table");
+uintptr_t *pagemap_flat = flat_before.entry;
 uintptr_t pagemap_flat_mask;
 uintptr_t pagemap_window_base;
 size_t pagemap_window_size;
@@ -21,12 +23,13 @@ bool pagemap_window_open(uintptr_t base, size_t size) {
   mutex_lock(&pagemap_lock);
   bool ok = false;
   if (!pagemap_window_size) {
-    span_t **table = meta_alloc_mapping((size >> TD_PAGE_SHIFT) * sizeof(span_t *));
-    if (table) {
-      __atomic_store_n(&pagemap_flat, table, __ATOMIC_RELEASE);
+    /* The mapping is zero: its first span_t is the table's none. */
+    span_t *none = meta_alloc_mapping(sizeof(span_t) + (size >> TD_PAGE_SHIFT) * sizeof(uintptr_t));
+    if (none) {
+      __atomic_store_n(&pagemap_flat, (uintptr_t *)(none + 1), __ATOMIC_RELEASE);
       __atomic_store_n(&pagemap_window_base, base, __ATOMIC_RELEASE);
       __atomic_store_n(&pagemap_window_size, size, __ATOMIC_RELEASE);
-      __atomic_store_n(&pagemap_flat_mask, (size >> TD_PAGE_SHIFT) - 1, __ATOMIC_RELEASE);
+      __atomic_store_n(&pagemap_flat_mask, size - TD_PAGE, __ATOMIC_RELEASE);
       ok = true;
     }
   }
@@ -54,8 +57,10 @@ bool pagemap_reserve(uintptr_t addr, size_t size) {
 void pagemap_set(uintptr_t addr, size_t npages, span_t *s) {
   if (npages && in_window(addr)) {
     TD_DASSERT(in_window(addr + npages * TD_PAGE - 1));
-    span_t **e = &pagemap_flat[(addr - pagemap_window_base) >> TD_PAGE_SHIFT];
-    for (size_t i = 0; i < npages; i++) __atomic_store_n(&e[i], s, __ATOMIC_RELEASE);
+    uintptr_t *e = &pagemap_flat[(addr - pagemap_window_base) >> TD_PAGE_SHIFT];
+    uintptr_t v = s ? (uintptr_t)s - ((uintptr_t)pagemap_flat - sizeof(span_t)) : 0;
+    TD_DASSERT(!s || pagemap_flat_decode(pagemap_flat, v) == s);
+    for (size_t i = 0; i < npages; i++) __atomic_store_n(&e[i], v, __ATOMIC_RELEASE);
     return;
   }
   for (size_t i = 0; i < npages; i++, addr += TD_PAGE) {

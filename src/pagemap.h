@@ -23,7 +23,15 @@
  * pagemap_lookup, which is exact.
  *
  *   address p:  | high bits (window base) | page index in window | page offset |
- *                                          \_ (p >> TD_PAGE_SHIFT) & pagemap_flat_mask
+ *                                          \_ (p & pagemap_flat_mask) >> TD_PAGE_SHIFT
+ *
+ * A flat entry holds its span's address relative to a span that sits just
+ * before the table, the table's own "none" (zero: no owner, nothing carved),
+ * so an empty entry decodes to it and the fast lookup has no NULL to test:
+ *
+ *   table mapping:  | none (a span_t, all zero) | entry 0 | entry 1 | ...
+ *                   ^ pagemap_flat - sizeof(span_t)
+ *   entry = span - (pagemap_flat - sizeof(span_t)),  0 for no span
  *
  * What it is not: an owner of spans; it stores what the layers above give it.
  * It may call: span, meta, lock.
@@ -41,27 +49,42 @@ extern span_t **pagemap_root[PAGEMAP_ROOT_LEN];
 
 /* The window (all zero until pagemap_window_open; then fixed):
  *   pagemap_window_size = 2^k >= TD_PAGE,  pagemap_window_base % pagemap_window_size = 0
- *   pagemap_flat_mask   = pagemap_window_size / TD_PAGE - 1
- *   pagemap_flat        has pagemap_flat_mask + 1 entries (one, NULL, before the window)
+ *   pagemap_flat_mask   = pagemap_window_size - TD_PAGE   (the bits of a page index, in place)
+ *   pagemap_flat        has pagemap_window_size / TD_PAGE entries (one, empty, before the window)
+ *   pagemap_flat_none() = (span_t *)pagemap_flat - 1, zero: its owner is NULL, carved 0
  *   a lookup of an address of the window never reads the radix tree
  * Published table and base first, then the size and the mask (release);
  * readers load the size or the mask first (acquire), then the rest. */
-extern span_t **pagemap_flat TD_HIDDEN;
+extern uintptr_t *pagemap_flat TD_HIDDEN;
 extern uintptr_t pagemap_flat_mask TD_HIDDEN;
 extern uintptr_t pagemap_window_base TD_HIDDEN;
 extern size_t pagemap_window_size TD_HIDDEN;
 
+/* A flat entry of table t, decoded: a span, or t's none (see above). */
+TD_INLINE span_t *pagemap_flat_decode(const uintptr_t *t, uintptr_t e) {
+#if defined(__x86_64__)
+  /* One lea: left to itself the compiler adds, then subtracts. */
+  span_t *s;
+  __asm__("lea %c3(%1,%2), %0" : "=r"(s) : "r"(t), "r"(e), "i"(-(long)sizeof(span_t)));
+  return s;
+#else
+  return (span_t *)((uintptr_t)t - sizeof(span_t) + e);
+#endif
+}
+
 /* The free fast path's lookup: p's entry if p is in the window, else an
- * alias's (see above). Callers check the span's bounds. */
+ * alias's (see above); never NULL: no span is the table's none, which no
+ * heap owns. Callers check the span's owner and bounds. */
 TD_INLINE span_t *pagemap_lookup_fast(const void *p) {
 #if defined(__x86_64__)
   /* Loads are not reordered with loads here: the compiler's order is enough. */
-  uintptr_t i = ((uintptr_t)p >> TD_PAGE_SHIFT) & __atomic_load_n(&pagemap_flat_mask, __ATOMIC_RELAXED);
+  uintptr_t i = ((uintptr_t)p & __atomic_load_n(&pagemap_flat_mask, __ATOMIC_RELAXED)) >> TD_PAGE_SHIFT;
   __atomic_signal_fence(__ATOMIC_ACQUIRE);
 #else
-  uintptr_t i = ((uintptr_t)p >> TD_PAGE_SHIFT) & __atomic_load_n(&pagemap_flat_mask, __ATOMIC_ACQUIRE);
+  uintptr_t i = ((uintptr_t)p & __atomic_load_n(&pagemap_flat_mask, __ATOMIC_ACQUIRE)) >> TD_PAGE_SHIFT;
 #endif
-  return __atomic_load_n(&__atomic_load_n(&pagemap_flat, __ATOMIC_RELAXED)[i], __ATOMIC_ACQUIRE);
+  const uintptr_t *t = __atomic_load_n(&pagemap_flat, __ATOMIC_RELAXED);
+  return pagemap_flat_decode(t, __atomic_load_n(&t[i], __ATOMIC_ACQUIRE));
 }
 
 /* The exact lookup. Addresses at or above 2^48 are not user addresses: they
@@ -71,7 +94,10 @@ TD_INLINE span_t *pagemap_lookup(const void *p) {
   uintptr_t a = (uintptr_t)p;
   size_t window = __atomic_load_n(&pagemap_window_size, __ATOMIC_ACQUIRE);
   uintptr_t off = a - __atomic_load_n(&pagemap_window_base, __ATOMIC_RELAXED);
-  if (off < window) return __atomic_load_n(&pagemap_flat[off >> TD_PAGE_SHIFT], __ATOMIC_ACQUIRE);
+  if (off < window) {
+    uintptr_t e = __atomic_load_n(&pagemap_flat[off >> TD_PAGE_SHIFT], __ATOMIC_ACQUIRE);
+    return e ? pagemap_flat_decode(pagemap_flat, e) : NULL;
+  }
   uintptr_t r = (a >> PAGEMAP_LEAF_SHIFT) & (PAGEMAP_ROOT_LEN - 1);
   span_t **leaf = __atomic_load_n(&pagemap_root[r], __ATOMIC_RELAXED);
   if (TD_UNLIKELY(leaf == NULL)) return NULL;

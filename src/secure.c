@@ -441,7 +441,7 @@ static span_t *sslab_new(unsigned shard, unsigned cls) {
   s->carved = ci->capacity;
   s->start = start;
   s->used = 0;
-  s->free = 0;
+  span_free_clear(s);
   s->bump = s->bump_end = s->start + span_limit(s);   /* every block carved at once */
   for (size_t i = ci->capacity; i-- > 0;) span_push(s, (block_t *)(s->start + i * ci->size));
   pagemap_set(s->base, s->bytes >> TD_PAGE_SHIFT, s);
@@ -545,7 +545,7 @@ static void *sslab_alloc(unsigned cls, size_t n, size_t h) {
   block_t *prev = NULL, *b = (block_t *)s->free;
   for (unsigned i = 0; i < walk; i++) {
     uintptr_t nx = span_link_decode(b->next);
-    if (!nx) break;
+    if (nx == SPAN_FREE_END) break;
     prev = b;
     b = (block_t *)nx;
   }
@@ -570,7 +570,7 @@ static void sslab_release_block(block_t *b) {
   span_t *s = pagemap_lookup(b);
   sclass_t *k = class_of(s);
   mutex_lock(&k->lock);
-  bool was_full = s->free == 0 && s != k->cur;
+  bool was_full = !span_has_free(s) && s != k->cur;
   span_push(s, b);
   s->used--;
   if (s->used == 0 && s != k->cur) {

@@ -7,6 +7,9 @@
 span_t span_released = { .kind = SPAN_RELEASED };
 uintptr_t span_link_key = 0x9e3779b97f4a7c15ull;   /* replaced at init; always odd */
 uint64_t span_free_key = 0x5bd1e9955bd1e995ull;    /* replaced at init; never 0 */
+#if TIDAL_CHECKS
+const block_t span_free_end TD_ALIGNED(sizeof(block_t));   /* all zero: SPAN_FREE_END */
+#endif
 
 void span_init(void) {
   uint64_t k;
@@ -65,7 +68,7 @@ size_t span_hole_scan(const span_t *s, uint64_t out[SPAN_HOLE_WORDS]) {
   for (size_t w = 0; w < SPAN_HOLE_WORDS; w++) out[w] = 0;
   if (carved == 0 || s->capacity > SPAN_HOLE_MAX_BLOCKS) return 0;
   memset(freeb, 0, ((carved + 63) / 64) * sizeof(uint64_t));
-  for (uintptr_t p = s->free; p; p = span_link_decode(((const block_t *)p)->next)) {
+  for (uintptr_t p = s->free; p != SPAN_FREE_END; p = span_link_decode(((const block_t *)p)->next)) {
     if (TD_UNLIKELY(span_link_bad(p) || p < s->start || p >= s->bump)) span_corrupt((const void *)p, s, "malloc");
     hole_set(freeb, (p - s->start) / s->size);
   }
@@ -84,9 +87,9 @@ size_t span_hole_scan(const span_t *s, uint64_t out[SPAN_HOLE_WORDS]) {
 }
 
 void span_hole_cut(span_t *s, const uint64_t pages[SPAN_HOLE_WORDS]) {
-  uintptr_t head = 0;
+  uintptr_t head = SPAN_FREE_END;
   block_t *prev = NULL;
-  for (uintptr_t p = s->free, nx; p; p = nx) {
+  for (uintptr_t p = s->free, nx; p != SPAN_FREE_END; p = nx) {
     nx = span_link_decode(((const block_t *)p)->next);
     size_t first = (p - s->base) >> SPAN_HOLE_PAGE_SHIFT, last = (p - s->base + s->size - 1) >> SPAN_HOLE_PAGE_SHIFT;
     bool cut = false;
@@ -96,7 +99,7 @@ void span_hole_cut(span_t *s, const uint64_t pages[SPAN_HOLE_WORDS]) {
     else head = p;
     prev = (block_t *)p;
   }
-  if (prev) prev->next = span_link_encode(0);
+  if (prev) prev->next = span_link_encode(SPAN_FREE_END);
   s->free = head;
   for (size_t w = 0; w < SPAN_HOLE_WORDS; w++) s->holes[w] |= pages[w];
   s->nholes = 0;
@@ -142,7 +145,7 @@ const char *span_check(const span_t *s, bool current) {
   if (nholes != s->nholes) return "span: nholes == popcount(holes)";
   if (!(s->used & SPAN_SLOW_FLAG) != !((s->used & SPAN_FULL_FLAG) || s->nholes)) return "span: slow flag == full || holes";
   size_t carved = (s->bump - s->start) / s->size, listed = 0;
-  for (uintptr_t p = s->free; p; p = span_link_decode(((const block_t *)p)->next)) {
+  for (uintptr_t p = s->free; p != SPAN_FREE_END; p = span_link_decode(((const block_t *)p)->next)) {
     if (p < s->start || p >= s->bump || (p - s->start) % s->size) return "span: free block outside the carved blocks";
     if (!span_block_marked((const void *)p)) return "span: free block without its marker";
     if (s->nholes && block_in_holes(s, (p - s->start) / s->size, s->holes)) return "span: free-list block in a hole";

@@ -107,7 +107,8 @@ struct span_s {
   uint32_t size;              /* 28 block size (slab) */
   uint64_t inv;               /* 32 the inverse of size's odd part, mod 2^64 (span_set_size) */
   uint64_t carved;            /* 40 blocks carved so far: those at index >= carved were never handed
-                                 *    out; written by the owner, read by any thread: __atomic_* */
+                                 *    out; written by the owner, read by any thread: __atomic_*
+                                 *    (the owner's own reads may be plain) */
   uintptr_t bump;             /* 48 next never-carved block (slab) */
   uint16_t cls;               /* 56 size class (slab) */
   uint8_t kind;               /* 58 enum span_kind */
@@ -163,6 +164,22 @@ TD_INLINE uintptr_t span_link_decode(uintptr_t v) { return v; }
 TD_INLINE bool span_link_bad(uintptr_t p) { (void)p; return false; }
 #endif
 
+/* The end of every slab free list: s->free == SPAN_FREE_END when s has no
+ * free block. With the checks on it is a block of zeros in read-only memory:
+ * its link decodes to the odd link key, which span_link_bad rejects, so the
+ * pop's one test on the link finds a corrupt link and the list's end alike
+ * (span_pop). Without them it is 0.
+ *   free list of s:  s->free -> b1 -> b2 -> ... -> bn -> SPAN_FREE_END
+ *                                                    (next = encode(SPAN_FREE_END)) */
+#if TIDAL_CHECKS
+extern const block_t span_free_end TD_HIDDEN;
+#define SPAN_FREE_END ((uintptr_t)&span_free_end)
+#else
+#define SPAN_FREE_END ((uintptr_t)0)
+#endif
+TD_INLINE void span_free_clear(span_t *s) { s->free = SPAN_FREE_END; }
+TD_INLINE bool span_has_free(const span_t *s) { return s->free != SPAN_FREE_END; }
+
 /* The marker a free block at address b carries in its key word. */
 TD_INLINE uint64_t span_marker(const void *b) { return span_free_key ^ (uint64_t)(uintptr_t)b; }
 TD_INLINE bool span_block_marked(const void *b) { return ((const block_t *)b)->key == span_marker(b); }
@@ -178,11 +195,10 @@ TD_INLINE void span_push(span_t *s, block_t *b) {
   s->free = (uintptr_t)b;
 }
 
-/* Unlink the block after prev (the head when prev is NULL) and hand it out:
- * its marker is cleared and used counts it. */
-TD_INLINE block_t *span_take(span_t *s, block_t *prev, block_t *b) {
-  uintptr_t next = span_link_decode(b->next);
-  if (TD_UNLIKELY(span_link_bad(next))) span_corrupt(b, s, "malloc");
+/* Unlink block b, whose link decodes to next (checked), after prev (the
+ * head when prev is NULL) and hand it out: its marker is cleared and used
+ * counts it. */
+TD_INLINE block_t *span_unlink(span_t *s, block_t *prev, block_t *b, uintptr_t next) {
   TD_DASSERT(span_block_marked(b));   /* every free block carries its marker */
   if (prev) prev->next = span_link_encode(next);
   else s->free = next;
@@ -191,10 +207,29 @@ TD_INLINE block_t *span_take(span_t *s, block_t *prev, block_t *b) {
   return b;
 }
 
-/* The one pop of a block from s's free list: NULL when it is empty. */
+/* Take block b (not the end) after prev: its link is checked first. */
+TD_INLINE block_t *span_take(span_t *s, block_t *prev, block_t *b) {
+  uintptr_t next = span_link_decode(b->next);
+  if (TD_UNLIKELY(span_link_bad(next))) span_corrupt(b, s, "malloc");
+  return span_unlink(s, prev, b, next);
+}
+
+/* The one pop of a block from s's free list: NULL when it is empty. With the
+ * checks on, the head's link is read before the head is known to be a
+ * block: the end's link fails the same test a corrupt one does, and only
+ * then is the head compared with the end. */
 TD_INLINE block_t *span_pop(span_t *s) {
   block_t *b = (block_t *)s->free;
+#if TIDAL_CHECKS
+  uintptr_t next = span_link_decode(b->next);
+  if (TD_UNLIKELY(span_link_bad(next))) {
+    if ((uintptr_t)b == SPAN_FREE_END) return NULL;
+    span_corrupt(b, s, "malloc");
+  }
+  return span_unlink(s, NULL, b, next);
+#else
   return TD_LIKELY(b != NULL) ? span_take(s, NULL, b) : NULL;
+#endif
 }
 
 /* The block size of s, with the inverse and shift span_block_index needs. */
@@ -227,6 +262,18 @@ TD_INLINE bool span_block_bad(const span_t *s, const void *p) {
 #if TIDAL_CHECKS
   return span_block_index(s, (uintptr_t)p - s->start) >= __atomic_load_n(&s->carved, __ATOMIC_RELAXED) ||
          span_block_marked(p);
+#else
+  (void)s; (void)p;
+  return false;
+#endif
+}
+
+/* span_block_bad for the thread that owns s (s->owner is its heap, just
+ * read): only that thread writes `carved`, so a plain read suffices, and it
+ * folds into the compare (one instruction less on every local free). */
+TD_INLINE bool span_block_bad_local(const span_t *s, const void *p) {
+#if TIDAL_CHECKS
+  return span_block_index(s, (uintptr_t)p - s->start) >= s->carved || span_block_marked(p);
 #else
   (void)s; (void)p;
   return false;

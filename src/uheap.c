@@ -342,7 +342,7 @@ typedef struct {
 static int slab_visit(span_t *s, visit_t *v) {
   uint64_t freed[SPAN_HOLE_MAX_BLOCKS / 64] = { 0 };
   size_t carved = (s->bump - s->start) / s->size;
-  for (uintptr_t b = s->free; b; b = span_link_decode(((block_t *)b)->next)) {
+  for (uintptr_t b = s->free; b != SPAN_FREE_END; b = span_link_decode(((block_t *)b)->next)) {
     size_t i = (b - s->start) / s->size;
     TD_CHECK(i < carved && !(freed[i >> 6] >> (i & 63) & 1), "free list corrupt", (void *)b, "tidal_heap_visit");
     freed[i >> 6] |= 1ull << (i & 63);

@@ -93,6 +93,28 @@ TEST(free_all_and_purge) {
   VALIDATE(page_validate());
 }
 
+/* A slab free list ends at SPAN_FREE_END: a pop of an empty list returns
+ * NULL and changes nothing; the last block's link decodes to the end, which
+ * (checks on) is a block whose link fails the corrupt-link test. */
+TEST(free_list_end) {
+  static block_t blocks[4] TD_ALIGNED(16);
+  span_t s;
+  memset(&s, 0, sizeof s);
+  span_free_clear(&s);
+  CHECK(!span_has_free(&s) && span_pop(&s) == NULL && s.used == 0 && !span_has_free(&s));
+  span_push(&s, &blocks[2]);
+  span_push(&s, &blocks[0]);
+  CHECK(span_has_free(&s) && span_block_marked(&blocks[0]) && span_block_marked(&blocks[2]));
+  CHECK(span_link_decode(blocks[2].next) == SPAN_FREE_END);
+  CHECK(span_pop(&s) == &blocks[0] && span_pop(&s) == &blocks[2]);
+  CHECK(s.used == 2 && blocks[0].key == 0 && blocks[2].key == 0);
+  CHECK(span_pop(&s) == NULL && s.free == SPAN_FREE_END && s.used == 2);
+#if TIDAL_CHECKS
+  CHECK(span_link_bad(span_link_decode(((const block_t *)SPAN_FREE_END)->next)));
+#endif
+  CHECK(span_empty.free == SPAN_FREE_END && heap_empty.cur[1] == &span_empty);
+}
+
 int main(int argc, char **argv) {
   free(malloc(1));
   h = tls_heap;

@@ -236,7 +236,7 @@ TEST(window_open_once) {
   W = pagemap_window_base;
   WS = pagemap_window_size;
   CHECK(WS >= 4 * GiB && td_is_pow2(WS) && W % WS == 0);
-  CHECK_EQ(pagemap_flat_mask, WS / P - 1);
+  CHECK_EQ(pagemap_flat_mask, WS - P);
   CHECK(!pagemap_window_open(B, 4 * GiB));
   CHECK(pagemap_window_base == W && pagemap_window_size == WS);
 }
@@ -266,7 +266,12 @@ TEST(window_flat_and_alias) {
   CHECK(pagemap_lookup_fast((void *)q) == &sp[5]);
   pagemap_set(q, 1, NULL);
   pagemap_set(w, 3, NULL);
-  CHECK(at(w) == NULL && at(w + 2 * P) == NULL && pagemap_lookup_fast((void *)w) == NULL);
+  CHECK(at(w) == NULL && at(w + 2 * P) == NULL);
+  /* An empty entry, masked, is the table's none: owned by no heap, nothing
+   * carved, so no free's checks can pass on it. */
+  span_t *none = pagemap_lookup_fast((void *)w);
+  CHECK(none == (span_t *)pagemap_flat - 1 && pagemap_lookup_fast((void *)(w + 2 * P)) == none);
+  CHECK(none->owner == NULL && none->carved == 0 && none->kind == SPAN_NONE);
 }
 
 /* A source's memory a window's size away from a slab of this thread: every

@@ -59,7 +59,7 @@ static size_t guarded_bytes(void) { size_t live, gm; secure_stats(&live, &gm); r
 /* Whether block b is on its slab's free list. */
 static bool on_free_list(const span_t *s, const void *b) {
   uintptr_t x = s->free;
-  for (uint32_t n = 0; x && n <= s->capacity; n++) {
+  for (uint32_t n = 0; x != SPAN_FREE_END && n <= s->capacity; n++) {
     if (x == (uintptr_t)b) return true;
     x = span_link_decode(((const block_t *)x)->next);
   }
