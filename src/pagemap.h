@@ -51,7 +51,7 @@ extern span_t **pagemap_root[PAGEMAP_ROOT_LEN];
  *   pagemap_window_size = 2^k >= TD_PAGE,  pagemap_window_base % pagemap_window_size = 0
  *   pagemap_flat_mask   = pagemap_window_size - TD_PAGE   (the bits of a page index, in place)
  *   pagemap_flat        has pagemap_window_size / TD_PAGE entries (one, empty, before the window)
- *   pagemap_flat_none() = (span_t *)pagemap_flat - 1, zero: its owner is NULL, carved 0
+ *   the table's none   = (span_t *)pagemap_flat - 1, zero: its owner is NULL, carved 0
  *   a lookup of an address of the window never reads the radix tree
  * Published table and base first, then the size and the mask (release);
  * readers load the size or the mask first (acquire), then the rest. */
