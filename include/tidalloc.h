@@ -49,7 +49,7 @@ void tidal_thread_flush(void);
  *   stats.{allocated,active,resident,mapped,retained,metadata,...} (size_t),
  *   stats.pages.*, stats.huge.*, stats.syscalls.* (uint64_t),
  *   stats.classes.count, stats.classes.<i>.{size,requests,frees,live,slabs,capacity,utilization},
- *   stats.mutexes.count, stats.mutexes.<i>.{name,acquisitions,contended,wait_ns},
+ *   stats.mutexes.count, stats.mutexes.<i>.{name,acquisitions,contended,wait_ns,hold_ns,hold_max_ns},
  *   thread.allocated, thread.freed (uint64_t), thread.flush (action),
  *   purge (action; optional uint64_t: bytes released), background_thread (bool, read/write). */
 int tidal_ctl(const char *name, void *oldp, size_t *oldlenp, const void *newp, size_t newlen);

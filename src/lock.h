@@ -5,7 +5,10 @@
  * What it is: a three-state (unlocked / locked / locked-with-waiters) futex
  * mutex. The uncontended path is one CAS to lock and one exchange to unlock.
  * Contended callers spin briefly (the holder usually finishes within a few
- * hundred cycles) before sleeping in the kernel.
+ * hundred cycles) before sleeping in the kernel. Every critical section is
+ * timed with os_ticks (two counter reads, no system call), so the
+ * statistics show how long each lock is held as well as how long its
+ * takers wait.
  * Every mutex has a rank (enum lock_rank); debug builds check that a thread
  * takes them in increasing rank (a witness in the spirit of jemalloc's).
  * What it is not: recursive, fair, or usable before os_init (it needs none).
@@ -14,6 +17,7 @@
 #ifndef TIDAL_LOCK_H
 #define TIDAL_LOCK_H
 
+#include "os.h"
 #include "util.h"
 
 /* Lock ranks: a thread takes locks in increasing rank only (a lock of a
@@ -59,6 +63,9 @@ typedef struct td_mutex_s {
   uint64_t n_lock;             /* acquisitions */
   uint64_t n_contended;        /* acquisitions that had to wait */
   uint64_t wait_ns;            /* time spent waiting */
+  uint64_t hold_ticks;         /* time held, in os_ticks: sum over acquisitions */
+  uint64_t hold_max_ticks;     /* the longest single hold */
+  uint64_t acquired_at;        /* os_ticks when the current holder took it */
   const char *name;
 #ifdef TIDAL_DEBUG
   const void *holder;          /* the holding thread's witness, NULL when free */
@@ -93,6 +100,7 @@ TD_INLINE void mutex_lock(td_mutex_t *m) {
     mutex_lock_slow(m);
   lock_witness_acquire(m);   /* after: it records the holder */
   m->n_lock++;
+  m->acquired_at = os_ticks();
 }
 
 /* Returns true when the lock was taken. */
@@ -101,12 +109,16 @@ TD_INLINE bool mutex_trylock(td_mutex_t *m) {
   if (__atomic_compare_exchange_n(&m->state, &expected, 1, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)) {
     lock_witness_acquire(m);
     m->n_lock++;
+    m->acquired_at = os_ticks();
     return true;
   }
   return false;
 }
 
 TD_INLINE void mutex_unlock(td_mutex_t *m) {
+  uint64_t held = os_ticks() - m->acquired_at;   /* the holder's own fields: before the release */
+  m->hold_ticks += held;
+  if (held > m->hold_max_ticks) m->hold_max_ticks = held;
   lock_witness_release(m);
   if (TD_UNLIKELY(__atomic_exchange_n(&m->state, 0, __ATOMIC_RELEASE) == 2))
     mutex_unlock_slow(m);

@@ -116,6 +116,22 @@ static uint64_t default_now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* The x86-64 tick rate is measured against the monotonic clock from here. */
+static uint64_t ticks_t0, ticks_ns0;
+
+uint64_t os_ticks_ns(uint64_t ticks) {
+#if defined(__x86_64__)
+  uint64_t dt = os_ticks() - ticks_t0, dn = default_now_ns() - ticks_ns0;
+  return dt ? (uint64_t)((unsigned __int128)ticks * dn / dt) : ticks;
+#elif defined(__aarch64__)
+  uint64_t hz;
+  __asm__ __volatile__("mrs %0, cntfrq_el0" : "=r"(hz));
+  return hz ? (uint64_t)((unsigned __int128)ticks * 1000000000u / hz) : ticks;
+#else
+  return ticks;
+#endif
+}
+
 const os_hooks_t os_hooks_default = {
   .map = default_map, .unmap = default_unmap, .purge = default_purge,
   .hugify = default_hugify, .now_ns = default_now_ns, .commit = default_commit,
@@ -357,6 +373,8 @@ static bool probe_purge_zeroes(size_t page) {
 }
 
 void os_init(void) {
+  ticks_ns0 = default_now_ns();
+  ticks_t0 = os_ticks();
   /* From the auxiliary vector: no system call, no libc state. */
   size_t page = (size_t)getauxval(AT_PAGESZ);
   if (page == 0) page = (size_t)sysconf(_SC_PAGESIZE);

@@ -38,11 +38,14 @@ static void mutex_rows(stats_t *st) {
     while (r < nrows && strcmp(st->mutexes[r].name, m->name) != 0) r++;
     if (r == nrows) {
       if (nrows == STATS_MAX_MUTEXES) continue;
-      st->mutexes[nrows++] = (stats_mutex_t){ m->name, 0, 0, 0 };
+      st->mutexes[nrows++] = (stats_mutex_t){ .name = m->name };
     }
     st->mutexes[r].acquisitions += __atomic_load_n(&m->n_lock, __ATOMIC_RELAXED);
     st->mutexes[r].contended += __atomic_load_n(&m->n_contended, __ATOMIC_RELAXED);
     st->mutexes[r].wait_ns += __atomic_load_n(&m->wait_ns, __ATOMIC_RELAXED);
+    st->mutexes[r].hold_ns += os_ticks_ns(__atomic_load_n(&m->hold_ticks, __ATOMIC_RELAXED));
+    uint64_t longest = os_ticks_ns(__atomic_load_n(&m->hold_max_ticks, __ATOMIC_RELAXED));
+    if (longest > st->mutexes[r].hold_max_ns) st->mutexes[r].hold_max_ns = longest;
   }
   st->nmutexes = nrows;
 }
@@ -224,7 +227,7 @@ static const stat_field_t syscall_fields[] = {
 };
 static const stat_field_t mutex_fields[] = {
   STR(stats_mutex_t, name), NUM(stats_mutex_t, acquisitions, NULL), NUM(stats_mutex_t, contended, NULL),
-  NUM(stats_mutex_t, wait_ns, "ns"),
+  NUM(stats_mutex_t, wait_ns, "ns"), NUM(stats_mutex_t, hold_ns, "ns"), NUM(stats_mutex_t, hold_max_ns, "ns"),
 };
 /* Eight columns in the document (MAX_COLUMNS); dirty, muzzy and metadata by name only. */
 static const stat_field_t heap_fields[] = {

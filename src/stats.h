@@ -35,6 +35,7 @@ typedef struct stats_class_s {
 typedef struct stats_mutex_s {
   const char *name;
   uint64_t acquisitions, contended, wait_ns;
+  uint64_t hold_ns, hold_max_ns;   /* time held in all, and the longest hold */
 } stats_mutex_t;
 
 /* Where free memory waits outside the page layer's free pages (bytes), and

@@ -25,7 +25,7 @@ SCHEMA = {
     "syscalls": {k: INT for k in ("mmap", "munmap", "madvise_free", "madvise_dontneed",
                                   "madvise_hugepage", "madvise_nohugepage", "madvise_collapse",
                                   "mremap", "commit")},
-    "mutexes": [{"name": str, "acquisitions": INT, "contended": INT, "wait_ns": INT}],
+    "mutexes": [{"name": str, "acquisitions": INT, "contended": INT, "wait_ns": INT, "hold_ns": INT, "hold_max_ns": INT}],
     "heaps": [{"name": str, "allocated": INT, "active": INT, "mapped": INT, "maps": INT, "map_failures": INT,
                "unmaps": INT, "purges": INT}],
     "pressure": {"events_psi": INT, "events_cgroup": INT, "events_limit": INT, "events_explicit": INT,
