@@ -15,6 +15,7 @@ static struct {
   size_t peak_bytes;             /* recent peak of live huge bytes */
   uint64_t peak_ns;
   uint64_t hits, misses, remaps;
+  uint64_t donated;              /* bytes moved from entry to entry (donors_move) */
   void (*hook)(uint64_t);
 } mappings;
 
@@ -118,6 +119,59 @@ static span_t *cache_take(size_t map_size, size_t align, span_t **spare, bool gr
   return best;
 }
 
+/* When the largest cached mapping grows for a request no entry fits, the
+ * others give it their pages: out of the cache, largest first, until they
+ * cover `need` bytes (or the cache is empty). Their resident pages are moved
+ * into the grown mapping's new range (mremap, no copy, no fault), where a
+ * fresh page would otherwise be faulted in and zeroed, and the cache would
+ * keep its pieces until they aged out or the budget unmapped them. Chained
+ * through next; the caller puts back what it does not use. */
+static span_t *cache_take_donors(size_t need) {
+  mutex_assert_held(&huge_lock);
+  span_t *out = NULL, **tail = &out;
+  size_t got = 0;
+  while (got < need && mappings.cache) {
+    span_t *largest = mappings.cache;
+    for (span_t *c = largest->next; c; c = c->next)
+      if (c->bytes > largest->bytes) largest = c;
+    cache_unlink(largest);
+    got += largest->bytes;
+    *tail = largest;
+    tail = &largest->next;
+  }
+  return out;
+}
+
+/* Move the donors' pages over s's range [off, s->bytes), front first; a
+ * donor's unused rest (or the whole of one the kernel would not move) goes
+ * back to the cache. Returns the bytes moved. */
+static size_t donors_move(span_t *s, size_t off, span_t *d) {
+  size_t moved = 0;
+  span_t *back = NULL;
+  while (d) {
+    span_t *next = d->next;
+    size_t n = TD_MIN(d->bytes, s->bytes - off);
+    if (n && os_remap((void *)d->base, n, n, (void *)(s->base + off))) {
+      off += n;
+      moved += n;
+      d->base += n;
+      d->bytes -= n;
+    }
+    if (d->bytes) { d->next = back; back = d; }
+    else page_span_put(d);
+    d = next;
+  }
+  mutex_lock(&huge_lock);
+  while (back) {
+    span_t *next = back->next;
+    cache_push(back);
+    back = next;
+  }
+  mappings.donated += moved;
+  mutex_unlock(&huge_lock);
+  return moved;
+}
+
 size_t huge_remap_min = HUGE_REMAP_MIN;
 
 /* Transparent huge pages for a fresh mapping, or a cached one mremap grew
@@ -196,14 +250,21 @@ static void *alloc_mapping(size_t size, size_t align, bool zero, bool sparse) {
   span_t *spare = page_span_get();   /* for a split; returned if unused */
   mutex_lock(&huge_lock);
   span_t *s = mappings.cache ? cache_take(map_size, align, &spare, true) : NULL;
+  span_t *donors = s && s->bytes < map_size ? cache_take_donors(map_size - s->bytes) : NULL;
   if (s) mappings.hits++; else mappings.misses++;
   mutex_unlock(&huge_lock);
   if (spare) page_span_put(spare);
   bool fresh = false;
-  if (s && s->bytes < map_size && !mapping_resize(s, map_size, false, sparse)) {
-    os_unmap((void *)s->base, s->bytes);
-    page_span_put(s);
-    s = NULL;
+  if (s && s->bytes < map_size) {
+    size_t old = s->bytes;
+    if (mapping_resize(s, map_size, false, sparse)) {
+      donors_move(s, old, donors);
+    } else {
+      donors_move(s, s->bytes, donors);   /* nothing to fill: all go back */
+      os_unmap((void *)s->base, s->bytes);
+      page_span_put(s);
+      s = NULL;
+    }
   }
   if (!s) {
     size_t map_align = TD_MAX(align, map_size >= TD_UNIT ? TD_UNIT : TD_PAGE);
@@ -462,6 +523,7 @@ void huge_stats_get(huge_stats_t *out) {
   out->cache_hits = mappings.hits;
   out->cache_misses = mappings.misses;
   out->remaps = mappings.remaps;
+  out->donated_bytes = mappings.donated;
   mutex_unlock(&huge_lock);
 }
 

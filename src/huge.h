@@ -6,7 +6,10 @@
  * their first page. Freed mappings wait in a cache, where neighbours merge
  * and a request takes the best fit (splitting off the rest at a 2 MiB
  * boundary), so a program that repeatedly allocates big buffers reuses
- * resident memory instead of faulting it in again. For the same reason a
+ * resident memory instead of faulting it in again. When no entry is big
+ * enough, the largest grows and the others give it their pages, moved by
+ * mremap (resident, not copied), largest first, as far as the growth needs
+ * them. For the same reason a
  * realloc that grows copies the block into a cached mapping that fits rather
  * than fault new pages in; when none fits, a block below HUGE_REMAP_MIN
  * moves to a new mapping (grow_by_move) and a bigger one grows by mremap,
@@ -63,6 +66,7 @@ void huge_set_work_hook(void (*hook)(uint64_t due_ns));
 typedef struct huge_stats_s {
   size_t live_bytes, live_count, cached_bytes, cached_count;
   uint64_t cache_hits, cache_misses, remaps;
+  uint64_t donated_bytes;   /* cached pages moved into another entry grown for a request */
 } huge_stats_t;
 void huge_stats_get(huge_stats_t *out);
 

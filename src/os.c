@@ -30,6 +30,10 @@
 #define MADV_FREE 8
 #endif
 
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
+
 #ifndef MADV_COLLAPSE
 #define MADV_COLLAPSE 25
 #endif
@@ -95,13 +99,57 @@ static bool default_commit(void *addr, size_t size, bool commit) {
   return ok;
 }
 
+/* mremap takes one VMA at a time: a range over several (part of a mapping
+ * was advised for huge pages, or the huge cache merged two neighbouring
+ * mappings) fails with EFAULT, in place or moved. Such a range grows in
+ * place by a mapping of the extension right after it, and moves piece by
+ * piece. A piece is as long as one mremap takes, found by halving from what
+ * is left; the pieces of one VMA merge again at the destination. */
+static size_t remap_pieces(uintptr_t from, uintptr_t to, size_t len) {
+  size_t done = 0, page = os_page();
+  while (done < len) {
+    size_t n = len - done;
+    while (mremap((void *)(from + done), n, n, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)(to + done)) == MAP_FAILED) {
+      if (errno != EFAULT || n <= page) return done;
+      n = td_align_down(n / 2, page);
+    }
+    done += n;
+  }
+  return done;
+}
+
+static bool remap_extend(uintptr_t end, size_t size) {
+  void *want = (void *)end;
+  void *p = mmap(want, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
+  if (p == want) return true;
+  if (p != MAP_FAILED) munmap(p, size);   /* a kernel before 4.17 took the address as a hint */
+  return false;
+}
+
 static bool default_remap(void *addr, size_t old_size, size_t new_size, void *dest) {
   COUNT(cnt_remaps);
   int saved = errno;
-  void *p = dest ? mremap(addr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dest)
-                 : mremap(addr, old_size, new_size, 0);
+  bool ok;
+  if (!dest) {
+    ok = mremap(addr, old_size, new_size, 0) != MAP_FAILED;
+    if (!ok && errno == EFAULT && new_size > old_size) ok = remap_extend((uintptr_t)addr + old_size, new_size - old_size);
+  } else {
+    ok = mremap(addr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dest) != MAP_FAILED;
+    if (!ok && errno == EFAULT && new_size >= old_size) {
+      /* What moved goes back if the rest cannot: the old range is released
+       * only on success. Moving back into the range just vacated fails only
+       * when the kernel is out of memory for its own maps. */
+      size_t moved = remap_pieces((uintptr_t)addr, (uintptr_t)dest, old_size);
+      ok = moved == old_size;
+      if (!ok && moved && remap_pieces((uintptr_t)dest, (uintptr_t)addr, moved) != moved) {
+        static const char msg[] = "tidalloc: fatal: a mapping moved in part could not be moved back\n";
+        os_write_stderr(msg, sizeof msg - 1);
+        abort();
+      }
+    }
+  }
   errno = saved;
-  return p != MAP_FAILED;
+  return ok;
 }
 
 /* The thread attribute carries no stack size: glibc's default (RLIMIT_STACK)

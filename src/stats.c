@@ -201,7 +201,7 @@ static const stat_field_t large_fields[] = {
 static const stat_field_t huge_fields[] = {
   NUM(huge_stats_t, live_bytes, BYTES), NUM(huge_stats_t, live_count, NULL), NUM(huge_stats_t, cached_bytes, BYTES),
   NUM(huge_stats_t, cached_count, NULL), NUM(huge_stats_t, cache_hits, NULL),
-  NUM(huge_stats_t, cache_misses, NULL), NUM(huge_stats_t, remaps, NULL),
+  NUM(huge_stats_t, cache_misses, NULL), NUM(huge_stats_t, remaps, NULL), NUM(huge_stats_t, donated_bytes, BYTES),
 };
 static const stat_field_t page_fields[] = {
   NUM(page_stats_t, mapped, BYTES), NUM(page_stats_t, arena_reserved, BYTES), NUM(page_stats_t, units, NULL), NUM(page_stats_t, hugified_units, NULL),

@@ -15,7 +15,7 @@ SCHEMA = {
         "utilization": float}]},
     "large": {"allocated": INT, "requests": INT, "frees": INT},
     "huge": {k: INT for k in ("live_bytes", "live_count", "cached_bytes", "cached_count",
-                              "cache_hits", "cache_misses", "remaps")},
+                              "cache_hits", "cache_misses", "remaps", "donated_bytes")},
     "pages": {k: INT for k in ("mapped", "arena_reserved", "units", "hugified_units", "active", "dirty", "muzzy",
                                "purged_lazy_bytes", "purged_now_bytes", "purge_passes", "hugifies",
                                "dehugifies", "collapses", "collapse_failures", "decommits",

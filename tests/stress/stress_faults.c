@@ -2,8 +2,9 @@
  * are linked into this program (as in tests/unit), which installs OS hooks
  * (os_hooks_t) that make map, commit, purge, hugify, remap and thread
  * creation fail at random, seeded (TIDAL_TEST_SEED), at FAULT_PERMILLE per
- * call. Threads allocate, calloc, realloc, align and free blocks of every
- * size class, and free each other's blocks (remote frees), while faults are
+ * call, and always the first call of each kind. Threads allocate, calloc,
+ * realloc, align and free blocks of every size class, and free each other's
+ * blocks (remote frees), while faults are
  * on; then faults are turned off and the same work must succeed again.
  * Checked:
  * - every allocation either succeeds or returns NULL with errno ENOMEM; a
@@ -41,14 +42,18 @@ static const char *const fault_name[F_KINDS] = { "map", "commit", "purge", "hugi
 static const unsigned fault_permille[F_KINDS] = { 100, 100, 30, 30, 100, 300 };
 
 static uint64_t fault_seed, fault_calls, injected[F_KINDS];
-static int faults_on, threads_always_fail, strict;
+static int faults_on, threads_always_fail, strict, refused_once[F_KINDS];
 static int64_t mapped_net;   /* bytes mapped minus unmapped through the hooks since they were installed */
 
 static int inject(int kind) {
   if (kind == F_THREAD && threads_always_fail) { __atomic_fetch_add(&injected[kind], 1, __ATOMIC_RELAXED); return 1; }
   if (!__atomic_load_n(&faults_on, __ATOMIC_RELAXED)) return 0;
   uint64_t n = __atomic_fetch_add(&fault_calls, 1, __ATOMIC_RELAXED);
-  if (tt_mix64(fault_seed + n * 0x9e3779b97f4a7c15ull) % 1000 >= fault_permille[kind]) return 0;
+  /* The first call of each kind while faults are on is refused, so a kind
+   * that is called at all is exercised (a kind called a few times, as commit
+   * is, would otherwise go unrefused in some runs); then at random. */
+  if (__atomic_exchange_n(&refused_once[kind], 1, __ATOMIC_RELAXED) &&
+      tt_mix64(fault_seed + n * 0x9e3779b97f4a7c15ull) % 1000 >= fault_permille[kind]) return 0;
   __atomic_fetch_add(&injected[kind], 1, __ATOMIC_RELAXED);
   return 1;
 }

@@ -423,27 +423,96 @@ TEST(merge_neighbours) {
 }
 
 /* When no cached mapping is big enough, the largest grows by remap: in
- * place when the pages after it are free (only the difference is new). */
+ * place when the pages after it are free (only the difference is new), and
+ * the other entries give it their resident pages, moved (not copied, not
+ * faulted) into the new range. */
 TEST(grow_largest_in_place) {
   uintptr_t S = begin(6);
   place[nplace++] = S;
   place[nplace++] = S + 32 * MiB;
   char *A = huge_alloc(4 * MiB, 0, false), *B = huge_alloc(2 * MiB, 0, false);
   CHECK_EQX(A, S);
+  CHECK_EQX(B, S + 32 * MiB);
   A[0] = 0x11;
+  B[0] = 0x44;
   hfree(A); hfree(B);
   huge_stats_t st0 = hs();
   nrec = 0;
   char *r = huge_alloc(8 * MiB, 0, false);
   CHECK_EQX(r, A);
-  CHECK_EQ(nrec, 1);
+  CHECK_EQ(nrec, 2);
   REMAP_REC(0, S, 4 * MiB, 8 * MiB, 0, true);
+  REMAP_REC(1, S + 32 * MiB, 2 * MiB, 2 * MiB, S + 4 * MiB, true);   /* B's pages, after A's */
   span_t *s = span_of(r);
   CHECK_EQ(s->bytes, 8 * MiB);
   CHECK(!s->zeroed);
   CHECK(r[0] == 0x11);
+  CHECK(r[4 * MiB] == 0x44);                         /* moved, not faulted anew */
   CHECK_EQ(hs().cache_hits, st0.cache_hits + 1);
-  CHECK_EQ(hs().cached_count, 1);                    /* B */
+  CHECK_EQ(hs().cached_count, 0);
+  CHECK_EQ(hs().cached_bytes, 0);
+  CHECK_EQ(hs().donated_bytes, st0.donated_bytes + 2 * MiB);
+  CHECK_ACCOUNTED();
+  hfree(r);
+  end();
+}
+
+/* Donors are taken largest first, and only as many as the growth needs; a
+ * donor bigger than what is left gives its front and keeps its rest cached. */
+TEST(grow_largest_donors) {
+  uintptr_t S = begin(20);
+  place[nplace++] = S;
+  place[nplace++] = S + 32 * MiB;
+  place[nplace++] = S + 64 * MiB;
+  place[nplace++] = S + 96 * MiB;
+  char *A = huge_alloc(6 * MiB, 0, false), *B = huge_alloc(4 * MiB, 0, false);
+  char *C = huge_alloc(5 * MiB, 0, false), *D = huge_alloc(2 * MiB, 0, false);
+  CHECK_EQX(D, S + 96 * MiB);
+  B[0] = 0x55;
+  hfree(A); hfree(B); hfree(C); hfree(D);
+  huge_stats_t st0 = hs();
+  nrec = 0;
+  char *r = huge_alloc(14 * MiB, 0, false);          /* A (6) grows by 8: C's 5, then 3 of B's 4 */
+  CHECK_EQX(r, S);
+  CHECK_EQ(nrec, 3);
+  REMAP_REC(0, S, 6 * MiB, 14 * MiB, 0, true);
+  REMAP_REC(1, S + 64 * MiB, 5 * MiB, 5 * MiB, S + 6 * MiB, true);
+  REMAP_REC(2, S + 32 * MiB, 3 * MiB, 3 * MiB, S + 11 * MiB, true);
+  CHECK(r[11 * MiB] == 0x55);
+  CHECK_EQ(hs().donated_bytes, st0.donated_bytes + 8 * MiB);
+  CHECK_EQ(hs().cached_count, 2);                    /* B's last MiB and D, untouched */
+  CHECK_EQ(hs().cached_bytes, 3 * MiB);
+  CHECK_ACCOUNTED();
+  /* B's rest is an entry of its own: a 2 MiB request takes D, the best
+   * fit, and leaves it. */
+  char *d = huge_alloc(2 * MiB, 0, false);
+  CHECK_EQX(d, D);
+  CHECK_EQ(hs().cached_bytes, 1 * MiB);
+  CHECK_ACCOUNTED();
+  hfree(r); hfree(d);
+  end();
+}
+
+/* A donor the kernel will not move stays cached whole; the growth is
+ * faulted in as before. */
+TEST(grow_largest_donor_refused) {
+  uintptr_t S = begin(21);
+  place[nplace++] = S;
+  place[nplace++] = S + 32 * MiB;
+  char *A = huge_alloc(4 * MiB, 0, false), *B = huge_alloc(2 * MiB, 0, false);
+  (void)B;
+  hfree(A); hfree(B);
+  huge_stats_t st0 = hs();
+  nrec = 0;
+  fail_move = true;
+  char *r = huge_alloc(8 * MiB, 0, false);
+  fail_move = false;
+  CHECK_EQX(r, S);
+  CHECK_EQ(nrec, 2);
+  REMAP_REC(0, S, 4 * MiB, 8 * MiB, 0, true);
+  REMAP_REC(1, S + 32 * MiB, 2 * MiB, 2 * MiB, S + 4 * MiB, false);
+  CHECK_EQ(hs().donated_bytes, st0.donated_bytes);
+  CHECK_EQ(hs().cached_count, 1);
   CHECK_EQ(hs().cached_bytes, 2 * MiB);
   CHECK_ACCOUNTED();
   hfree(r);
