@@ -19,6 +19,16 @@
  * thread exits, check this often whether only tidalloc's threads are left. */
 #define LIVENESS_CHECK_NS (50ull * 1000000ull)
 #define LIVENESS_WATCH_NS (1000ull * 1000000ull)
+/* The pressure watcher starts pressure_delay_ms after the worker, or as soon
+ * as tidalloc holds this much (pages in runs or free and resident, huge
+ * mappings live or cached): a drain could then give back enough to matter.
+ * Until then it costs nothing: the kernel closes each PSI trigger at exit
+ * after an RCU grace period (10-15 ms measured here, two triggers), which a
+ * short program would pay on every run. Until the watcher starts, the
+ * worker looks every WATCH_POLL_NS (nothing wakes it when memory grows):
+ * at most pressure_delay_ms / 100 ms wake-ups, once. */
+#define WATCH_NOW_BYTES   ((size_t)64 << 20)
+#define WATCH_POLL_NS     (100ull * 1000000ull)
 
 /* bg_lock guards every member but the futex word `seq` (bumped with
  * __atomic_* to wake the worker). It is a leaf: taken under other allocator
@@ -280,11 +290,26 @@ static uint64_t worker_work(uint64_t now) {
   return next;
 }
 
+/* Whether the watcher should start now (see WATCH_NOW_BYTES). */
+static bool watch_wanted(uint64_t now, uint64_t watch_at) {
+  if (now >= watch_at) return true;
+  page_stats_t ps;
+  huge_stats_t hs;
+  page_stats_get(&ps);
+  huge_stats_get(&hs);
+  return ps.active + ps.dirty + hs.live_bytes + hs.cached_bytes >= WATCH_NOW_BYTES;
+}
+
 static void *worker_main(void *arg) {
   (void)arg;
   os_thread_name("tidalloc-bg");
-  watcher_start();
+  uint64_t watch_at = os_now_ns() + (uint64_t)opt.pressure_delay_ms * 1000000u;
+  bool watching = !pressure_has_events();
   for (;;) {
+    if (!watching && watch_wanted(os_now_ns(), watch_at)) {
+      watcher_start();
+      watching = true;
+    }
     bool main_gone = false;
     if (worker_must_leave(&main_gone)) break;
     mutex_lock(&bg_lock);
@@ -297,6 +322,7 @@ static void *worker_main(void *arg) {
     prof_deferred_work();   /* a dump asked for by prof_signal or prof_gdump */
     uint64_t now = os_now_ns();
     if (watch) next = TD_MIN(next, now + LIVENESS_CHECK_NS);
+    if (!watching) next = TD_MIN(next, TD_MIN(watch_at, now + WATCH_POLL_NS));
     mutex_lock(&bg_lock);
     uint32_t seq = __atomic_load_n(&bg.seq, __ATOMIC_ACQUIRE);
     bg.wake_at = next;

@@ -11,6 +11,10 @@
  * - The pressure watcher, where there are event sources, takes a descriptor
  *   table of its own, opens the PSI / cgroup event files there and sleeps in
  *   poll(): the program can never close, reuse or inherit its descriptors.
+ *   The worker starts it pressure_delay_ms after its own start, or sooner
+ *   once tidalloc holds WATCH_NOW_BYTES: closing a PSI trigger at exit
+ *   costs the process an RCU grace period, which a short, small program
+ *   must not pay.
  * A process whose main thread left with pthread_exit ends when its last
  * thread does: after any thread exits (heap's exit hook) and while the main
  * thread is a zombie, the worker checks /proc/self/stat every 50 ms, and

@@ -50,6 +50,11 @@ const opt_desc_t conf_table[] = {
     "a descriptor table of its own; the cgroup's limit, read by the background thread while a drain could "
     "release something) and drain caches when it comes: tidalloc's own at first, the application's cleaners "
     "too when it is critical.", OFF(pressure) },
+  { "pressure_delay_ms", OPT_INT, "1000", 0, 3600000, NULL,
+    "How long after the background thread starts the pressure watcher opens its PSI triggers and cgroup events, "
+    "unless tidalloc holds 64 MiB or more before then. The kernel takes about 10 ms to close each PSI trigger "
+    "when the process exits, so a program that ends sooner, or stays small, never pays it. 0: at once.",
+    OFF(pressure_delay_ms) },
   { "memory_limit", OPT_INT, "0", 0, INT64_MAX, NULL,
     "Soft limit on the memory tidalloc keeps resident, in bytes (suffixes k, m, g); above it caches are "
     "drained as under pressure. 0: none.", OFF(memory_limit) },

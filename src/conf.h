@@ -31,6 +31,7 @@ typedef struct conf_s {
   int64_t stats_print;             /* enum opt_stats_print */
   bool secure;                     /* hardened mode */
   bool pressure;                   /* watch memory pressure in the background thread */
+  int64_t pressure_delay_ms;       /* process age before the pressure watcher starts (unless big) */
   int64_t memory_limit;            /* soft limit on resident bytes (0: none) */
   int64_t guard_sample;            /* 1 in N allocations against a guard page (0: off) */
   int64_t stats_signal;            /* signal that asks for a statistics file (0: off) */

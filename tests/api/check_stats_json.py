@@ -39,7 +39,7 @@ SCHEMA = {
 OPTIONS = {"background_thread": bool, "dirty_decay_ms": INT, "muzzy_decay_ms": INT,
            "dirty_mult": float, "hugify_threshold": float, "hugify_delay_ms": INT,
            "thp": str, "stats_print": str, "secure": bool, "guard_sample": INT,
-           "pressure": bool, "memory_limit": INT,
+           "pressure": bool, "pressure_delay_ms": INT, "memory_limit": INT,
            "stats_signal": INT, "prof": bool, "prof_sample": INT,
            "prof_prefix": str, "prof_final": bool, "prof_leak": bool, "prof_leak_error": bool,
            "prof_gdump": bool, "prof_signal": INT, "prof_seed": INT,
