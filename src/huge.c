@@ -151,7 +151,7 @@ static size_t donors_move(span_t *s, size_t off, span_t *d) {
   while (d) {
     span_t *next = d->next;
     size_t n = TD_MIN(d->bytes, s->bytes - off);
-    if (n && os_remap((void *)d->base, n, n, (void *)(s->base + off))) {
+    if (n && os_move((void *)d->base, n, (void *)(s->base + off))) {
       off += n;
       moved += n;
       d->base += n;
@@ -203,7 +203,8 @@ static void mapping_thp(void *p, size_t map_size, bool zero) {
  * fails. Returns false, with s unchanged, when the OS refuses. A cached
  * mapping grown for a new block asks for huge pages as a fresh one would
  * (zero: for calloc); a live block keeps its setting, for the reason
- * grow_by_move gives. */
+ * grow_by_move gives. A live block's mapping over several VMAs (its front
+ * advised for huge pages) cannot move: the caller copies it instead. */
 static bool mapping_resize(span_t *s, size_t map_size, bool registered, bool zero) {
   size_t old = s->bytes;
   if (os_remap((void *)s->base, s->bytes, map_size, NULL)) {
@@ -218,7 +219,10 @@ static bool mapping_resize(span_t *s, size_t map_size, bool registered, bool zer
     return false;
   }
   if (registered) pagemap_set(s->base, 1, &span_released);
-  if (!os_remap((void *)s->base, s->bytes, map_size, dest)) {
+  /* A cached mapping's pages move even where mremap would not take the
+   * range whole (several VMAs): their contents do not matter. */
+  if (!os_remap((void *)s->base, s->bytes, map_size, dest) &&
+      (registered || !os_move((void *)s->base, s->bytes, dest))) {
     if (registered) pagemap_set(s->base, 1, s);
     os_unmap(dest, map_size);
     return false;

@@ -30,6 +30,10 @@
 #define MADV_FREE 8
 #endif
 
+#ifndef MREMAP_DONTUNMAP
+#define MREMAP_DONTUNMAP 4
+#endif
+
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
 #endif
@@ -99,25 +103,11 @@ static bool default_commit(void *addr, size_t size, bool commit) {
   return ok;
 }
 
-/* mremap takes one VMA at a time: a range over several (part of a mapping
- * was advised for huge pages, or the huge cache merged two neighbouring
- * mappings) fails with EFAULT, in place or moved. Such a range grows in
- * place by a mapping of the extension right after it, and moves piece by
- * piece. A piece is as long as one mremap takes, found by halving from what
- * is left; the pieces of one VMA merge again at the destination. */
-static size_t remap_pieces(uintptr_t from, uintptr_t to, size_t len) {
-  size_t done = 0, page = os_page();
-  while (done < len) {
-    size_t n = len - done;
-    while (mremap((void *)(from + done), n, n, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)(to + done)) == MAP_FAILED) {
-      if (errno != EFAULT || n <= page) return done;
-      n = td_align_down(n / 2, page);
-    }
-    done += n;
-  }
-  return done;
-}
-
+/* mremap grows only a range within one VMA, and a huge mapping whose front
+ * was advised for huge pages is two (EFAULT, in place or moved). Such a
+ * range grows in place by a mapping of the extension right after it; a
+ * move of it fails as a whole, with nothing moved (the kernel checks the
+ * range before it moves a page), and the caller copies instead. */
 static bool remap_extend(uintptr_t end, size_t size) {
   void *want = (void *)end;
   void *p = mmap(want, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0);
@@ -135,19 +125,34 @@ static bool default_remap(void *addr, size_t old_size, size_t new_size, void *de
     if (!ok && errno == EFAULT && new_size > old_size) ok = remap_extend((uintptr_t)addr + old_size, new_size - old_size);
   } else {
     ok = mremap(addr, old_size, new_size, MREMAP_MAYMOVE | MREMAP_FIXED, dest) != MAP_FAILED;
-    if (!ok && errno == EFAULT && new_size >= old_size) {
-      /* What moved goes back if the rest cannot: the old range is released
-       * only on success. Moving back into the range just vacated fails only
-       * when the kernel is out of memory for its own maps. */
-      size_t moved = remap_pieces((uintptr_t)addr, (uintptr_t)dest, old_size);
-      ok = moved == old_size;
-      if (!ok && moved && remap_pieces((uintptr_t)dest, (uintptr_t)addr, moved) != moved) {
-        static const char msg[] = "tidalloc: fatal: a mapping moved in part could not be moved back\n";
-        os_write_stderr(msg, sizeof msg - 1);
-        abort();
-      }
-    }
   }
+  errno = saved;
+  return ok;
+}
+
+/* A move of pages the caller can lose, over any number of VMAs: piece by
+ * piece, each as long as one mremap takes (found by halving from what is
+ * left; kernels from 6.17 take several VMAs at once, and may then stop
+ * halfway). MREMAP_DONTUNMAP leaves the source mapped (and empty), so no
+ * other thread can map anything there while the move is under way or after
+ * it fails; on success the source is unmapped here. Kernels before 5.7
+ * refuse the flag: nothing moves. */
+static bool default_move(void *addr, size_t size, void *dest) {
+  COUNT(cnt_remaps);
+  int saved = errno;
+  uintptr_t from = (uintptr_t)addr, to = (uintptr_t)dest;
+  size_t done = 0, page = os_page();
+  bool ok = true;
+  while (ok && done < size) {
+    size_t n = size - done;
+    while (mremap((void *)(from + done), n, n, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,
+                  (void *)(to + done)) == MAP_FAILED) {
+      if (errno != EFAULT || n <= page) { ok = false; break; }
+      n = td_align_down(n / 2, page);
+    }
+    if (ok) done += n;
+  }
+  if (ok) munmap(addr, size);
   errno = saved;
   return ok;
 }
@@ -183,7 +188,7 @@ uint64_t os_ticks_ns(uint64_t ticks) {
 const os_hooks_t os_hooks_default = {
   .map = default_map, .unmap = default_unmap, .purge = default_purge,
   .hugify = default_hugify, .now_ns = default_now_ns, .commit = default_commit,
-  .remap = default_remap, .thread_create = default_thread_create,
+  .remap = default_remap, .move = default_move, .thread_create = default_thread_create,
 };
 const os_hooks_t *os_hooks = &os_hooks_default;
 

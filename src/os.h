@@ -51,6 +51,12 @@ typedef struct os_hooks_s {
    * a mapping of new_size bytes the caller reserved, which it replaces
    * (MREMAP_FIXED). The old range is released only on success. */
   bool (*remap)(void *addr, size_t old_size, size_t new_size, void *dest);
+  /* Move the pages of [addr, addr + size), a range whose contents the
+   * caller can lose (a cached mapping), onto dest, inside a mapping the
+   * caller holds, replacing what is there; the range may span several
+   * mappings. On success the source range is released. On failure both
+   * stay mapped, and what either holds is undefined. */
+  bool (*move)(void *addr, size_t size, void *dest);
   /* Start a thread with every signal blocked (the background worker and the
    * pressure watcher); 0 or an errno value, like pthread_create. */
   int (*thread_create)(void *thread, void *(*fn)(void *), void *arg);
@@ -104,6 +110,7 @@ void *os_reserve_none(size_t size);
 TD_INLINE bool os_remap(void *addr, size_t old_size, size_t new_size, void *dest) {
   return os_hooks->remap(addr, old_size, new_size, dest);
 }
+TD_INLINE bool os_move(void *addr, size_t size, void *dest) { return os_hooks->move(addr, size, dest); }
 /* Label a mapping in /proc/PID/maps as [anon:NAME] where the kernel allows. */
 void os_name(void *addr, size_t size, const char *name);
 

@@ -81,6 +81,12 @@ static bool f_remap(void *a, size_t old_size, size_t new_size, void *dest) {
                             __ATOMIC_RELAXED);
   return ok;
 }
+static bool f_move(void *a, size_t size, void *dest) {
+  if (inject(F_REMAP)) return false;
+  bool ok = os_hooks_default.move(a, size, dest);
+  if (ok) __atomic_fetch_sub(&mapped_net, (int64_t)td_align_up(size, os_page()), __ATOMIC_RELAXED);   /* dest was counted by its map */
+  return ok;
+}
 static int f_thread(void *t, void *(*fn)(void *), void *arg) {
   return inject(F_THREAD) ? EAGAIN : os_hooks_default.thread_create(t, fn, arg);
 }
@@ -265,7 +271,7 @@ int main(void) {
   static os_hooks_t h;
   h = os_hooks_default;
   h.map = f_map; h.unmap = f_unmap; h.purge = f_purge; h.hugify = f_hugify;
-  h.commit = f_commit; h.remap = f_remap; h.thread_create = f_thread;
+  h.commit = f_commit; h.remap = f_remap; h.move = f_move; h.thread_create = f_thread;
   int64_t acc0 = accounted();
   os_hooks_set(&h);
   free(malloc(1));

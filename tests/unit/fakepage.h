@@ -55,6 +55,11 @@ static bool fakepage_remap(void *a, size_t old_size, size_t new_size, void *dest
   return os_hooks_default.remap(a, td_align_up(old_size, fakepage_size), td_align_up(new_size, fakepage_size), dest);
 }
 
+static bool fakepage_move(void *a, size_t size, void *dest) {
+  if (!fakepage_ok("move", a, size, false) || !fakepage_ok("move dest", dest, size, false)) return false;
+  return os_hooks_default.move(a, td_align_up(size, fakepage_size), dest);
+}
+
 static void fakepage_hooks(os_hooks_t *h) {
   const char *e = getenv("TIDAL_TEST_OS_PAGE");
   fakepage_size = e ? (size_t)strtoul(e, NULL, 0) : 0;
@@ -69,6 +74,7 @@ static void fakepage_hooks(os_hooks_t *h) {
     h->page_size = fakepage_size;
     h->map = fakepage_map; h->unmap = fakepage_unmap; h->purge = fakepage_purge;
     h->hugify = fakepage_hugify; h->commit = fakepage_commit; h->remap = fakepage_remap;
+    h->move = fakepage_move;
   }
   fakepage_base = *h;
 }

@@ -144,6 +144,23 @@ static bool fake_remap(void *p, size_t old_size, size_t new_size, void *d) {
   return true;
 }
 
+/* A move of pages the caller can lose (os_move): recorded as a remap of
+ * equal sizes; the destination must be mapped, the source is released. */
+static bool fake_move(void *p, size_t size, void *d) {
+  uintptr_t a = (uintptr_t)p, dest = (uintptr_t)d;
+  if (!in_arena(a, size)) FAIL("move outside the arena: %#lx", (unsigned long)a);
+  rec_t *r = record(R_REMAP, a, size);
+  r->new_len = size;
+  r->dest = dest;
+  if (!vm_is(a, size, 1)) FAIL("move of %#lx (+%zu) that is not wholly mapped", (unsigned long)a, size);
+  if (!vm_is(dest, size, 1)) FAIL("move onto %#lx that the caller does not hold", (unsigned long)dest);
+  if (fail_move) return false;
+  memcpy(d, p, size);
+  vm_unmap(a, size);
+  r->ok = true;
+  return true;
+}
+
 /* Hugify requests, counted apart from recs (which list what the cache does). */
 static int nhuge_on, nhuge_off;
 static size_t huge_on_len;
@@ -546,7 +563,8 @@ TEST(grow_largest_by_move) {
   end();
 }
 
-/* ... and when the OS refuses both, the cached mapping is unmapped and the
+/* ... and when the OS refuses both (and the move of its pages that a cached
+ * mapping may have, os_move), the cached mapping is unmapped and the
  * request maps afresh, leaking nothing. */
 TEST(grow_largest_fails_maps_fresh) {
   uintptr_t S = begin(8);
@@ -558,13 +576,14 @@ TEST(grow_largest_fails_maps_fresh) {
   char *r = huge_alloc(8 * MiB, 0, false);
   CHECK(r != NULL);
   CHECK(span_of(r)->zeroed);
-  int kinds[] = { R_REMAP, R_MAP, R_UNMAP, R_REMAP, R_UNMAP, R_UNMAP, R_MAP, R_UNMAP };
-  CHECK_EQ(nrec, 8);
-  for (int i = 0; i < 8; i++) CHECK_EQ(recs[i].kind, kinds[i]);
-  CHECK(!recs[0].ok && !recs[3].ok);
-  CHECK_EQX(recs[4].addr, recs[1].addr);             /* the reservation goes */
-  CHECK_EQ(recs[4].len, 8 * MiB);
-  REC(5, R_UNMAP, S, 4 * MiB);                       /* then the cached mapping */
+  int kinds[] = { R_REMAP, R_MAP, R_UNMAP, R_REMAP, R_REMAP, R_UNMAP, R_UNMAP, R_MAP, R_UNMAP };
+  CHECK_EQ(nrec, 9);
+  for (int i = 0; i < 9; i++) CHECK_EQ(recs[i].kind, kinds[i]);
+  CHECK(!recs[0].ok && !recs[3].ok && !recs[4].ok);
+  REMAP_REC(4, S, 4 * MiB, 4 * MiB, recs[1].addr, false);   /* os_move: the pages alone */
+  CHECK_EQX(recs[5].addr, recs[1].addr);             /* the reservation goes */
+  CHECK_EQ(recs[5].len, 8 * MiB);
+  REC(6, R_UNMAP, S, 4 * MiB);                       /* then the cached mapping */
   CHECK(vm_is(S, 4 * MiB, 0));
   CHECK_EQ(hs().cached_count, 0);
   CHECK_ACCOUNTED();
@@ -991,6 +1010,7 @@ int main(int argc, char **argv) {
   h.map = fake_map;
   h.unmap = fake_unmap;
   h.remap = fake_remap;
+  h.move = fake_move;
   h.purge = fake_purge;
   h.hugify = fake_hugify;
   h.now_ns = fake_clock;

@@ -1,15 +1,12 @@
 /* The OS layer's default hooks on real memory, where the kernel's rules
- * matter: mremap takes one VMA at a time (EFAULT when a range spans several,
- * as a huge mapping does once part of it is advised for huge pages), and
- * os_remap must still grow such a range in place or move it, with its
- * contents, releasing the old range only on success. The ranges here are
+ * matter: mremap grows only a range within one VMA (EFAULT when it spans
+ * several, as a huge mapping does once its front is advised for huge
+ * pages). os_remap must still grow such a range in place, and refuse to
+ * move it with nothing moved; os_move (pages a cache can lose) must move
+ * it, releasing the source only on success. The ranges here are
  * split into two VMAs by making their front read-only (qemu-user ignores
- * madvise, but not mprotect); /proc/self/maps confirms the split, so no case passes on a range
- * the kernel would have taken whole anyway. Not covered: a piece that
- * fails halfway through a move, and the pieces moved back. A hole would
- * make a piece fail on older kernels, but recent ones (6.18 here) move a
- * range over several VMAs in one call, holes and all, and a failure for
- * want of kernel memory cannot be arranged. */
+ * madvise, but not mprotect); /proc/self/maps confirms the split, so no
+ * case passes on a range the kernel would have taken whole anyway. */
 #include "os.h"
 #include "unit.h"
 #include <errno.h>
@@ -92,18 +89,35 @@ TEST(grow_in_place_blocked) {
   CHECK_EQ(munmap(p, n * page + page), 0);
 }
 
-/* Moving with growth: onto the caller's reservation, piece by piece, the
- * contents with it; the old range is released, the reservation's tail kept. */
+/* A move with growth of such a range: refused whole, nothing moved (the
+ * caller copies a live block instead). */
+TEST(remap_move_over_two_vmas_refused) {
+  size_t n = 8;
+  char *p = split_mapping(n);
+  char *d = mmap(NULL, 2 * n * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  CHECK(d != MAP_FAILED);
+  CHECK(!os_remap(p, n * page, 2 * n * page, d));
+  check_marks(p, n);
+  CHECK(mapped((uintptr_t)d, 2 * n * page));
+  CHECK_EQ(munmap(p, n * page), 0);
+  CHECK_EQ(munmap(d, 2 * n * page), 0);
+}
+
+/* os_move takes it (a cached mapping's pages): onto the caller's mapping,
+ * the pages with it; the source is released, the rest of the destination
+ * kept. */
 TEST(move_over_two_vmas) {
   size_t n = 8;
   char *p = split_mapping(n);
   char *d = mmap(NULL, 3 * n * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   CHECK(d != MAP_FAILED);
-  CHECK(os_remap(p, n * page, 3 * n * page, d));
-  check_marks(d, n);
+  errno = 1234;
+  CHECK(os_move(p, n * page, d + n * page));
+  CHECK_EQ(errno, 1234);
+  check_marks(d + n * page, n);
   CHECK(unmapped((uintptr_t)p, n * page));
   CHECK(mapped((uintptr_t)d, 3 * n * page));
-  for (size_t i = n; i < 3 * n; i++) CHECK_EQ(d[i * page], 0);
+  for (size_t i = 0; i < n; i++) CHECK_EQ(d[i * page], 0);
   CHECK_EQ(munmap(d, 3 * n * page), 0);
 }
 
