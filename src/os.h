@@ -1,11 +1,11 @@
 /*
  * os.h — the only module that talks to the kernel.
  *
- * What it is: thin wrappers for mapping, purging, hugifying and remapping
- * memory, the clock, futexes, randomness, environment and stderr. Mapping,
- * purging, hugifying, remapping and the clock go through a hooks table
- * (os_hooks_t) so unit tests can drive the layers above with fake memory and
- * fake time.
+ * What it is: thin wrappers for mapping, purging, hugifying, remapping and
+ * moving memory, the clock, futexes, randomness, environment and stderr.
+ * Mapping, purging, hugifying, remapping, moving and the clock go through a
+ * hooks table (os_hooks_t) so unit tests can drive the layers above with
+ * fake memory and fake time.
  * Two rules hold for every call here, because malloc and free reach them:
  * - none is a thread-cancellation point: calls that libc makes cancellable
  *   (read, write, open, close, getrandom) are issued as raw system calls;
