@@ -230,7 +230,7 @@ TD_INLINE block_t *span_pop(span_t *s) {
     if ((uintptr_t)b == SPAN_FREE_END) return NULL;
     span_corrupt(b, s, "malloc");
   }
-  __builtin_prefetch((const void *)next, 1, 3);   /* the next pop's block (see below) */
+  __builtin_prefetch((const void *)next, 1, 3);   /* the next pop's block (see above) */
   return span_unlink(s, NULL, b, next);
 #else
   if (TD_UNLIKELY(b == NULL)) return NULL;
