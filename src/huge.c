@@ -144,8 +144,8 @@ static span_t *cache_take_donors(size_t need) {
 
 /* Move the donors' pages over s's range [off, s->bytes), front first; a
  * donor's unused rest (or the whole of one the kernel would not move) goes
- * back to the cache. Returns the bytes moved. */
-static size_t donors_move(span_t *s, size_t off, span_t *d) {
+ * back to the cache. */
+static void donors_move(span_t *s, size_t off, span_t *d) {
   size_t moved = 0;
   span_t *back = NULL;
   while (d) {
@@ -169,7 +169,6 @@ static size_t donors_move(span_t *s, size_t off, span_t *d) {
   }
   mappings.donated += moved;
   mutex_unlock(&huge_lock);
-  return moved;
 }
 
 size_t huge_remap_min = HUGE_REMAP_MIN;
