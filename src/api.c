@@ -13,6 +13,7 @@
 #include "meta.h"
 #include "os.h"
 #include "pagemap.h"
+#include "percpu.h"
 #include "runcache.h"
 #include "safety.h"
 #include "sizeclass.h"
@@ -52,6 +53,9 @@ static void init_layers(void) {
   secure_init();
   heap_init();
   uheap_init();
+#if TIDAL_PERCPU
+  percpu_init();
+#endif
   background_init();
 }
 
@@ -193,12 +197,40 @@ static TD_NOINLINE void *small_sampled(heap_t *h, void *p, size_t size, unsigned
 
 /* The malloc fast path: a pop, then (heap profiling) the byte countdown,
  * which never crosses zero while profiling is off (prof_left = INT64_MAX). */
-TD_INLINE void *small_alloc(size_t size, unsigned cls) {
+TD_INLINE void *small_alloc_heap(size_t size, unsigned cls) {
   heap_t *h = tls_heap;
   void *p = heap_pop(h, h->cur[cls], cls);
   if (TD_UNLIKELY(p == NULL)) return small_slow(size, cls);
   if (TD_LIKELY((h->prof_left -= (int64_t)size) >= 0)) return p;
   return small_sampled(h, p, size, cls);
+}
+
+#if TIDAL_PERCPU
+/* The TIDAL_PERCPU experiment (percpu.h): an empty list is refilled from
+ * the shared heap; with the lists off, the thread heaps serve. */
+static TD_NOINLINE void *small_percpu_slow(size_t size, unsigned cls) {
+  void *p = percpu_alloc_slow(cls);
+  return p ? p : small_alloc_heap(size, cls);
+}
+#endif
+
+/* A class that malloc's table resolves (1..PCPU_MAX_CLASS): the per-CPU
+ * lists first in the TIDAL_PERCPU experiment. */
+TD_INLINE void *small_alloc_lookup(size_t size, unsigned cls) {
+#if TIDAL_PERCPU
+  void *p = percpu_alloc(cls);
+  return TD_LIKELY(p != NULL) ? p : small_percpu_slow(size, cls);
+#else
+  return small_alloc_heap(size, cls);
+#endif
+}
+
+/* Any small class. */
+TD_INLINE void *small_alloc(size_t size, unsigned cls) {
+#if TIDAL_PERCPU
+  if (cls <= PCPU_MAX_CLASS) return small_alloc_lookup(size, cls);
+#endif
+  return small_alloc_heap(size, cls);
 }
 
 /* Large requests count down too (their path is slow anyway); a thread that
@@ -254,7 +286,7 @@ static TD_NOINLINE void *alloc_generic(size_t size, size_t align, bool zero) {
 /* ---- malloc / free ------------------------------------------------------------ */
 
 TD_EXPORT void *malloc(size_t size) {
-  if (TD_LIKELY(size <= SC_LOOKUP_MAX)) return small_alloc(size, sc_lookup[size]);
+  if (TD_LIKELY(size <= SC_LOOKUP_MAX)) return small_alloc_lookup(size, sc_lookup[size]);
   return alloc_generic(size, 0, false);
 }
 
@@ -360,6 +392,14 @@ TD_INLINE void free_inline(void *p, size_t size, enum free_mode mode, const char
 #else
   span_t *s = pagemap_lookup(p);
 #endif
+#if TIDAL_PERCPU
+  if (s->owner == pcpu.shared && TD_LIKELY(!span_block_bad(s, p))) {   /* a block of the per-CPU lists' classes */
+    if (mode != FREE_PLAIN && TD_UNLIKELY(sized_bad(heap_block_size(s), size, true, mode)))
+      sized_report(p, size, heap_block_size(s), fn);
+    percpu_free(s->cls, p);
+    return;
+  }
+#endif
   heap_t *h = tls_heap;
 #if TIDAL_CHECKS
   if (s->owner == h && TD_LIKELY(!span_block_bad_local(s, p))) {   /* s is never NULL here */
@@ -387,7 +427,7 @@ TD_EXPORT void *calloc(size_t n, size_t size) {
     return NULL;
   }
   if (TD_LIKELY(total <= SC_LOOKUP_MAX)) {
-    void *p = small_alloc(total, sc_lookup[total]);
+    void *p = small_alloc_lookup(total, sc_lookup[total]);
     if (TD_LIKELY(p)) memset(p, 0, total);
     return p;
   }

@@ -353,6 +353,33 @@ void *heap_alloc_slow(heap_t *h, unsigned cls) {
   return heap_refill(h, cls);
 }
 
+/* ---- the shared heap (percpu.h) ------------------------------------------------ */
+
+const heap_t *heap_shared(void) { return global_heap; }
+
+size_t heap_shared_take(unsigned cls, void **out, size_t n) {
+  size_t i = 0;
+  mutex_lock(&global_lock);
+  if (__atomic_load_n(&global_heap->inbox, __ATOMIC_RELAXED)) heap_collect(global_heap);
+  for (; i < n; i++) {
+    void *p = heap_alloc_small(global_heap, cls);
+    if (!p) break;
+    out[i] = p;
+  }
+  mutex_unlock(&global_lock);
+  return i;
+}
+
+void heap_shared_give(void *const *blocks, size_t n) {
+  mutex_lock(&global_lock);
+  for (size_t i = 0; i < n; i++) {
+    span_t *s = pagemap_lookup(blocks[i]);
+    TD_DASSERT(s != NULL && s->owner == global_heap);
+    heap_free_local(global_heap, s, blocks[i]);
+  }
+  mutex_unlock(&global_lock);
+}
+
 /* ---- free slow paths ------------------------------------------------------ */
 
 /* After the owner pushed a block onto s and decremented used, when the span

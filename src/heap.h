@@ -153,6 +153,13 @@ TD_INLINE size_t heap_block_size(const span_t *s) { return s->size; }
  * h, or, for a thread without a heap (h is heap_empty), on the orphan
  * counters, pushing the block to its owner at once. */
 void heap_free_remote(heap_t *h, span_t *s, block_t *b);
+/* The shared heap (the global heap, under its lock) behind the per-CPU
+ * arrays of the TIDAL_PERCPU experiment (percpu.h): take up to n blocks of
+ * class cls (returns how many: fewer when memory is short), and give blocks
+ * of its slabs back (marked or not). */
+const heap_t *heap_shared(void);
+size_t heap_shared_take(unsigned cls, void **out, size_t n);
+void heap_shared_give(void *const *blocks, size_t n);
 /* Called (with no lock held) when a thread's heap has been pooled at its exit. */
 void heap_set_exit_hook(void (*hook)(void));
 
