@@ -154,7 +154,7 @@ TD_INLINE size_t heap_block_size(const span_t *s) { return s->size; }
  * counters, pushing the block to its owner at once. */
 void heap_free_remote(heap_t *h, span_t *s, block_t *b);
 /* The shared heap (the global heap, under its lock) behind the per-CPU
- * arrays of the TIDAL_PERCPU experiment (percpu.h): take up to n blocks of
+ * lists of the TIDAL_PERCPU experiment (percpu.h): take up to n blocks of
  * class cls (returns how many: fewer when memory is short), and give blocks
  * of its slabs back (marked or not). */
 const heap_t *heap_shared(void);
