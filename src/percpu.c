@@ -19,7 +19,11 @@ void percpu_init(void) {
   __atomic_store_n(&pcpu.limit, PCPU_MAX_CPUS, __ATOMIC_RELEASE);
 }
 
-void percpu_corrupt(void *b) { span_corrupt(b, pagemap_lookup(b), "malloc"); }
+void percpu_corrupt(unsigned cls) {
+  size_t cpu = percpu_rseq()->cpu_id;
+  void *b = (void *)(pcpu_heads[(cpu << PCPU_CPU_SHIFT) / sizeof(uintptr_t) + cls] & PCPU_ADDR_MASK);
+  span_corrupt(b, pagemap_lookup(b), "malloc");
+}
 
 void *percpu_alloc_slow(unsigned cls) {
   if (__atomic_load_n(&pcpu.limit, __ATOMIC_ACQUIRE) == 0) return NULL;

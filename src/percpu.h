@@ -119,8 +119,9 @@ TD_INLINE struct rseq *percpu_rseq(void) {
   "jmp %l[restart]\n\t"                                                  \
   ".popsection\n\t"
 
-/* A cached block's link does not decode to an aligned address: reported. */
-TD_COLD TD_NORETURN void percpu_corrupt(void *b);
+/* The first block of this CPU's list of cls has a link that does not
+ * decode to an aligned address: reported (as a write after free). */
+TD_COLD TD_NORETURN void percpu_corrupt(unsigned cls);
 
 /* Pop a block of class cls (1..PCPU_MAX_CLASS) from this CPU's list; NULL
  * when it is empty or the lists are off. The block keeps its marker. */
@@ -150,7 +151,7 @@ restart:
 miss:
   return NULL;
 corrupt:
-  percpu_corrupt(p);
+  percpu_corrupt(cls);   /* the head is not committed: it still names the block */
 }
 
 /* Push block p of class cls onto this CPU's list: false when it is full (or

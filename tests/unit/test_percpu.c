@@ -178,8 +178,10 @@ TEST(migration_loses_and_duplicates_nothing) {
   heap_shared_give(all, MIG_TOTAL);
 }
 
-/* A child that misuses a cached block must die with tidalloc's report. */
-static void dies_reporting(void (*misuse)(void), const char *words) {
+/* A child that misuses a cached block must die with tidalloc's report:
+ * what it wrote to stderr, which names words. */
+static const char *dies_reporting(void (*misuse)(void), const char *words) {
+  static char out[4096];
   int fd[2];
   CHECK(pipe(fd) == 0);
   fflush(NULL);
@@ -190,7 +192,6 @@ static void dies_reporting(void (*misuse)(void), const char *words) {
     _exit(0);
   }
   close(fd[1]);
-  char out[4096];
   size_t n = 0;
   ssize_t r;
   while (n < sizeof out - 1 && (r = read(fd[0], out + n, sizeof out - 1 - n)) > 0) n += (size_t)r;
@@ -200,6 +201,7 @@ static void dies_reporting(void (*misuse)(void), const char *words) {
   CHECK(waitpid(pid, &st, 0) == pid);
   CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
   if (!strstr(out, words)) FAIL("no \"%s\" in: %s", words, out);
+  return out;
 }
 
 static void double_free(void) {
@@ -210,6 +212,7 @@ static void double_free(void) {
 
 static void write_after_free(void) {
   void *p = malloc(48);
+  fprintf(stderr, "block %p\n", p);
   free(p);
   memset(p, 0, 8);       /* its link: zeros decode to the odd link key, always caught */
   (void)malloc(48);      /* pops it */
@@ -218,7 +221,13 @@ static void write_after_free(void) {
 TEST(checks_still_hold) {
   pin(first_cpu());
   dies_reporting(double_free, "double free");
-  dies_reporting(write_after_free, "malloc");
+  const char *out = dies_reporting(write_after_free, "in malloc");
+  /* The report names the block whose link was overwritten. */
+  void *p;
+  char want[64];
+  CHECK(sscanf(out, "block %p", &p) == 1);
+  snprintf(want, sizeof want, "write after free of %p", p);
+  if (!strstr(out, want)) FAIL("no \"%s\" in: %s", want, out);
 }
 
 int main(int argc, char **argv) {
